@@ -1,0 +1,50 @@
+//! The session engine of sessiond, with no I/O of its own.
+//!
+//! - [`token`]: 256-bit session tokens and the SHA-256 keys stores index by.
+//! - [`record`]: what a store keeps for a session (and for a user).
+//! - [`policy`]: idle timeout, absolute lifetime and sliding renewal.
+//! - [`store`]: the [`SessionStore`] / [`UserStore`] contract and [`StoreError`].
+//! - [`manager`]: [`SessionManager`], the rules of create, verify, renew,
+//!   cycle and revoke on top of any store.
+//! - [`memory`]: [`MemoryStore`], for tests and development.
+//! - `testing` (feature `testing`): the conformance suite every store runs,
+//!   and test helpers.
+//!
+//! ```
+//! # tokio_test();
+//! # fn tokio_test() {
+//! # let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+//! # rt.block_on(async {
+//! use std::sync::Arc;
+//! use sessiond_core::{ExpiryPolicy, MemoryStore, NewSession, SessionManager};
+//!
+//! let sessions = SessionManager::new(Arc::new(MemoryStore::new()), ExpiryPolicy::default());
+//! let (token, _) = sessions
+//!     .create(NewSession { user_id: "alice".into(), roles: vec!["user".into()], ..Default::default() })
+//!     .await?;
+//! let verified = sessions.verify(&token.expose()).await?.expect("live");
+//! assert_eq!(verified.session.record.user_id, "alice");
+//! # Ok::<(), sessiond_core::StoreError>(())
+//! # }).unwrap();
+//! # }
+//! ```
+
+pub mod manager;
+pub mod memory;
+pub mod ops;
+pub mod policy;
+pub mod record;
+pub mod store;
+pub mod time;
+pub mod token;
+
+#[cfg(feature = "testing")]
+pub mod testing;
+
+pub use manager::{NewSession, Session, SessionManager, Verified};
+pub use memory::MemoryStore;
+pub use policy::ExpiryPolicy;
+pub use record::{AttributeChange, ClientMeta, SessionRecord, UserRecord};
+pub use store::{Backend, BoxError, CycleChanges, Renewal, SessionStore, StoreError, UserStore};
+pub use time::{Clock, ManualClock, Millis, SystemClock};
+pub use token::{SessionKey, SessionToken, TokenError};

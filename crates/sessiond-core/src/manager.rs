@@ -1,0 +1,236 @@
+//! The session engine: the rules of creating, verifying, renewing, cycling
+//! and revoking sessions, over any [`SessionStore`]. No I/O of its own.
+
+use std::sync::Arc;
+
+use crate::policy::ExpiryPolicy;
+use crate::record::{AttributeChange, ClientMeta, SessionRecord};
+use crate::store::{CycleChanges, Renewal, SessionStore, StoreError};
+use crate::time::{Clock, Millis, SystemClock};
+use crate::token::{SessionKey, SessionToken, random_secret};
+
+/// A verified, live session: its key and its record as of this request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Session {
+    /// The store key (also the public handle, via [`SessionKey::handle`]).
+    pub key: SessionKey,
+    /// The record.
+    pub record: SessionRecord,
+}
+
+/// The result of [`SessionManager::verify`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Verified {
+    /// The session.
+    pub session: Session,
+    /// Whether this verification renewed the idle expiry (the caller should
+    /// refresh the cookie's Max-Age).
+    pub renewed: bool,
+}
+
+/// What a new session needs.
+#[derive(Debug, Clone, Default)]
+pub struct NewSession {
+    /// The user.
+    pub user_id: String,
+    /// The user's roles.
+    pub roles: Vec<String>,
+    /// Client metadata.
+    pub client: ClientMeta,
+}
+
+/// The engine: expiry policy, clock and store.
+#[derive(Clone)]
+pub struct SessionManager {
+    store: Arc<dyn SessionStore>,
+    policy: ExpiryPolicy,
+    clock: Arc<dyn Clock>,
+}
+
+impl std::fmt::Debug for SessionManager {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionManager")
+            .field("store", &self.store.backend_name())
+            .field("policy", &self.policy)
+            .finish_non_exhaustive()
+    }
+}
+
+/// How many times a create retries after a key collision. A collision of
+/// 256-bit random tokens means a broken random source, so after a few
+/// attempts the error is passed on instead of looping.
+const CREATE_ATTEMPTS: usize = 3;
+
+impl SessionManager {
+    /// An engine with the system clock.
+    pub fn new(store: Arc<dyn SessionStore>, policy: ExpiryPolicy) -> Self {
+        Self {
+            store,
+            policy,
+            clock: Arc::new(SystemClock),
+        }
+    }
+
+    /// Replaces the clock (tests use a [`crate::ManualClock`]).
+    #[must_use]
+    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// The expiry policy.
+    pub fn policy(&self) -> &ExpiryPolicy {
+        &self.policy
+    }
+
+    /// The store.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.store
+    }
+
+    /// Now, by the engine's clock.
+    pub fn now(&self) -> Millis {
+        self.clock.now()
+    }
+
+    /// Creates a session under a fresh token.
+    pub async fn create(&self, new: NewSession) -> Result<(SessionToken, Session), StoreError> {
+        let now = self.now();
+        let record = SessionRecord {
+            user_id: new.user_id,
+            roles: new.roles,
+            created_at: now,
+            last_seen: now,
+            idle_expires_at: self.policy.initial_idle_expiry(now),
+            absolute_expires_at: self.policy.absolute_expiry(now),
+            csrf_secret: random_secret(),
+            client: new.client,
+            attributes: Default::default(),
+            version: 1,
+        };
+        let mut attempt = 0;
+        loop {
+            let token = SessionToken::generate();
+            let key = token.key();
+            match self.store.create(&key, &record).await {
+                Ok(()) => return Ok((token, Session { key, record })),
+                Err(StoreError::Conflict) if attempt + 1 < CREATE_ATTEMPTS => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Verifies a presented token: `None` for a malformed, unknown or expired
+    /// one. One store round trip, plus one write only when a renewal is due.
+    pub async fn verify(&self, token: &str) -> Result<Option<Verified>, StoreError> {
+        let Ok(token) = SessionToken::parse(token) else {
+            return Ok(None);
+        };
+        self.verify_key(token.key()).await
+    }
+
+    /// [`SessionManager::verify`] for an already parsed key.
+    pub async fn verify_key(&self, key: SessionKey) -> Result<Option<Verified>, StoreError> {
+        let now = self.now();
+        let Some(mut record) = self.store.load(&key, now).await? else {
+            return Ok(None);
+        };
+        let mut renewed = false;
+        if self.policy.needs_renewal(&record, now) {
+            match self.store.renew(&key, now, &self.policy).await? {
+                Renewal::Extended { idle_expires_at } => {
+                    record.idle_expires_at = idle_expires_at;
+                    record.last_seen = now;
+                    record.version += 1;
+                    renewed = true;
+                }
+                Renewal::NotNeeded => {}
+                // Deleted between the load and the renew: logout wins.
+                Renewal::Gone => return Ok(None),
+            }
+        }
+        Ok(Some(Verified {
+            session: Session { key, record },
+            renewed,
+        }))
+    }
+
+    /// Moves a session to a fresh token (login, privilege change); the old
+    /// token is dead at once. The CSRF secret is replaced too.
+    pub async fn cycle(
+        &self,
+        old: &SessionKey,
+        roles: Option<Vec<String>>,
+    ) -> Result<(SessionToken, Session), StoreError> {
+        let changes = CycleChanges {
+            roles,
+            csrf_secret: Some(random_secret()),
+        };
+        let mut attempt = 0;
+        loop {
+            let token = SessionToken::generate();
+            let key = token.key();
+            match self.store.cycle(old, &key, self.now(), &changes).await {
+                Ok(record) => return Ok((token, Session { key, record })),
+                Err(StoreError::Conflict) if attempt + 1 < CREATE_ATTEMPTS => attempt += 1,
+                Err(e) => return Err(e),
+            }
+        }
+    }
+
+    /// Field-level attribute update; see [`SessionStore::update_attributes`].
+    pub async fn update_attributes(
+        &self,
+        key: &SessionKey,
+        changes: &[AttributeChange],
+        if_version: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.store
+            .update_attributes(key, self.now(), changes, if_version)
+            .await
+    }
+
+    /// Ends one session (logout).
+    pub async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        self.store.delete(key).await
+    }
+
+    /// The user's live sessions, newest first.
+    pub async fn list_for_user(&self, user_id: &str) -> Result<Vec<Session>, StoreError> {
+        let mut sessions: Vec<Session> = self
+            .store
+            .list_by_user(user_id, self.now())
+            .await?
+            .into_iter()
+            .map(|(key, record)| Session { key, record })
+            .collect();
+        sessions.sort_by(|a, b| {
+            b.record
+                .created_at
+                .cmp(&a.record.created_at)
+                .then(a.key.cmp(&b.key))
+        });
+        Ok(sessions)
+    }
+
+    /// Ends all of the user's sessions but `except` (log out everywhere).
+    pub async fn revoke_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionKey>,
+    ) -> Result<usize, StoreError> {
+        self.store.delete_by_user(user_id, except).await
+    }
+
+    /// Ends one of the user's sessions by its public key; `NotFound` if the
+    /// session is not the user's (so one user cannot probe another's handles).
+    pub async fn revoke_one(&self, user_id: &str, key: &SessionKey) -> Result<(), StoreError> {
+        match self.store.load(key, self.now()).await? {
+            Some(record) if record.user_id == user_id => {
+                self.store.delete(key).await?;
+                Ok(())
+            }
+            _ => Err(StoreError::NotFound),
+        }
+    }
+}

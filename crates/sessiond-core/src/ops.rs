@@ -1,0 +1,66 @@
+//! The record-level steps of renew, update and cycle, shared by stores that
+//! hold a whole record inside a lock or a transaction (memory, file), so that
+//! the rules live in one place. Redis applies the same rules in Lua.
+
+use crate::policy::ExpiryPolicy;
+use crate::record::{AttributeChange, SessionRecord};
+use crate::store::{CycleChanges, Renewal, StoreError};
+use crate::time::Millis;
+
+/// Renews `record` in place if the policy says so.
+pub fn renew(record: &mut SessionRecord, now: Millis, policy: &ExpiryPolicy) -> Renewal {
+    if !record.is_live(now) {
+        return Renewal::Gone;
+    }
+    if !policy.needs_renewal(record, now) {
+        return Renewal::NotNeeded;
+    }
+    record.idle_expires_at = policy.renewed_idle_expiry(now, record.absolute_expires_at);
+    record.last_seen = now;
+    record.version += 1;
+    Renewal::Extended {
+        idle_expires_at: record.idle_expires_at,
+    }
+}
+
+/// Applies attribute changes in place; returns the new version.
+pub fn update_attributes(
+    record: &mut SessionRecord,
+    now: Millis,
+    changes: &[AttributeChange],
+    if_version: Option<u64>,
+) -> Result<u64, StoreError> {
+    if !record.is_live(now) {
+        return Err(StoreError::NotFound);
+    }
+    if if_version.is_some_and(|v| v != record.version) {
+        return Err(StoreError::Conflict);
+    }
+    for change in changes {
+        match &change.value {
+            Some(v) => record.attributes.insert(change.name.clone(), v.clone()),
+            None => record.attributes.remove(&change.name),
+        };
+    }
+    record.version += 1;
+    Ok(record.version)
+}
+
+/// Applies a cycle's changes to the record that moves to the new key.
+pub fn cycle(
+    record: &mut SessionRecord,
+    now: Millis,
+    changes: &CycleChanges,
+) -> Result<(), StoreError> {
+    if !record.is_live(now) {
+        return Err(StoreError::NotFound);
+    }
+    if let Some(roles) = &changes.roles {
+        record.roles.clone_from(roles);
+    }
+    if let Some(secret) = &changes.csrf_secret {
+        record.csrf_secret.clone_from(secret);
+    }
+    record.version += 1;
+    Ok(())
+}

@@ -1,0 +1,107 @@
+//! What a store keeps for one session.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+use crate::time::Millis;
+
+/// Where a session was created from, for the "your devices" view.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ClientMeta {
+    /// The client's IP address as the server saw it.
+    pub ip: Option<String>,
+    /// The `User-Agent` header, truncated by the server.
+    pub user_agent: Option<String>,
+}
+
+/// One session as stored.
+///
+/// Times are milliseconds since the Unix epoch. `attributes` holds the
+/// application's own data, one value per name; stores update it field by
+/// field ([`AttributeChange`]) so that concurrent requests changing
+/// different names never overwrite each other.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SessionRecord {
+    /// The user this session authenticates.
+    pub user_id: String,
+    /// The user's roles when the session was created or last cycled.
+    pub roles: Vec<String>,
+    /// When the session was created.
+    pub created_at: Millis,
+    /// When the session was last renewed (accurate to the renewal threshold:
+    /// renewal, not every request, writes it).
+    pub last_seen: Millis,
+    /// The session ends at this time unless it is renewed first.
+    pub idle_expires_at: Millis,
+    /// The session ends at this time whatever happens.
+    pub absolute_expires_at: Millis,
+    /// The per-session secret CSRF tokens are checked against.
+    pub csrf_secret: String,
+    /// Client metadata for the device list.
+    pub client: ClientMeta,
+    /// Application attributes.
+    pub attributes: BTreeMap<String, String>,
+    /// Incremented by every write; lets a caller detect a concurrent change.
+    pub version: u64,
+}
+
+impl SessionRecord {
+    /// Whether the session is still live at `now`.
+    pub fn is_live(&self, now: Millis) -> bool {
+        now < self.idle_expires_at && now < self.absolute_expires_at
+    }
+
+    /// When the session ends if nothing renews it.
+    pub fn expires_at(&self) -> Millis {
+        self.idle_expires_at.min(self.absolute_expires_at)
+    }
+
+    /// Whether the session has the given role.
+    pub fn has_role(&self, role: &str) -> bool {
+        self.roles.iter().any(|r| r == role)
+    }
+}
+
+/// One field-level change to a session's attributes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AttributeChange {
+    /// The attribute's name.
+    pub name: String,
+    /// The new value, or `None` to remove the attribute.
+    pub value: Option<String>,
+}
+
+impl AttributeChange {
+    /// Sets `name` to `value`.
+    pub fn set(name: impl Into<String>, value: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            value: Some(value.into()),
+        }
+    }
+
+    /// Removes `name`.
+    pub fn remove(name: impl Into<String>) -> Self {
+        Self {
+            name: name.into(),
+            value: None,
+        }
+    }
+}
+
+/// A user account as the server stores it, next to the sessions so that every
+/// node sharing a store sees the same users.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UserRecord {
+    /// The login name (also the sessions' `user_id`).
+    pub name: String,
+    /// The password's argon2id hash in PHC string form.
+    pub password_hash: String,
+    /// The user's roles; the first is the primary role.
+    pub roles: Vec<String>,
+    /// When the account was created.
+    pub created_at: Millis,
+    /// When the account (for example its password) last changed.
+    pub updated_at: Millis,
+}

@@ -1,0 +1,161 @@
+//! The store contract every backend implements, and its error type.
+
+use async_trait::async_trait;
+
+use crate::policy::ExpiryPolicy;
+use crate::record::{AttributeChange, SessionRecord, UserRecord};
+use crate::time::Millis;
+use crate::token::SessionKey;
+
+/// A boxed error from a backend, kept as the source of a [`StoreError`].
+pub type BoxError = Box<dyn std::error::Error + Send + Sync + 'static>;
+
+/// What can go wrong in a store call.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum StoreError {
+    /// The session (or user) does not exist, or has expired.
+    #[error("not found")]
+    NotFound,
+    /// The write conflicts with existing data: a key that already exists,
+    /// or a version that changed since it was read.
+    #[error("conflict")]
+    Conflict,
+    /// The store cannot be reached or did not answer in time. Retryable.
+    #[error("store unavailable")]
+    Unavailable(#[source] BoxError),
+    /// The store answered with data sessiond cannot decode.
+    #[error("corrupt data in the store: {0}")]
+    Corrupt(String, #[source] Option<BoxError>),
+}
+
+impl StoreError {
+    /// Wraps a backend error that means the store cannot be used right now.
+    pub fn unavailable(e: impl Into<BoxError>) -> Self {
+        Self::Unavailable(e.into())
+    }
+
+    /// Whether retrying the same call may succeed.
+    pub fn is_retryable(&self) -> bool {
+        matches!(self, Self::Unavailable(_))
+    }
+}
+
+/// The outcome of [`SessionStore::renew`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Renewal {
+    /// The idle expiry was extended to `idle_expires_at` and `last_seen` set.
+    Extended {
+        /// The new idle expiry.
+        idle_expires_at: Millis,
+    },
+    /// Not under the threshold (or capped by the absolute expiry): nothing written.
+    NotNeeded,
+    /// The session does not exist or has expired.
+    Gone,
+}
+
+/// The changes [`SessionStore::cycle`] makes while moving a session.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CycleChanges {
+    /// New roles (a privilege change), or `None` to keep them.
+    pub roles: Option<Vec<String>>,
+    /// A new CSRF secret, or `None` to keep it.
+    pub csrf_secret: Option<String>,
+}
+
+/// Where sessions live.
+///
+/// Every method is atomic with respect to the others. Stores are clock-free:
+/// the engine passes `now`, and a store must never return a session that is
+/// expired at that `now`, even if no sweeper has removed it yet.
+#[async_trait]
+pub trait SessionStore: Send + Sync + 'static {
+    /// Stores a new session. Fails with [`StoreError::Conflict`] if the key
+    /// exists (never overwrites). Durable once it returns `Ok`.
+    async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError>;
+
+    /// The live session under `key`, or `None`.
+    async fn load(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+    ) -> Result<Option<SessionRecord>, StoreError>;
+
+    /// Extends the idle expiry if, and only if, `policy` says a renewal is due
+    /// at `now`; the check and the write are one atomic step.
+    async fn renew(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+        policy: &ExpiryPolicy,
+    ) -> Result<Renewal, StoreError>;
+
+    /// Applies field-level attribute changes to a live session and returns its
+    /// new version. With `if_version`, fails with [`StoreError::Conflict`]
+    /// unless the stored version matches. A missing or expired session gives
+    /// [`StoreError::NotFound`]: an update never resurrects a deleted session.
+    async fn update_attributes(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+        changes: &[AttributeChange],
+        if_version: Option<u64>,
+    ) -> Result<u64, StoreError>;
+
+    /// Deletes a session; `true` if it existed.
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError>;
+
+    /// Moves a live session from `old` to `new` in one step, applying
+    /// `changes`; the old key is dead when this returns. [`StoreError::NotFound`]
+    /// if `old` is not live, [`StoreError::Conflict`] if `new` exists.
+    async fn cycle(
+        &self,
+        old: &SessionKey,
+        new: &SessionKey,
+        now: Millis,
+        changes: &CycleChanges,
+    ) -> Result<SessionRecord, StoreError>;
+
+    /// The user's live sessions.
+    async fn list_by_user(
+        &self,
+        user_id: &str,
+        now: Millis,
+    ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError>;
+
+    /// Deletes all of a user's sessions except `except`; returns how many.
+    async fn delete_by_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionKey>,
+    ) -> Result<usize, StoreError>;
+
+    /// Removes up to `limit` sessions expired at `now`; returns how many.
+    /// Stores whose backend expires keys by itself may do nothing.
+    async fn sweep(&self, now: Millis, limit: usize) -> Result<usize, StoreError>;
+
+    /// Answers `Ok` when the store can serve requests (readiness).
+    async fn ping(&self) -> Result<(), StoreError>;
+
+    /// A short name for logs and metrics ("memory", "file", "redis").
+    fn backend_name(&self) -> &'static str;
+}
+
+/// Where user accounts live (in the same backend as the sessions, so every
+/// node sharing a store sees the same users).
+#[async_trait]
+pub trait UserStore: Send + Sync + 'static {
+    /// Adds a user; [`StoreError::Conflict`] if the name is taken.
+    async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// Replaces an existing user; [`StoreError::NotFound`] if there is none.
+    async fn update_user(&self, user: &UserRecord) -> Result<(), StoreError>;
+    /// The user with this name.
+    async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
+    /// Every user, sorted by name.
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+}
+
+/// A backend that stores both sessions and users.
+pub trait Backend: SessionStore + UserStore {}
+impl<T: SessionStore + UserStore> Backend for T {}

@@ -1,0 +1,918 @@
+//! The conformance suite every store must pass unchanged, and test helpers.
+//!
+//! A store's test file calls [`store_conformance_tests!`](crate::store_conformance_tests)
+//! with an async function that makes a fresh, empty store:
+//!
+//! ```ignore
+//! async fn make() -> (Arc<dyn Backend>, tempfile::TempDir) { ... }
+//! sessiond_core::store_conformance_tests!(make);
+//! ```
+//!
+//! Each case becomes its own named test. Time is a [`ManualClock`]; nothing sleeps.
+
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use proptest::prelude::*;
+
+use crate::policy::ExpiryPolicy;
+use crate::record::{AttributeChange, ClientMeta, SessionRecord, UserRecord};
+use crate::store::{Backend, CycleChanges, Renewal, SessionStore, StoreError};
+use crate::time::{Clock, ManualClock, Millis};
+use crate::token::{SessionKey, SessionToken};
+use crate::{NewSession, SessionManager};
+
+pub use proptest;
+pub use tokio;
+
+/// Counts calls to a store's methods and the writes renewal actually made.
+pub struct CountingStore<S: ?Sized> {
+    inner: Arc<S>,
+    /// Calls to `load`.
+    pub loads: AtomicUsize,
+    /// Calls to `renew`.
+    pub renew_calls: AtomicUsize,
+    /// `renew` calls that wrote (returned `Extended`).
+    pub renew_writes: AtomicUsize,
+}
+
+impl<S: SessionStore + ?Sized> CountingStore<S> {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<S>) -> Self {
+        Self {
+            inner,
+            loads: AtomicUsize::new(0),
+            renew_calls: AtomicUsize::new(0),
+            renew_writes: AtomicUsize::new(0),
+        }
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore + ?Sized> SessionStore for CountingStore<S> {
+    async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
+        self.inner.create(key, record).await
+    }
+    async fn load(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.loads.fetch_add(1, Ordering::SeqCst);
+        self.inner.load(key, now).await
+    }
+    async fn renew(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+        policy: &ExpiryPolicy,
+    ) -> Result<Renewal, StoreError> {
+        self.renew_calls.fetch_add(1, Ordering::SeqCst);
+        let r = self.inner.renew(key, now, policy).await?;
+        if matches!(r, Renewal::Extended { .. }) {
+            self.renew_writes.fetch_add(1, Ordering::SeqCst);
+        }
+        Ok(r)
+    }
+    async fn update_attributes(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+        changes: &[AttributeChange],
+        if_version: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.inner
+            .update_attributes(key, now, changes, if_version)
+            .await
+    }
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        self.inner.delete(key).await
+    }
+    async fn cycle(
+        &self,
+        old: &SessionKey,
+        new: &SessionKey,
+        now: Millis,
+        changes: &CycleChanges,
+    ) -> Result<SessionRecord, StoreError> {
+        self.inner.cycle(old, new, now, changes).await
+    }
+    async fn list_by_user(
+        &self,
+        user_id: &str,
+        now: Millis,
+    ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+        self.inner.list_by_user(user_id, now).await
+    }
+    async fn delete_by_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionKey>,
+    ) -> Result<usize, StoreError> {
+        self.inner.delete_by_user(user_id, except).await
+    }
+    async fn sweep(&self, now: Millis, limit: usize) -> Result<usize, StoreError> {
+        self.inner.sweep(now, limit).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.inner.ping().await
+    }
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
+}
+
+/// A record as a test would create it.
+pub fn sample_record(user: &str, now: Millis, policy: &ExpiryPolicy) -> SessionRecord {
+    SessionRecord {
+        user_id: user.to_owned(),
+        roles: vec!["user".to_owned()],
+        created_at: now,
+        last_seen: now,
+        idle_expires_at: policy.initial_idle_expiry(now),
+        absolute_expires_at: policy.absolute_expiry(now),
+        csrf_secret: crate::token::random_secret(),
+        client: ClientMeta {
+            ip: Some("127.0.0.1".into()),
+            user_agent: Some("conformance".into()),
+        },
+        attributes: BTreeMap::new(),
+        version: 1,
+    }
+}
+
+fn new_session(user: &str) -> NewSession {
+    NewSession {
+        user_id: user.into(),
+        roles: vec!["user".into()],
+        client: ClientMeta::default(),
+    }
+}
+
+/// A unique user name, so stores shared between cases (one Redis) never mix users.
+pub fn unique_user(prefix: &str) -> String {
+    format!("{prefix}-{}", &SessionToken::generate().expose()[..12])
+}
+
+fn engine(store: Arc<dyn SessionStore>) -> (SessionManager, ManualClock) {
+    let clock = ManualClock::starting_now();
+    (
+        SessionManager::new(store, ExpiryPolicy::default()).with_clock(Arc::new(clock.clone())),
+        clock,
+    )
+}
+
+const MINUTE: Duration = Duration::from_secs(60);
+
+/// The cases, one function each; the macro turns each into a test.
+#[allow(missing_docs, clippy::unwrap_used, clippy::expect_used)]
+pub mod cases {
+    use super::*;
+
+    pub async fn create_then_load_returns_the_same_record(store: Arc<dyn Backend>) {
+        let clock = ManualClock::starting_now();
+        let policy = ExpiryPolicy::default();
+        let key = SessionToken::generate().key();
+        let mut record = sample_record(&unique_user("u"), clock.now(), &policy);
+        record
+            .attributes
+            .insert("cart".into(), r#"{"items":[1,2]}"#.into());
+        store.create(&key, &record).await.unwrap();
+        assert_eq!(store.load(&key, clock.now()).await.unwrap(), Some(record));
+        assert_eq!(
+            store
+                .load(&SessionToken::generate().key(), clock.now())
+                .await
+                .unwrap(),
+            None
+        );
+    }
+
+    pub async fn create_refuses_to_overwrite_an_existing_key(store: Arc<dyn Backend>) {
+        let now = ManualClock::starting_now().now();
+        let policy = ExpiryPolicy::default();
+        let key = SessionToken::generate().key();
+        let first = sample_record(&unique_user("first"), now, &policy);
+        store.create(&key, &first).await.unwrap();
+        let second = sample_record(&unique_user("second"), now, &policy);
+        assert!(matches!(
+            store.create(&key, &second).await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(store.load(&key, now).await.unwrap(), Some(first));
+    }
+
+    pub async fn delete_ends_the_session(store: Arc<dyn Backend>) {
+        let (sessions, _clock) = engine(store.clone());
+        let (token, session) = sessions
+            .create(new_session(&unique_user("d")))
+            .await
+            .unwrap();
+        assert!(sessions.delete(&session.key).await.unwrap());
+        assert_eq!(sessions.verify(&token.expose()).await.unwrap(), None);
+        assert!(
+            !sessions.delete(&session.key).await.unwrap(),
+            "a second delete finds nothing"
+        );
+    }
+
+    pub async fn a_session_expires_after_the_idle_timeout(store: Arc<dyn Backend>) {
+        let (sessions, clock) = engine(store.clone());
+        let (token, _) = sessions
+            .create(new_session(&unique_user("idle")))
+            .await
+            .unwrap();
+        clock.advance(29 * MINUTE);
+        assert!(
+            sessions
+                .store()
+                .load(&token.key(), clock.now())
+                .await
+                .unwrap()
+                .is_some()
+        );
+        clock.advance(MINUTE);
+        assert_eq!(sessions.verify(&token.expose()).await.unwrap(), None);
+        assert_eq!(store.load(&token.key(), clock.now()).await.unwrap(), None);
+    }
+
+    pub async fn a_busy_session_still_ends_at_its_absolute_lifetime(store: Arc<dyn Backend>) {
+        let (sessions, clock) = engine(store.clone());
+        let (token, session) = sessions
+            .create(new_session(&unique_user("abs")))
+            .await
+            .unwrap();
+        let absolute = session.record.absolute_expires_at;
+        // A request every 4 minutes keeps it from idling out...
+        while clock.now() + 4 * 60_000 < absolute {
+            clock.advance(4 * MINUTE);
+            let v = sessions
+                .verify(&token.expose())
+                .await
+                .unwrap()
+                .expect("still live");
+            assert!(v.session.record.idle_expires_at <= absolute);
+        }
+        // ...but not past its absolute expiry.
+        clock.advance(4 * MINUTE);
+        assert_eq!(sessions.verify(&token.expose()).await.unwrap(), None);
+    }
+
+    pub async fn renewal_writes_only_under_the_threshold(store: Arc<dyn Backend>) {
+        let counting = Arc::new(CountingStore::new(store.clone()));
+        let (sessions, clock) = engine(counting.clone());
+        let (token, created) = sessions
+            .create(new_session(&unique_user("renew")))
+            .await
+            .unwrap();
+        // 24 minutes of requests every 30 seconds: 6+ minutes remain, no write.
+        for _ in 0..48 {
+            clock.advance(Duration::from_secs(30));
+            assert!(
+                !sessions
+                    .verify(&token.expose())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .renewed
+            );
+        }
+        assert_eq!(counting.renew_writes.load(Ordering::SeqCst), 0);
+        assert_eq!(
+            counting.loads.load(Ordering::SeqCst),
+            48,
+            "one load per verification"
+        );
+        let stored = store
+            .load(&token.key(), clock.now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.version, created.record.version, "no write happened");
+        // Into the threshold: exactly one write, then quiet again for a window.
+        clock.advance(2 * MINUTE);
+        let v = sessions.verify(&token.expose()).await.unwrap().unwrap();
+        assert!(v.renewed);
+        assert_eq!(v.session.record.idle_expires_at, clock.now() + 30 * 60_000);
+        for _ in 0..20 {
+            clock.advance(Duration::from_secs(30));
+            assert!(
+                !sessions
+                    .verify(&token.expose())
+                    .await
+                    .unwrap()
+                    .unwrap()
+                    .renewed
+            );
+        }
+        assert_eq!(counting.renew_writes.load(Ordering::SeqCst), 1);
+        // The store itself refuses a renewal that is not due.
+        assert_eq!(
+            store
+                .renew(&token.key(), clock.now(), sessions.policy())
+                .await
+                .unwrap(),
+            Renewal::NotNeeded
+        );
+        let stored = store
+            .load(&token.key(), clock.now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(stored.idle_expires_at, v.session.record.idle_expires_at);
+        assert_eq!(stored.last_seen, v.session.record.last_seen);
+    }
+
+    pub async fn renewing_a_deleted_or_expired_session_changes_nothing(store: Arc<dyn Backend>) {
+        let (sessions, clock) = engine(store.clone());
+        let (token, session) = sessions
+            .create(new_session(&unique_user("gone")))
+            .await
+            .unwrap();
+        sessions.delete(&session.key).await.unwrap();
+        clock.advance(27 * MINUTE);
+        assert_eq!(
+            store
+                .renew(&token.key(), clock.now(), sessions.policy())
+                .await
+                .unwrap(),
+            Renewal::Gone
+        );
+        assert_eq!(store.load(&token.key(), clock.now()).await.unwrap(), None);
+        let (token, _) = sessions
+            .create(new_session(&unique_user("gone")))
+            .await
+            .unwrap();
+        clock.advance(31 * MINUTE);
+        assert_eq!(
+            store
+                .renew(&token.key(), clock.now(), sessions.policy())
+                .await
+                .unwrap(),
+            Renewal::Gone
+        );
+    }
+
+    pub async fn cycle_moves_the_session_and_kills_the_old_token(store: Arc<dyn Backend>) {
+        let (sessions, _clock) = engine(store.clone());
+        let user = unique_user("cycle");
+        let (old, session) = sessions.create(new_session(&user)).await.unwrap();
+        sessions
+            .update_attributes(&session.key, &[AttributeChange::set("cart", "3")], None)
+            .await
+            .unwrap();
+        let (new, moved) = sessions
+            .cycle(&session.key, Some(vec!["admin".into()]))
+            .await
+            .unwrap();
+        assert_ne!(new, old);
+        assert_eq!(
+            sessions.verify(&old.expose()).await.unwrap(),
+            None,
+            "the old token is dead"
+        );
+        let v = sessions
+            .verify(&new.expose())
+            .await
+            .unwrap()
+            .expect("the new token is live");
+        assert_eq!(v.session.record.roles, vec!["admin".to_owned()]);
+        assert_eq!(
+            v.session.record.attributes.get("cart").map(String::as_str),
+            Some("3")
+        );
+        assert_eq!(v.session.record.created_at, session.record.created_at);
+        assert_ne!(
+            moved.record.csrf_secret, session.record.csrf_secret,
+            "a new CSRF secret"
+        );
+        let listed: Vec<SessionKey> = sessions
+            .list_for_user(&user)
+            .await
+            .unwrap()
+            .into_iter()
+            .map(|s| s.key)
+            .collect();
+        assert_eq!(listed, vec![new.key()], "the user index follows the move");
+    }
+
+    pub async fn cycle_refuses_a_dead_source_or_a_taken_target(store: Arc<dyn Backend>) {
+        let (sessions, clock) = engine(store.clone());
+        let (_, a) = sessions
+            .create(new_session(&unique_user("ca")))
+            .await
+            .unwrap();
+        let (_, b) = sessions
+            .create(new_session(&unique_user("cb")))
+            .await
+            .unwrap();
+        let changes = CycleChanges::default();
+        assert!(matches!(
+            store.cycle(&a.key, &b.key, clock.now(), &changes).await,
+            Err(StoreError::Conflict)
+        ));
+        assert!(
+            store.load(&a.key, clock.now()).await.unwrap().is_some(),
+            "a failed cycle keeps the source"
+        );
+        let fresh = SessionToken::generate().key();
+        let missing = SessionToken::generate().key();
+        assert!(matches!(
+            store.cycle(&missing, &fresh, clock.now(), &changes).await,
+            Err(StoreError::NotFound)
+        ));
+        clock.advance(31 * MINUTE);
+        assert!(matches!(
+            store.cycle(&a.key, &fresh, clock.now(), &changes).await,
+            Err(StoreError::NotFound)
+        ));
+        assert_eq!(
+            store.load(&fresh, clock.now()).await.unwrap(),
+            None,
+            "an expired session is not revived"
+        );
+    }
+
+    pub async fn listing_by_user_shows_only_that_users_live_sessions(store: Arc<dyn Backend>) {
+        let (sessions, clock) = engine(store.clone());
+        let alice = unique_user("alice");
+        let bob = unique_user("bob");
+        let (_, a1) = sessions.create(new_session(&alice)).await.unwrap();
+        clock.advance(20 * MINUTE);
+        let (_, a2) = sessions.create(new_session(&alice)).await.unwrap();
+        let (_, _b) = sessions.create(new_session(&bob)).await.unwrap();
+        let keys = |v: Vec<crate::Session>| v.into_iter().map(|s| s.key).collect::<Vec<_>>();
+        assert_eq!(
+            keys(sessions.list_for_user(&alice).await.unwrap()),
+            vec![a2.key, a1.key]
+        );
+        clock.advance(11 * MINUTE); // a1 idles out
+        assert_eq!(
+            keys(sessions.list_for_user(&alice).await.unwrap()),
+            vec![a2.key]
+        );
+        assert!(
+            sessions
+                .list_for_user(&unique_user("nobody"))
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn revoking_a_user_ends_all_sessions_or_all_but_one(store: Arc<dyn Backend>) {
+        let (sessions, _clock) = engine(store.clone());
+        let user = unique_user("rev");
+        let other = unique_user("other");
+        let mut tokens = Vec::new();
+        for _ in 0..5 {
+            tokens.push(sessions.create(new_session(&user)).await.unwrap().0);
+        }
+        let (other_token, _) = sessions.create(new_session(&other)).await.unwrap();
+        let keep = tokens[2].key();
+        assert_eq!(sessions.revoke_user(&user, Some(&keep)).await.unwrap(), 4);
+        for (i, t) in tokens.iter().enumerate() {
+            assert_eq!(
+                sessions.verify(&t.expose()).await.unwrap().is_some(),
+                i == 2
+            );
+        }
+        assert_eq!(sessions.revoke_user(&user, None).await.unwrap(), 1);
+        assert!(
+            sessions
+                .verify(&tokens[2].expose())
+                .await
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            sessions
+                .verify(&other_token.expose())
+                .await
+                .unwrap()
+                .is_some(),
+            "other users untouched"
+        );
+        // Revoking one session by handle works only for its owner.
+        let (t, s) = sessions.create(new_session(&user)).await.unwrap();
+        assert!(matches!(
+            sessions.revoke_one(&other, &s.key).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(sessions.verify(&t.expose()).await.unwrap().is_some());
+        sessions.revoke_one(&user, &s.key).await.unwrap();
+        assert!(sessions.verify(&t.expose()).await.unwrap().is_none());
+    }
+
+    pub async fn concurrent_updates_of_distinct_attributes_are_all_kept(store: Arc<dyn Backend>) {
+        let (sessions, _clock) = engine(store.clone());
+        let (token, session) = sessions
+            .create(new_session(&unique_user("conc")))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..100 {
+            let sessions = sessions.clone();
+            let key = session.key;
+            tasks.push(tokio::spawn(async move {
+                sessions
+                    .update_attributes(
+                        &key,
+                        &[AttributeChange::set(format!("attr{i}"), i.to_string())],
+                        None,
+                    )
+                    .await
+            }));
+        }
+        for t in tasks {
+            t.await.unwrap().unwrap();
+        }
+        let record = sessions
+            .verify(&token.expose())
+            .await
+            .unwrap()
+            .unwrap()
+            .session
+            .record;
+        assert_eq!(record.attributes.len(), 100, "no update was lost");
+        for i in 0..100 {
+            assert_eq!(
+                record.attributes.get(&format!("attr{i}")),
+                Some(&i.to_string())
+            );
+        }
+        assert_eq!(record.version, session.record.version + 100);
+    }
+
+    pub async fn an_update_after_delete_does_not_resurrect_the_session(store: Arc<dyn Backend>) {
+        let (sessions, clock) = engine(store.clone());
+        let (token, session) = sessions
+            .create(new_session(&unique_user("res")))
+            .await
+            .unwrap();
+        sessions.delete(&session.key).await.unwrap();
+        let r = sessions
+            .update_attributes(&session.key, &[AttributeChange::set("x", "1")], None)
+            .await;
+        assert!(matches!(r, Err(StoreError::NotFound)), "{r:?}");
+        assert_eq!(store.load(&token.key(), clock.now()).await.unwrap(), None);
+        // Racing: updates and a delete at once; afterwards the session is gone for good.
+        let (token, session) = sessions
+            .create(new_session(&unique_user("race")))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..20 {
+            let s = sessions.clone();
+            let key = session.key;
+            tasks.push(tokio::spawn(async move {
+                let _ = s
+                    .update_attributes(&key, &[AttributeChange::set(format!("a{i}"), "v")], None)
+                    .await;
+            }));
+        }
+        sessions.delete(&session.key).await.unwrap();
+        for t in tasks {
+            t.await.unwrap();
+        }
+        assert_eq!(
+            sessions.verify(&token.expose()).await.unwrap(),
+            None,
+            "logout wins"
+        );
+        assert!(
+            sessions
+                .list_for_user(&session.record.user_id)
+                .await
+                .unwrap()
+                .is_empty()
+        );
+    }
+
+    pub async fn an_update_with_a_stale_version_is_a_conflict(store: Arc<dyn Backend>) {
+        let (sessions, _clock) = engine(store.clone());
+        let (_, session) = sessions
+            .create(new_session(&unique_user("ver")))
+            .await
+            .unwrap();
+        let v1 = session.record.version;
+        let v2 = sessions
+            .update_attributes(&session.key, &[AttributeChange::set("a", "1")], Some(v1))
+            .await
+            .unwrap();
+        assert_eq!(v2, v1 + 1);
+        let stale = sessions
+            .update_attributes(&session.key, &[AttributeChange::set("a", "2")], Some(v1))
+            .await;
+        assert!(matches!(stale, Err(StoreError::Conflict)));
+        sessions
+            .update_attributes(&session.key, &[AttributeChange::remove("a")], Some(v2))
+            .await
+            .unwrap();
+        let record = store
+            .load(&session.key, sessions.now())
+            .await
+            .unwrap()
+            .unwrap();
+        assert!(record.attributes.is_empty());
+    }
+
+    pub async fn expired_sessions_are_never_returned_and_the_sweeper_removes_them(
+        store: Arc<dyn Backend>,
+    ) {
+        let (sessions, clock) = engine(store.clone());
+        let user = unique_user("sweep");
+        let (token, _) = sessions.create(new_session(&user)).await.unwrap();
+        clock.advance(31 * MINUTE);
+        assert_eq!(store.load(&token.key(), clock.now()).await.unwrap(), None);
+        assert!(
+            store
+                .list_by_user(&user, clock.now())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        let r = store
+            .update_attributes(
+                &token.key(),
+                clock.now(),
+                &[AttributeChange::set("a", "b")],
+                None,
+            )
+            .await;
+        assert!(matches!(r, Err(StoreError::NotFound)));
+        store.sweep(clock.now(), 10_000).await.unwrap();
+        // Even at an earlier time, a swept session stays gone (if the store sweeps at all).
+        let earlier = clock.now() - 31 * 60_000;
+        let after = store.load(&token.key(), earlier).await.unwrap();
+        assert!(
+            after.is_none() || store.backend_name() == "redis",
+            "swept sessions are removed"
+        );
+    }
+
+    pub async fn users_are_created_once_updated_and_listed(store: Arc<dyn Backend>) {
+        let name = unique_user("acct");
+        let user = UserRecord {
+            name: name.clone(),
+            password_hash: "$argon2id$v=19$m=19456,t=2,p=1$c2FsdA$aGFzaA".into(),
+            roles: vec!["user".into()],
+            created_at: 1,
+            updated_at: 1,
+        };
+        store.create_user(&user).await.unwrap();
+        assert!(matches!(
+            store.create_user(&user).await,
+            Err(StoreError::Conflict)
+        ));
+        assert_eq!(store.get_user(&name).await.unwrap(), Some(user.clone()));
+        let changed = UserRecord {
+            roles: vec!["admin".into()],
+            updated_at: 2,
+            ..user
+        };
+        store.update_user(&changed).await.unwrap();
+        assert_eq!(store.get_user(&name).await.unwrap(), Some(changed.clone()));
+        let ghost = UserRecord {
+            name: unique_user("ghost"),
+            ..changed
+        };
+        assert!(matches!(
+            store.update_user(&ghost).await,
+            Err(StoreError::NotFound)
+        ));
+        assert!(
+            store
+                .list_users()
+                .await
+                .unwrap()
+                .iter()
+                .any(|u| u.name == name)
+        );
+        assert_eq!(store.get_user(&ghost.name).await.unwrap(), None);
+        store.ping().await.unwrap();
+    }
+}
+
+/// One step of the random operation sequences.
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Create a session for user `u`.
+    Create(u8),
+    /// Load session slot `i`.
+    Load(u8),
+    /// Delete session slot `i`.
+    Delete(u8),
+    /// Set attribute `a` of slot `i` to a value, or remove it (`None`).
+    Set(u8, u8, Option<u8>),
+    /// Renew slot `i`.
+    Renew(u8),
+    /// Cycle slot `i` to a new key.
+    Cycle(u8),
+    /// Revoke all sessions of user `u`, except slot `i` if given.
+    RevokeUser(u8, Option<u8>),
+    /// Move the clock by this many minutes.
+    Advance(u8),
+}
+
+fn op_strategy() -> impl Strategy<Value = Op> {
+    prop_oneof![
+        3 => (0u8..3).prop_map(Op::Create),
+        3 => any::<u8>().prop_map(Op::Load),
+        1 => any::<u8>().prop_map(Op::Delete),
+        4 => (any::<u8>(), 0u8..4, proptest::option::weighted(0.75, any::<u8>())).prop_map(|(i, a, v)| Op::Set(i, a, v)),
+        2 => any::<u8>().prop_map(Op::Renew),
+        1 => any::<u8>().prop_map(Op::Cycle),
+        1 => (0u8..3, proptest::option::of(any::<u8>())).prop_map(|(u, i)| Op::RevokeUser(u, i)),
+        2 => (0u8..20).prop_map(Op::Advance),
+    ]
+}
+
+/// Runs random operation sequences against fresh stores from `make`, checking
+/// every answer against a model (a map of records updated by the [`crate::ops`] rules).
+#[allow(clippy::unwrap_used, clippy::expect_used)]
+pub fn check_against_model<F, Fut, G>(make: F, cases: u32)
+where
+    F: Fn() -> Fut,
+    Fut: Future<Output = (Arc<dyn Backend>, G)>,
+{
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let mut runner = proptest::test_runner::TestRunner::new(ProptestConfig {
+        cases,
+        ..ProptestConfig::default()
+    });
+    let result = runner.run(&proptest::collection::vec(op_strategy(), 1..60), |ops| {
+        rt.block_on(async {
+            let (store, _guard) = make().await;
+            run_model(store, ops).await
+        })
+    });
+    if let Err(e) = result {
+        panic!("store disagrees with the model: {e}");
+    }
+}
+
+async fn run_model(store: Arc<dyn Backend>, ops: Vec<Op>) -> Result<(), TestCaseError> {
+    let clock = ManualClock::starting_now();
+    let policy = ExpiryPolicy::default();
+    let users: Vec<String> = (0..3).map(|i| unique_user(&format!("m{i}"))).collect();
+    let mut slots: Vec<SessionKey> = Vec::new();
+    let mut model: HashMap<SessionKey, SessionRecord> = HashMap::new();
+    let pick = |slots: &Vec<SessionKey>, i: u8| {
+        (!slots.is_empty()).then(|| slots[i as usize % slots.len()])
+    };
+    for op in ops {
+        let now = clock.now();
+        model.retain(|_, r| r.is_live(now));
+        match op {
+            Op::Create(u) => {
+                let key = SessionToken::generate().key();
+                let record = sample_record(&users[u as usize], now, &policy);
+                store.create(&key, &record).await.unwrap();
+                model.insert(key, record);
+                slots.push(key);
+            }
+            Op::Load(i) => {
+                if let Some(key) = pick(&slots, i) {
+                    prop_assert_eq!(
+                        store.load(&key, now).await.unwrap(),
+                        model.get(&key).cloned()
+                    );
+                }
+            }
+            Op::Delete(i) => {
+                if let Some(key) = pick(&slots, i) {
+                    let existed = store.delete(&key).await.unwrap();
+                    // An expired session the store has not swept yet may still count as existing.
+                    if model.remove(&key).is_some() {
+                        prop_assert!(existed);
+                    }
+                }
+            }
+            Op::Set(i, a, v) => {
+                if let Some(key) = pick(&slots, i) {
+                    let change = [AttributeChange {
+                        name: format!("a{a}"),
+                        value: v.map(|v| v.to_string()),
+                    }];
+                    let got = store.update_attributes(&key, now, &change, None).await;
+                    match model.get_mut(&key) {
+                        Some(r) => prop_assert_eq!(
+                            got.unwrap(),
+                            crate::ops::update_attributes(r, now, &change, None).unwrap()
+                        ),
+                        None => prop_assert!(matches!(got, Err(StoreError::NotFound))),
+                    }
+                }
+            }
+            Op::Renew(i) => {
+                if let Some(key) = pick(&slots, i) {
+                    let got = store.renew(&key, now, &policy).await.unwrap();
+                    let want = model
+                        .get_mut(&key)
+                        .map_or(Renewal::Gone, |r| crate::ops::renew(r, now, &policy));
+                    prop_assert_eq!(got, want);
+                }
+            }
+            Op::Cycle(i) => {
+                if let Some(key) = pick(&slots, i) {
+                    let new = SessionToken::generate().key();
+                    let changes = CycleChanges {
+                        roles: Some(vec!["cycled".into()]),
+                        csrf_secret: None,
+                    };
+                    let got = store.cycle(&key, &new, now, &changes).await;
+                    match model.remove(&key) {
+                        Some(mut r) => {
+                            crate::ops::cycle(&mut r, now, &changes).unwrap();
+                            prop_assert_eq!(got.unwrap(), r.clone());
+                            model.insert(new, r);
+                            slots.push(new);
+                        }
+                        None => prop_assert!(matches!(got, Err(StoreError::NotFound))),
+                    }
+                }
+            }
+            Op::RevokeUser(u, except) => {
+                let user = &users[u as usize];
+                let except = except.and_then(|i| pick(&slots, i));
+                let removed = store.delete_by_user(user, except.as_ref()).await.unwrap();
+                let before = model.len();
+                model.retain(|k, r| &r.user_id != user || Some(*k) == except);
+                // Expired-but-unswept sessions may be counted by some stores; never fewer.
+                prop_assert!(removed >= before - model.len());
+            }
+            Op::Advance(m) => clock.advance(Duration::from_secs(u64::from(m) * 60)),
+        }
+        // After every step, every user's listing matches the model.
+        let now = clock.now();
+        for user in &users {
+            let mut got: Vec<SessionKey> = store
+                .list_by_user(user, now)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|(k, _)| k)
+                .collect();
+            let mut want: Vec<SessionKey> = model
+                .iter()
+                .filter(|(_, r)| &r.user_id == user && r.is_live(now))
+                .map(|(k, _)| *k)
+                .collect();
+            got.sort();
+            want.sort();
+            prop_assert_eq!(got, want);
+        }
+    }
+    Ok(())
+}
+
+/// Generates one test per conformance case for a store.
+///
+/// `$make` is an async function returning `(Arc<dyn Backend>, guard)`: a
+/// fresh store and whatever must live as long as it (a temporary directory).
+#[macro_export]
+macro_rules! store_conformance_tests {
+    ($make:path) => {
+        $crate::store_conformance_tests!(@cases $make;
+            create_then_load_returns_the_same_record,
+            create_refuses_to_overwrite_an_existing_key,
+            delete_ends_the_session,
+            a_session_expires_after_the_idle_timeout,
+            a_busy_session_still_ends_at_its_absolute_lifetime,
+            renewal_writes_only_under_the_threshold,
+            renewing_a_deleted_or_expired_session_changes_nothing,
+            cycle_moves_the_session_and_kills_the_old_token,
+            cycle_refuses_a_dead_source_or_a_taken_target,
+            listing_by_user_shows_only_that_users_live_sessions,
+            revoking_a_user_ends_all_sessions_or_all_but_one,
+            concurrent_updates_of_distinct_attributes_are_all_kept,
+            an_update_after_delete_does_not_resurrect_the_session,
+            an_update_with_a_stale_version_is_a_conflict,
+            expired_sessions_are_never_returned_and_the_sweeper_removes_them,
+            users_are_created_once_updated_and_listed
+        );
+
+        #[test]
+        fn random_operation_sequences_match_a_model() {
+            $crate::testing::check_against_model(|| async { $make().await }, 48);
+        }
+    };
+    (@cases $make:path; $($case:ident),* $(,)?) => {
+        $(
+            #[$crate::testing::tokio::test(flavor = "multi_thread", worker_threads = 2, crate = "sessiond_core::testing::tokio")]
+            async fn $case() {
+                let (store, _guard) = $make().await;
+                $crate::testing::cases::$case(store).await;
+            }
+        )*
+    };
+}
