@@ -1,0 +1,98 @@
+//! The one JSON error shape: `{"error":{"code":"...","message":"..."}}`.
+
+use axum::response::{IntoResponse, Response};
+use http::{HeaderValue, StatusCode, header};
+
+/// An error answer with a stable machine-readable `code`.
+#[derive(Debug, Clone)]
+pub struct ApiError {
+    /// The HTTP status.
+    pub status: StatusCode,
+    /// A stable code clients can match on (`unauthenticated`, `csrf_failed`, …).
+    pub code: &'static str,
+    /// A human-readable message (never contains secrets).
+    pub message: String,
+    /// Seconds for a `Retry-After` header (429, 503).
+    pub retry_after: Option<u64>,
+    /// A `WWW-Authenticate` challenge to send with a 401.
+    pub www_authenticate: Option<&'static str>,
+}
+
+impl ApiError {
+    /// An error with this status, code and message.
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        Self { status, code, message: message.into(), retry_after: None, www_authenticate: None }
+    }
+
+    /// 401: no valid session.
+    pub fn unauthenticated() -> Self {
+        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a valid session is required")
+    }
+
+    /// 403: authenticated but lacking a role.
+    pub fn forbidden() -> Self {
+        Self::new(StatusCode::FORBIDDEN, "forbidden", "this session lacks the role this route requires")
+    }
+
+    /// 403: CSRF check failed.
+    pub fn csrf_failed(why: &str) -> Self {
+        Self::new(StatusCode::FORBIDDEN, "csrf_failed", format!("CSRF check failed: {why}"))
+    }
+
+    /// 503: the session store cannot be reached; the client should retry, not
+    /// throw its session away.
+    pub fn store_unavailable() -> Self {
+        Self { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the session store is unavailable; retry shortly") }
+    }
+
+    /// 500 for a failure that is not the client's; the cause is logged, not sent.
+    pub fn internal() -> Self {
+        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+    }
+
+    /// Adds a `Retry-After`.
+    #[must_use]
+    pub fn with_retry_after(mut self, secs: u64) -> Self {
+        self.retry_after = Some(secs);
+        self
+    }
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+impl From<sessiond_core::StoreError> for ApiError {
+    fn from(e: sessiond_core::StoreError) -> Self {
+        use sessiond_core::StoreError as E;
+        match e {
+            E::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", "not found"),
+            E::Conflict => Self::new(StatusCode::CONFLICT, "conflict", "the session changed concurrently; retry"),
+            E::Unavailable(_) => Self::store_unavailable(),
+            e => {
+                tracing::error!(error = %e, "session store error");
+                Self::internal()
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let mut response = (self.status, axum::Json(body)).into_response();
+        let headers = response.headers_mut();
+        if let Some(secs) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        if let Some(challenge) = self.www_authenticate {
+            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+        }
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        response
+    }
+}

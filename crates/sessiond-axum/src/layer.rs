@@ -1,0 +1,302 @@
+//! [`SessionLayer`]: loads the session named by the cookie before the handler
+//! runs, and writes the cookie changes the handler asked for afterwards.
+
+use std::convert::Infallible;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::{HeaderValue, Request, header};
+use sessiond_core::{
+    AttributeChange, ClientMeta, NewSession, SessionManager, SessionRecord, StoreError, Verified,
+};
+use tower::{Layer, Service};
+
+use crate::cookie::CookieConfig;
+use crate::csrf;
+use crate::error::ApiError;
+
+/// Adds cookie sessions to a router.
+///
+/// For every request it reads the session cookie, verifies it (one store
+/// round trip; a renewal write only under the threshold) and puts a
+/// [`Session`] into the request extensions. If the store cannot be reached it
+/// answers 503 `store_unavailable` at once: the request is never passed on as
+/// anonymous (which would make clients drop a valid session) nor as
+/// authenticated (unchecked).
+///
+/// ```no_run
+/// # use std::sync::Arc;
+/// # use axum::{Router, routing::get};
+/// # use sessiond_core::{ExpiryPolicy, MemoryStore, SessionManager};
+/// use sessiond_axum::{CurrentUser, SessionLayer};
+/// let sessions = SessionManager::new(Arc::new(MemoryStore::new()), ExpiryPolicy::default());
+/// let app: Router = Router::new()
+///     .route("/me", get(|user: CurrentUser| async move { user.user_id().to_owned() }))
+///     .layer(SessionLayer::new(sessions));
+/// ```
+#[derive(Clone)]
+pub struct SessionLayer {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
+    manager: SessionManager,
+    cookie: CookieConfig,
+}
+
+impl SessionLayer {
+    /// A layer over this engine with the default (secure) cookie.
+    pub fn new(manager: SessionManager) -> Self {
+        Self { shared: Arc::new(Shared { manager, cookie: CookieConfig::default() }) }
+    }
+
+    /// Sets the cookie configuration.
+    ///
+    /// # Warning
+    /// Turning `secure` off sends the session token in clear text over plain
+    /// HTTP; it is for local development only. It also drops the `__Host-`
+    /// prefix, which browsers refuse without `Secure`.
+    #[must_use]
+    pub fn with_cookie(mut self, mut cookie: CookieConfig) -> Self {
+        if !cookie.secure {
+            if let Some(rest) = cookie.name.strip_prefix("__Host-") {
+                cookie.name = rest.to_owned();
+            }
+        }
+        let manager = self.shared.manager.clone();
+        self.shared = Arc::new(Shared { manager, cookie });
+        self
+    }
+
+    /// The cookie configuration in force.
+    pub fn cookie(&self) -> &CookieConfig {
+        &self.shared.cookie
+    }
+}
+
+impl<S> Layer<S> for SessionLayer {
+    type Service = SessionService<S>;
+    fn layer(&self, inner: S) -> Self::Service {
+        SessionService { inner, shared: self.shared.clone() }
+    }
+}
+
+/// The service [`SessionLayer`] makes.
+#[derive(Clone)]
+pub struct SessionService<S> {
+    inner: S,
+    shared: Arc<Shared>,
+}
+
+/// What the handler asked to happen to the cookie.
+#[derive(Debug)]
+enum CookieChange {
+    Set { token: String, max_age: u64 },
+    Clear,
+}
+
+struct SessionState {
+    shared: Arc<Shared>,
+    current: Mutex<Option<Verified>>,
+    change: Mutex<Option<CookieChange>>,
+    client: ClientMeta,
+}
+
+/// The request's session: the verified record (if any) and the operations
+/// that change it. Extract it in a handler; [`SessionLayer`] must be installed.
+#[derive(Clone)]
+pub struct Session(Arc<SessionState>);
+
+impl std::fmt::Debug for Session {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Session").field("user", &self.record().map(|r| r.user_id)).finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+impl Session {
+    /// The live session's record, or `None` for an anonymous request.
+    pub fn record(&self) -> Option<SessionRecord> {
+        lock(&self.0.current).as_ref().map(|v| v.session.record.clone())
+    }
+
+    /// The live session (key and record), or `None`.
+    pub fn verified(&self) -> Option<sessiond_core::Session> {
+        lock(&self.0.current).as_ref().map(|v| v.session.clone())
+    }
+
+    /// The engine behind this layer.
+    pub fn manager(&self) -> &SessionManager {
+        &self.0.shared.manager
+    }
+
+    /// Client metadata of this request (IP and user agent).
+    pub fn client(&self) -> &ClientMeta {
+        &self.0.client
+    }
+
+    /// A CSRF token for this session, masked afresh on every call.
+    pub fn csrf_token(&self) -> Option<String> {
+        lock(&self.0.current).as_ref().map(|v| csrf::mask(&v.session.record.csrf_secret))
+    }
+
+    /// Logs a user in: ends the request's current session, if any (no session
+    /// fixation: the new session never reuses a token the client presented),
+    /// creates a new one and sets its cookie.
+    pub async fn login(&self, user_id: &str, roles: Vec<String>) -> Result<SessionRecord, StoreError> {
+        if let Some(old) = self.verified() {
+            self.manager().delete(&old.key).await?;
+        }
+        let new = NewSession { user_id: user_id.to_owned(), roles, client: self.0.client.clone() };
+        let (token, session) = self.manager().create(new).await?;
+        let record = session.record.clone();
+        self.replace(token.expose(), session);
+        Ok(record)
+    }
+
+    /// Moves the session to a fresh token (privilege change, password change);
+    /// the old token is dead at once. Returns `NotFound` without a session.
+    pub async fn cycle(&self, roles: Option<Vec<String>>) -> Result<(), StoreError> {
+        let current = self.verified().ok_or(StoreError::NotFound)?;
+        let (token, session) = self.manager().cycle(&current.key, roles).await?;
+        self.replace(token.expose(), session);
+        Ok(())
+    }
+
+    /// Ends the session and clears the cookie.
+    pub async fn logout(&self) -> Result<(), StoreError> {
+        if let Some(current) = self.verified() {
+            self.manager().delete(&current.key).await?;
+        }
+        *lock(&self.0.current) = None;
+        *lock(&self.0.change) = Some(CookieChange::Clear);
+        Ok(())
+    }
+
+    /// Field-level attribute changes; concurrent requests changing other
+    /// attributes are never overwritten. Returns the new version.
+    pub async fn update(&self, changes: &[AttributeChange]) -> Result<u64, StoreError> {
+        let current = self.verified().ok_or(StoreError::NotFound)?;
+        let version = self.manager().update_attributes(&current.key, changes, None).await?;
+        if let Some(v) = lock(&self.0.current).as_mut() {
+            for c in changes {
+                match &c.value {
+                    Some(value) => v.session.record.attributes.insert(c.name.clone(), value.clone()),
+                    None => v.session.record.attributes.remove(&c.name),
+                };
+            }
+            v.session.record.version = version;
+        }
+        Ok(version)
+    }
+
+    fn replace(&self, token: String, session: sessiond_core::Session) {
+        let max_age = max_age_secs(&session.record, self.manager().now());
+        *lock(&self.0.current) = Some(Verified { session, renewed: false });
+        *lock(&self.0.change) = Some(CookieChange::Set { token, max_age });
+    }
+}
+
+/// Seconds until the session ends if not renewed.
+fn max_age_secs(record: &SessionRecord, now: u64) -> u64 {
+    record.expires_at().saturating_sub(now).div_ceil(1000)
+}
+
+impl<S> FromRequestParts<S> for Session
+where
+    S: Send + Sync,
+{
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        parts.extensions.get::<Session>().cloned().ok_or_else(|| {
+            tracing::error!("Session extractor used without SessionLayer");
+            ApiError::internal()
+        })
+    }
+}
+
+fn client_meta(req: &Request<Body>) -> ClientMeta {
+    let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let user_agent = req
+        .headers()
+        .get(header::USER_AGENT)
+        .and_then(|v| v.to_str().ok())
+        .map(|ua| ua.chars().take(256).collect());
+    ClientMeta { ip, user_agent }
+}
+
+impl<S> Service<Request<Body>> for SessionService<S>
+where
+    S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+{
+    type Response = Response;
+    type Error = Infallible;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, Infallible>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+        let clone = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, clone);
+        let shared = self.shared.clone();
+        Box::pin(async move {
+            let presented = shared.cookie.find(req.headers()).map(str::to_owned);
+            let verified = match &presented {
+                Some(token) => match shared.manager.verify(token).await {
+                    Ok(v) => v,
+                    Err(e) => {
+                        tracing::warn!(error = %e, "session store unavailable while verifying a session");
+                        return Ok(ApiError::from(e).into_response());
+                    }
+                },
+                None => None,
+            };
+            let renewed = verified.as_ref().is_some_and(|v| v.renewed);
+            let stale_cookie = presented.is_some() && verified.is_none();
+            let state = Arc::new(SessionState {
+                client: client_meta(&req),
+                shared: shared.clone(),
+                current: Mutex::new(verified),
+                change: Mutex::new(None),
+            });
+            req.extensions_mut().insert(Session(state.clone()));
+            let mut response = inner.call(req).await?;
+
+            let change = lock(&state.change).take();
+            let set_cookie = match change {
+                Some(CookieChange::Set { token, max_age }) => Some(shared.cookie.set(&token, max_age)),
+                Some(CookieChange::Clear) => Some(shared.cookie.clear()),
+                // The renewal moved the expiry: refresh the cookie's lifetime too.
+                None if renewed => match (&presented, lock(&state.current).as_ref()) {
+                    (Some(token), Some(v)) => {
+                        Some(shared.cookie.set(token, max_age_secs(&v.session.record, shared.manager.now())))
+                    }
+                    _ => None,
+                },
+                // A cookie for a session that is gone: tell the browser to drop it.
+                None if stale_cookie => Some(shared.cookie.clear()),
+                None => None,
+            };
+            if let Some(value) = set_cookie {
+                let headers = response.headers_mut();
+                headers.append(header::SET_COOKIE, value);
+                headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            }
+            Ok(response)
+        })
+    }
+}
