@@ -75,7 +75,9 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
-        Principal::of(&parts.extensions).map(CurrentUser).ok_or_else(ApiError::unauthenticated)
+        Principal::of(&parts.extensions)
+            .map(CurrentUser)
+            .ok_or_else(ApiError::unauthenticated)
     }
 }
 
@@ -103,7 +105,9 @@ pub struct RequireRoleLayer {
 impl RequireRoleLayer {
     /// Any authenticated caller.
     pub fn authenticated() -> Self {
-        Self { requirement: Requirement::Authenticated }
+        Self {
+            requirement: Requirement::Authenticated,
+        }
     }
 
     /// A caller with `role`.
@@ -113,7 +117,9 @@ impl RequireRoleLayer {
 
     /// A caller with at least one of `roles`.
     pub fn any_of<'a>(roles: impl IntoIterator<Item = &'a str>) -> Self {
-        Self { requirement: Requirement::AnyRole(roles.into_iter().map(str::to_owned).collect()) }
+        Self {
+            requirement: Requirement::AnyRole(roles.into_iter().map(str::to_owned).collect()),
+        }
     }
 
     fn check(&self, ext: &http::Extensions) -> Result<(), ApiError> {
@@ -129,7 +135,10 @@ impl RequireRoleLayer {
 impl<S> Layer<S> for RequireRoleLayer {
     type Service = RequireRole<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        RequireRole { inner, layer: self.clone() }
+        RequireRole {
+            inner,
+            layer: self.clone(),
+        }
     }
 }
 

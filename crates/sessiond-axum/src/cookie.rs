@@ -28,7 +28,11 @@ pub struct CookieConfig {
 
 impl Default for CookieConfig {
     fn default() -> Self {
-        Self { name: "__Host-sessiond".into(), secure: true, same_site: SameSite::Strict }
+        Self {
+            name: "__Host-sessiond".into(),
+            secure: true,
+            same_site: SameSite::Strict,
+        }
     }
 }
 
@@ -55,9 +59,13 @@ impl CookieConfig {
             SameSite::Lax => "Lax",
         };
         let secure = if self.secure { "; Secure" } else { "" };
-        let text = format!("{}={value}; Path=/{secure}; HttpOnly; SameSite={same_site}; Max-Age={max_age}", self.name);
+        let text = format!(
+            "{}={value}; Path=/{secure}; HttpOnly; SameSite={same_site}; Max-Age={max_age}",
+            self.name
+        );
         // The name is validated at configuration and the value is base64url.
-        HeaderValue::from_str(&text).unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
+        HeaderValue::from_str(&text)
+            .unwrap_or_else(|_| HeaderValue::from_static("invalid=; Max-Age=0"))
     }
 }
 
@@ -82,7 +90,10 @@ mod tests {
     fn finds_the_named_cookie_among_others_and_across_headers() {
         let mut h = HeaderMap::new();
         h.append(header::COOKIE, HeaderValue::from_static("a=1; b=2"));
-        h.append(header::COOKIE, HeaderValue::from_static("__Host-sessiond=tok; c=3"));
+        h.append(
+            header::COOKIE,
+            HeaderValue::from_static("__Host-sessiond=tok; c=3"),
+        );
         assert_eq!(find_cookie(&h, "__Host-sessiond"), Some("tok"));
         assert_eq!(find_cookie(&h, "b"), Some("2"));
         assert_eq!(find_cookie(&h, "missing"), None);
@@ -91,6 +102,9 @@ mod tests {
     #[test]
     fn set_cookie_carries_the_secure_defaults() {
         let c = CookieConfig::default().set("abc", 1800);
-        assert_eq!(c, "__Host-sessiond=abc; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=1800");
+        assert_eq!(
+            c,
+            "__Host-sessiond=abc; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=1800"
+        );
     }
 }

@@ -78,12 +78,17 @@ pub fn same_origin(headers: &HeaderMap, allowed_origins: &[String]) -> Result<()
             _ => Err("cross-site request"),
         };
     }
-    let Some(origin) = headers.get(header::ORIGIN) else { return Ok(()) };
+    let Some(origin) = headers.get(header::ORIGIN) else {
+        return Ok(());
+    };
     let origin = origin.to_str().map_err(|_| "unreadable Origin")?;
     if allowed_origins.iter().any(|o| o == origin) {
         return Ok(());
     }
-    let host = headers.get(header::HOST).and_then(|h| h.to_str().ok()).ok_or("Origin without Host")?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|h| h.to_str().ok())
+        .ok_or("Origin without Host")?;
     match origin.split_once("://") {
         Some(("https" | "http", rest)) if rest == host => Ok(()),
         _ => Err("Origin does not match this site"),
@@ -115,7 +120,10 @@ impl CsrfLayer {
 impl<S> Layer<S> for CsrfLayer {
     type Service = Csrf<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        Csrf { inner, allowed_origins: self.allowed_origins.clone() }
+        Csrf {
+            inner,
+            allowed_origins: self.allowed_origins.clone(),
+        }
     }
 }
 
@@ -130,7 +138,11 @@ fn is_form(headers: &HeaderMap) -> bool {
     headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.trim_start().to_ascii_lowercase().starts_with("application/x-www-form-urlencoded"))
+        .is_some_and(|ct| {
+            ct.trim_start()
+                .to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        })
 }
 
 impl<S> Service<Request<Body>> for Csrf<S>
@@ -149,20 +161,32 @@ where
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let safe = matches!(*req.method(), Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE);
+        let safe = matches!(
+            *req.method(),
+            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+        );
         let secret = if safe {
             None
         } else {
-            req.extensions().get::<Session>().and_then(Session::verified).map(|s| s.record.csrf_secret)
+            req.extensions()
+                .get::<Session>()
+                .and_then(Session::verified)
+                .map(|s| s.record.csrf_secret)
         };
-        let Some(secret) = secret else { return Box::pin(inner.call(req)) };
+        let Some(secret) = secret else {
+            return Box::pin(inner.call(req));
+        };
         let allowed = self.allowed_origins.clone();
         Box::pin(async move {
             if let Err(why) = same_origin(req.headers(), &allowed) {
                 tracing::warn!(target: "sessiond::security", event = "csrf_rejected", reason = why);
                 return Ok(ApiError::csrf_failed(why).into_response());
             }
-            let header_token = req.headers().get(CSRF_HEADER).and_then(|v| v.to_str().ok()).map(str::to_owned);
+            let header_token = req
+                .headers()
+                .get(CSRF_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
             let (token, req) = match header_token {
                 Some(t) => (Some(t), req),
                 None if is_form(req.headers()) => {
@@ -170,8 +194,12 @@ where
                     let bytes = match axum::body::to_bytes(body, MAX_FORM_BYTES).await {
                         Ok(b) => b,
                         Err(_) => {
-                            return Ok(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large", "form body too large")
-                                .into_response());
+                            return Ok(ApiError::new(
+                                StatusCode::PAYLOAD_TOO_LARGE,
+                                "payload_too_large",
+                                "form body too large",
+                            )
+                            .into_response());
                         }
                     };
                     let token = form_urlencoded_field(&bytes, CSRF_FIELD);

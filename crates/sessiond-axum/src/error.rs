@@ -21,33 +21,62 @@ pub struct ApiError {
 impl ApiError {
     /// An error with this status, code and message.
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into(), retry_after: None, www_authenticate: None }
+        Self {
+            status,
+            code,
+            message: message.into(),
+            retry_after: None,
+            www_authenticate: None,
+        }
     }
 
     /// 401: no valid session.
     pub fn unauthenticated() -> Self {
-        Self::new(StatusCode::UNAUTHORIZED, "unauthenticated", "a valid session is required")
+        Self::new(
+            StatusCode::UNAUTHORIZED,
+            "unauthenticated",
+            "a valid session is required",
+        )
     }
 
     /// 403: authenticated but lacking a role.
     pub fn forbidden() -> Self {
-        Self::new(StatusCode::FORBIDDEN, "forbidden", "this session lacks the role this route requires")
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "forbidden",
+            "this session lacks the role this route requires",
+        )
     }
 
     /// 403: CSRF check failed.
     pub fn csrf_failed(why: &str) -> Self {
-        Self::new(StatusCode::FORBIDDEN, "csrf_failed", format!("CSRF check failed: {why}"))
+        Self::new(
+            StatusCode::FORBIDDEN,
+            "csrf_failed",
+            format!("CSRF check failed: {why}"),
+        )
     }
 
     /// 503: the session store cannot be reached; the client should retry, not
     /// throw its session away.
     pub fn store_unavailable() -> Self {
-        Self { retry_after: Some(1), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "store_unavailable", "the session store is unavailable; retry shortly") }
+        Self {
+            retry_after: Some(1),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                "the session store is unavailable; retry shortly",
+            )
+        }
     }
 
     /// 500 for a failure that is not the client's; the cause is logged, not sent.
     pub fn internal() -> Self {
-        Self::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", "internal error")
+        Self::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error",
+        )
     }
 
     /// Adds a `Retry-After`.
@@ -60,7 +89,13 @@ impl ApiError {
 
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{} {}: {}", self.status.as_u16(), self.code, self.message)
+        write!(
+            f,
+            "{} {}: {}",
+            self.status.as_u16(),
+            self.code,
+            self.message
+        )
     }
 }
 
@@ -71,7 +106,11 @@ impl From<sessiond_core::StoreError> for ApiError {
         use sessiond_core::StoreError as E;
         match e {
             E::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", "not found"),
-            E::Conflict => Self::new(StatusCode::CONFLICT, "conflict", "the session changed concurrently; retry"),
+            E::Conflict => Self::new(
+                StatusCode::CONFLICT,
+                "conflict",
+                "the session changed concurrently; retry",
+            ),
             E::Unavailable(_) => Self::store_unavailable(),
             e => {
                 tracing::error!(error = %e, "session store error");
@@ -90,7 +129,10 @@ impl IntoResponse for ApiError {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if let Some(challenge) = self.www_authenticate {
-            headers.insert(header::WWW_AUTHENTICATE, HeaderValue::from_static(challenge));
+            headers.insert(
+                header::WWW_AUTHENTICATE,
+                HeaderValue::from_static(challenge),
+            );
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response

@@ -54,7 +54,12 @@ struct Shared {
 impl SessionLayer {
     /// A layer over this engine with the default (secure) cookie.
     pub fn new(manager: SessionManager) -> Self {
-        Self { shared: Arc::new(Shared { manager, cookie: CookieConfig::default() }) }
+        Self {
+            shared: Arc::new(Shared {
+                manager,
+                cookie: CookieConfig::default(),
+            }),
+        }
     }
 
     /// Sets the cookie configuration.
@@ -84,7 +89,10 @@ impl SessionLayer {
 impl<S> Layer<S> for SessionLayer {
     type Service = SessionService<S>;
     fn layer(&self, inner: S) -> Self::Service {
-        SessionService { inner, shared: self.shared.clone() }
+        SessionService {
+            inner,
+            shared: self.shared.clone(),
+        }
     }
 }
 
@@ -116,7 +124,9 @@ pub struct Session(Arc<SessionState>);
 
 impl std::fmt::Debug for Session {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Session").field("user", &self.record().map(|r| r.user_id)).finish_non_exhaustive()
+        f.debug_struct("Session")
+            .field("user", &self.record().map(|r| r.user_id))
+            .finish_non_exhaustive()
     }
 }
 
@@ -127,7 +137,9 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 impl Session {
     /// The live session's record, or `None` for an anonymous request.
     pub fn record(&self) -> Option<SessionRecord> {
-        lock(&self.0.current).as_ref().map(|v| v.session.record.clone())
+        lock(&self.0.current)
+            .as_ref()
+            .map(|v| v.session.record.clone())
     }
 
     /// The live session (key and record), or `None`.
@@ -147,17 +159,27 @@ impl Session {
 
     /// A CSRF token for this session, masked afresh on every call.
     pub fn csrf_token(&self) -> Option<String> {
-        lock(&self.0.current).as_ref().map(|v| csrf::mask(&v.session.record.csrf_secret))
+        lock(&self.0.current)
+            .as_ref()
+            .map(|v| csrf::mask(&v.session.record.csrf_secret))
     }
 
     /// Logs a user in: ends the request's current session, if any (no session
     /// fixation: the new session never reuses a token the client presented),
     /// creates a new one and sets its cookie.
-    pub async fn login(&self, user_id: &str, roles: Vec<String>) -> Result<SessionRecord, StoreError> {
+    pub async fn login(
+        &self,
+        user_id: &str,
+        roles: Vec<String>,
+    ) -> Result<SessionRecord, StoreError> {
         if let Some(old) = self.verified() {
             self.manager().delete(&old.key).await?;
         }
-        let new = NewSession { user_id: user_id.to_owned(), roles, client: self.0.client.clone() };
+        let new = NewSession {
+            user_id: user_id.to_owned(),
+            roles,
+            client: self.0.client.clone(),
+        };
         let (token, session) = self.manager().create(new).await?;
         let record = session.record.clone();
         self.replace(token.expose(), session);
@@ -187,11 +209,18 @@ impl Session {
     /// attributes are never overwritten. Returns the new version.
     pub async fn update(&self, changes: &[AttributeChange]) -> Result<u64, StoreError> {
         let current = self.verified().ok_or(StoreError::NotFound)?;
-        let version = self.manager().update_attributes(&current.key, changes, None).await?;
+        let version = self
+            .manager()
+            .update_attributes(&current.key, changes, None)
+            .await?;
         if let Some(v) = lock(&self.0.current).as_mut() {
             for c in changes {
                 match &c.value {
-                    Some(value) => v.session.record.attributes.insert(c.name.clone(), value.clone()),
+                    Some(value) => v
+                        .session
+                        .record
+                        .attributes
+                        .insert(c.name.clone(), value.clone()),
                     None => v.session.record.attributes.remove(&c.name),
                 };
             }
@@ -202,7 +231,10 @@ impl Session {
 
     fn replace(&self, token: String, session: sessiond_core::Session) {
         let max_age = max_age_secs(&session.record, self.manager().now());
-        *lock(&self.0.current) = Some(Verified { session, renewed: false });
+        *lock(&self.0.current) = Some(Verified {
+            session,
+            renewed: false,
+        });
         *lock(&self.0.change) = Some(CookieChange::Set { token, max_age });
     }
 }
@@ -227,7 +259,10 @@ where
 }
 
 fn client_meta(req: &Request<Body>) -> ClientMeta {
-    let ip = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip().to_string());
+    let ip = req
+        .extensions()
+        .get::<ConnectInfo<SocketAddr>>()
+        .map(|c| c.0.ip().to_string());
     let user_agent = req
         .headers()
         .get(header::USER_AGENT)
@@ -278,13 +313,17 @@ where
 
             let change = lock(&state.change).take();
             let set_cookie = match change {
-                Some(CookieChange::Set { token, max_age }) => Some(shared.cookie.set(&token, max_age)),
+                Some(CookieChange::Set { token, max_age }) => {
+                    Some(shared.cookie.set(&token, max_age))
+                }
                 Some(CookieChange::Clear) => Some(shared.cookie.clear()),
                 // The renewal moved the expiry: refresh the cookie's lifetime too.
                 None if renewed => match (&presented, lock(&state.current).as_ref()) {
-                    (Some(token), Some(v)) => {
-                        Some(shared.cookie.set(token, max_age_secs(&v.session.record, shared.manager.now())))
-                    }
+                    (Some(token), Some(v)) => Some(
+                        shared
+                            .cookie
+                            .set(token, max_age_secs(&v.session.record, shared.manager.now())),
+                    ),
                     _ => None,
                 },
                 // A cookie for a session that is gone: tell the browser to drop it.

@@ -12,7 +12,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use sessiond_core::testing::sample_record;
-use sessiond_core::{Clock, ExpiryPolicy, MemoryStore, SessionKey, SessionStore, SessionToken, SystemClock};
+use sessiond_core::{
+    Clock, ExpiryPolicy, MemoryStore, SessionKey, SessionStore, SessionToken, SystemClock,
+};
 use sessiond_store_file::{FileStore, FileStoreConfig};
 
 const TASKS: usize = 64;
@@ -40,8 +42,12 @@ async fn preload(store: &Arc<dyn SessionStore>, n: usize) -> Vec<SessionKey> {
                 if i >= keys.len() {
                     break;
                 }
-                let record = sample_record(&format!("user{}", i % 10_000), SystemClock.now(), &policy);
-                store.create(&keys[i], &record).await.expect("preload create");
+                let record =
+                    sample_record(&format!("user{}", i % 10_000), SystemClock.now(), &policy);
+                store
+                    .create(&keys[i], &record)
+                    .await
+                    .expect("preload create");
             }
         }));
     }
@@ -58,10 +64,17 @@ enum Phase {
     Create,
 }
 
-async fn run_phase(store: Arc<dyn SessionStore>, keys: Arc<Vec<SessionKey>>, phase: Phase) -> (f64, Duration, Duration) {
+async fn run_phase(
+    store: Arc<dyn SessionStore>,
+    keys: Arc<Vec<SessionKey>>,
+    phase: Phase,
+) -> (f64, Duration, Duration) {
     // Renew with a threshold as long as the idle timeout: every call is due
     // and writes (the worst case; in service a session renews once per window).
-    let renew_policy = ExpiryPolicy { renewal_threshold: ExpiryPolicy::default().idle_timeout, ..Default::default() };
+    let renew_policy = ExpiryPolicy {
+        renewal_threshold: ExpiryPolicy::default().idle_timeout,
+        ..Default::default()
+    };
     let clock = Arc::new(AtomicU64::new(SystemClock.now()));
     let deadline = Instant::now() + PHASE;
     let started = Instant::now();
@@ -81,11 +94,21 @@ async fn run_phase(store: Arc<dyn SessionStore>, keys: Arc<Vec<SessionKey>>, pha
                     }
                     Phase::Renew => {
                         let now = clock.fetch_add(1, Ordering::Relaxed) + 1;
-                        store.renew(&keys[i], now, &renew_policy).await.expect("renew");
+                        store
+                            .renew(&keys[i], now, &renew_policy)
+                            .await
+                            .expect("renew");
                     }
                     Phase::Create => {
-                        let record = sample_record("bench-create", SystemClock.now(), &ExpiryPolicy::default());
-                        store.create(&SessionToken::generate().key(), &record).await.expect("create");
+                        let record = sample_record(
+                            "bench-create",
+                            SystemClock.now(),
+                            &ExpiryPolicy::default(),
+                        );
+                        store
+                            .create(&SessionToken::generate().key(), &record)
+                            .await
+                            .expect("create");
                     }
                 }
                 lat.push(t0.elapsed());
@@ -99,19 +122,34 @@ async fn run_phase(store: Arc<dyn SessionStore>, keys: Arc<Vec<SessionKey>>, pha
     }
     let secs = started.elapsed().as_secs_f64();
     all.sort();
-    (all.len() as f64 / secs, percentile(&all, 0.5), percentile(&all, 0.99))
+    (
+        all.len() as f64 / secs,
+        percentile(&all, 0.5),
+        percentile(&all, 0.99),
+    )
 }
 
 async fn bench(name: &str, store: Arc<dyn SessionStore>, n: usize, disk: Option<&std::path::Path>) {
     let t0 = Instant::now();
     let keys = Arc::new(preload(&store, n).await);
     let load_secs = t0.elapsed().as_secs_f64();
-    println!("{name:6} sessions={n:>8} preload={:.1}s ({:.0} creates/s with 256 writers)", load_secs, n as f64 / load_secs);
+    println!(
+        "{name:6} sessions={n:>8} preload={:.1}s ({:.0} creates/s with 256 writers)",
+        load_secs,
+        n as f64 / load_secs
+    );
     if let Some(path) = disk {
         let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
-        println!("{name:6} sessions={n:>8} file_bytes={bytes} bytes_per_session={:.0}", bytes as f64 / n as f64);
+        println!(
+            "{name:6} sessions={n:>8} file_bytes={bytes} bytes_per_session={:.0}",
+            bytes as f64 / n as f64
+        );
     }
-    for (label, phase) in [("load", Phase::Load), ("renew", Phase::Renew), ("create", Phase::Create)] {
+    for (label, phase) in [
+        ("load", Phase::Load),
+        ("renew", Phase::Renew),
+        ("create", Phase::Create),
+    ] {
         let (ops, p50, p99) = run_phase(store.clone(), keys.clone(), phase).await;
         println!(
             "RESULT store={name} sessions={n} op={label} ops_per_s={ops:.0} p50_us={:.1} p99_us={:.1} tasks={TASKS}",
@@ -122,9 +160,20 @@ async fn bench(name: &str, store: Arc<dyn SessionStore>, n: usize, disk: Option<
 }
 
 fn main() {
-    let sizes: Vec<usize> = std::env::args().skip(1).filter_map(|a| a.parse().ok()).collect();
-    let sizes = if sizes.is_empty() { vec![10_000, 1_000_000] } else { sizes };
-    let rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().expect("runtime");
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![10_000, 1_000_000]
+    } else {
+        sizes
+    };
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("runtime");
     rt.block_on(async {
         for &n in &sizes {
             bench("memory", Arc::new(MemoryStore::new()), n, None).await;

@@ -1,1 +1,194 @@
-fn main() {}
+//! The `sessiond` command: `serve`, and `user` management. Errors are
+//! reported here, once, with their cause chain (anyhow at the edge only).
+
+use std::io::{BufRead, IsTerminal};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+use sessiond::{Application, ServerConfig, StoreHandle, users};
+
+#[derive(Parser)]
+#[command(
+    name = "sessiond",
+    version,
+    about = "High-availability session management: login, cookie sessions, session APIs"
+)]
+struct Cli {
+    /// TOML configuration file (values there are overridden by SESSIOND_* variables and flags).
+    #[arg(long, global = true, env = "SESSIOND_CONFIG")]
+    config: Option<PathBuf>,
+    /// Folder of the embedded store.
+    #[arg(long, global = true)]
+    data_dir: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run the server.
+    Serve {
+        /// Address to listen on (default 127.0.0.1:8080).
+        #[arg(long)]
+        listen: Option<SocketAddr>,
+        /// Create a demo user and a demo admin with random passwords, printed once.
+        #[arg(long)]
+        demo: bool,
+    },
+    /// Manage users.
+    #[command(subcommand)]
+    User(UserCommand),
+}
+
+#[derive(Subcommand)]
+enum UserCommand {
+    /// Add a user.
+    Add {
+        /// Login name.
+        name: String,
+        /// Role (for example `user` or `admin`).
+        #[arg(long, default_value = "user")]
+        role: String,
+        /// Read the password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// Set a user's password (ends all of their sessions).
+    Passwd {
+        /// Login name.
+        name: String,
+        /// Read the password from standard input instead of prompting.
+        #[arg(long)]
+        password_stdin: bool,
+    },
+    /// List users.
+    List,
+    /// Import users from a CSV file of `name,password,role` lines.
+    Import {
+        /// The CSV file.
+        file: PathBuf,
+    },
+}
+
+fn read_password(from_stdin: bool) -> Result<String> {
+    if from_stdin || !std::io::stdin().is_terminal() {
+        let mut line = String::new();
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the password from standard input")?;
+        return Ok(line.trim_end_matches(['\r', '\n']).to_owned());
+    }
+    let first = rpassword::prompt_password("Password: ")?;
+    let again = rpassword::prompt_password("Password again: ")?;
+    if first != again {
+        bail!("the passwords differ");
+    }
+    Ok(first)
+}
+
+fn init_logging(format: &str) {
+    use tracing_subscriber::EnvFilter;
+    let filter = EnvFilter::try_from_env("SESSIOND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    if format == "json" {
+        builder.json().init();
+    } else {
+        builder.init();
+    }
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = async {
+        let _ = tokio::signal::ctrl_c().await;
+    };
+    #[cfg(unix)]
+    let term = async {
+        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(mut s) => {
+                s.recv().await;
+            }
+            Err(_) => std::future::pending::<()>().await,
+        }
+    };
+    #[cfg(not(unix))]
+    let term = std::future::pending::<()>();
+    tokio::select! { () = ctrl_c => {}, () = term => {} }
+    tracing::info!("shutting down: finishing in-flight requests");
+}
+
+fn random_password() -> String {
+    sessiond_core::token::random_secret()[..20].to_owned()
+}
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let cli = Cli::parse();
+    let mut config =
+        ServerConfig::load(cli.config.as_deref()).context("loading the configuration")?;
+    if let Some(dir) = cli.data_dir {
+        config.data_dir = dir;
+    }
+    match cli.command {
+        Command::Serve { listen, demo } => {
+            if let Some(addr) = listen {
+                config.listen = addr;
+            }
+            init_logging(&config.log_format);
+            let store = StoreHandle::open_file(&config).context("opening the store")?;
+            if demo {
+                let (user_pw, admin_pw) = (random_password(), random_password());
+                users::ensure(store.backend.as_ref(), "demo", user_pw.clone(), "user").await?;
+                users::ensure(store.backend.as_ref(), "admin", admin_pw.clone(), "admin").await?;
+                println!(
+                    "demo accounts (passwords shown once):\n  demo  / {user_pw}\n  admin / {admin_pw}"
+                );
+            }
+            let app = Application::build(config.clone(), store).await?;
+            let addr = app.local_addr();
+            tracing::info!(%addr, data_dir = %config.data_dir.display(), "sessiond listening");
+            println!("sessiond listening on http://{addr}");
+            app.run_until(shutdown_signal()).await.context("serving")?;
+        }
+        Command::User(cmd) => {
+            let store = StoreHandle::open_file(&config)
+                .context("opening the store (is a server running on this data directory?)")?;
+            let backend = store.backend.as_ref();
+            match cmd {
+                UserCommand::Add {
+                    name,
+                    role,
+                    password_stdin,
+                } => {
+                    users::add(backend, &name, read_password(password_stdin)?, &role).await?;
+                    println!("added {name} ({role})");
+                }
+                UserCommand::Passwd {
+                    name,
+                    password_stdin,
+                } => {
+                    let ended =
+                        users::set_password(backend, &name, read_password(password_stdin)?).await?;
+                    println!("password of {name} changed; {ended} sessions ended");
+                }
+                UserCommand::List => {
+                    for u in backend.list_users().await? {
+                        println!("{}\t{}", u.name, u.roles.join(","));
+                    }
+                }
+                UserCommand::Import { file } => {
+                    let text = std::fs::read_to_string(&file)
+                        .with_context(|| format!("reading {}", file.display()))?;
+                    let (added, skipped) = users::import(backend, &text).await?;
+                    println!("imported {added} users; {} existed already", skipped.len());
+                }
+            }
+            store.close().await;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,147 @@
+//! `ServerConfig`: defaults, then a TOML file, then `SESSIOND_*` environment
+//! variables, then command-line flags (each overriding the one before).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use sessiond_axum::{CookieConfig, SameSite};
+use sessiond_core::ExpiryPolicy;
+
+/// Everything `sessiond serve` can be told.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// The embedded store's folder.
+    pub data_dir: PathBuf,
+    /// Idle timeout, seconds.
+    pub idle_timeout_secs: u64,
+    /// Absolute session lifetime, seconds.
+    pub absolute_lifetime_secs: u64,
+    /// Renew only when less than this many seconds of the idle timeout remain.
+    pub renewal_threshold_secs: u64,
+    /// Session cookie name.
+    pub cookie_name: String,
+    /// Send the cookie with `Secure` (turn off only for plain-HTTP development
+    /// on a host other than localhost).
+    pub cookie_secure: bool,
+    /// `SameSite` of the session cookie: `strict` or `lax`.
+    pub cookie_same_site: SameSite,
+    /// Extra origins accepted by the CSRF origin check (`https://app.example.com`).
+    pub allowed_origins: Vec<String>,
+    /// Whole-request deadline, seconds.
+    pub request_timeout_secs: u64,
+    /// Largest accepted request body, bytes.
+    pub body_limit_bytes: usize,
+    /// Largest accepted total size of request headers, bytes.
+    pub header_limit_bytes: usize,
+    /// Password hashes computed at once (each takes ~19 MiB and a core for ~30 ms).
+    pub max_concurrent_hashes: usize,
+    /// Failed logins per username before it is throttled, per window.
+    pub login_failures_per_user: u32,
+    /// Failed logins per client IP before it is throttled, per window.
+    pub login_failures_per_ip: u32,
+    /// The throttling window, seconds.
+    pub login_throttle_window_secs: u64,
+    /// Log format: `text` or `json`.
+    pub log_format: String,
+}
+
+impl Default for ServerConfig {
+    fn default() -> Self {
+        let policy = ExpiryPolicy::default();
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            data_dir: PathBuf::from("data"),
+            idle_timeout_secs: policy.idle_timeout.as_secs(),
+            absolute_lifetime_secs: policy.absolute_lifetime.as_secs(),
+            renewal_threshold_secs: policy.renewal_threshold.as_secs(),
+            cookie_name: CookieConfig::default().name,
+            cookie_secure: true,
+            cookie_same_site: SameSite::Strict,
+            allowed_origins: Vec::new(),
+            request_timeout_secs: 10,
+            body_limit_bytes: 64 * 1024,
+            header_limit_bytes: 16 * 1024,
+            max_concurrent_hashes: 2,
+            login_failures_per_user: 5,
+            login_failures_per_ip: 50,
+            login_throttle_window_secs: 15 * 60,
+            log_format: "text".into(),
+        }
+    }
+}
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file or an environment variable could not be read or parsed.
+    #[error("invalid configuration")]
+    Load(#[from] Box<figment::Error>),
+    /// A value is out of range.
+    #[error("invalid configuration: {0}")]
+    Invalid(String),
+}
+
+impl ServerConfig {
+    /// Loads defaults ← `file` ← `SESSIOND_*` environment variables.
+    pub fn load(file: Option<&std::path::Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(ServerConfig::default()));
+        if let Some(path) = file {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let config: ServerConfig = figment
+            .merge(Env::prefixed("SESSIOND_"))
+            .extract()
+            .map_err(Box::new)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    /// Checks the values that have to make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let bad = |m: &str| Err(ConfigError::Invalid(m.to_owned()));
+        if self.idle_timeout_secs == 0 || self.absolute_lifetime_secs == 0 {
+            return bad("timeouts must be positive");
+        }
+        if self.renewal_threshold_secs > self.idle_timeout_secs {
+            return bad("renewal_threshold_secs cannot exceed idle_timeout_secs");
+        }
+        if self.cookie_name.is_empty()
+            || !self
+                .cookie_name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        {
+            return bad("cookie_name must be letters, digits, '-' or '_'");
+        }
+        if self.max_concurrent_hashes == 0 {
+            return bad("max_concurrent_hashes must be at least 1");
+        }
+        Ok(())
+    }
+
+    /// The expiry policy.
+    pub fn policy(&self) -> ExpiryPolicy {
+        ExpiryPolicy {
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            absolute_lifetime: Duration::from_secs(self.absolute_lifetime_secs),
+            renewal_threshold: Duration::from_secs(self.renewal_threshold_secs),
+        }
+    }
+
+    /// The cookie settings.
+    pub fn cookie(&self) -> CookieConfig {
+        CookieConfig {
+            name: self.cookie_name.clone(),
+            secure: self.cookie_secure,
+            same_site: self.cookie_same_site,
+        }
+    }
+}

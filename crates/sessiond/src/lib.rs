@@ -1,0 +1,25 @@
+//! The sessiond server: login with cookie sessions, role tiers, CSRF, the
+//! account and admin APIs, health checks and the `user` commands.
+//!
+//! - `config.rs`: [`ServerConfig`] (file + `SESSIOND_*` + flags).
+//! - `startup.rs`: [`Application::build`] assembles the router and layers;
+//!   `main.rs` and the tests both call it.
+//! - `routes/`: `auth` (login, logout), `account` (profile, sessions,
+//!   password), `admin`, `pages` (HTML), `health`.
+//! - `middleware.rs`: JSON errors for every failure, header limits, security headers.
+//! - `password.rs`: argon2id on the blocking pool, bounded. `throttle.rs`: login throttling.
+//! - `users.rs`: user management for the CLI.
+
+pub mod config;
+pub mod extract;
+pub mod middleware;
+pub mod password;
+pub mod routes;
+pub mod startup;
+pub mod state;
+pub mod throttle;
+pub mod users;
+
+pub use config::ServerConfig;
+pub use startup::Application;
+pub use state::StoreHandle;

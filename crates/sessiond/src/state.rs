@@ -1,0 +1,83 @@
+//! The application state shared by every handler.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use sessiond_core::{Backend, SessionManager};
+use sessiond_store_file::{FileStore, FileStoreConfig};
+
+use crate::config::ServerConfig;
+use crate::password::Hasher;
+use crate::throttle::Throttle;
+
+/// The store the server runs on, with whatever closing it needs.
+#[derive(Clone)]
+pub struct StoreHandle {
+    /// Sessions and users.
+    pub backend: Arc<dyn Backend>,
+    file: Option<FileStore>,
+}
+
+impl StoreHandle {
+    /// Opens the embedded file store in the configured data directory.
+    pub fn open_file(config: &ServerConfig) -> Result<Self, sessiond_store_file::OpenError> {
+        let store = FileStore::open(&config.data_dir, FileStoreConfig::default())?;
+        Ok(Self {
+            backend: Arc::new(store.clone()),
+            file: Some(store),
+        })
+    }
+
+    /// Wraps any backend (tests use the memory store).
+    pub fn from_backend(backend: Arc<dyn Backend>) -> Self {
+        Self {
+            backend,
+            file: None,
+        }
+    }
+
+    /// Flushes and closes the store.
+    pub async fn close(&self) {
+        if let Some(file) = &self.file {
+            file.close().await;
+        }
+    }
+}
+
+/// Shared state: engine, users, hasher, throttles, configuration.
+pub struct AppState {
+    /// The session engine.
+    pub sessions: SessionManager,
+    /// The store (users live here too).
+    pub store: StoreHandle,
+    /// argon2id on the blocking pool.
+    pub hasher: Hasher,
+    /// Failed logins per username.
+    pub user_throttle: Throttle,
+    /// Failed logins per client IP.
+    pub ip_throttle: Throttle,
+    /// The configuration.
+    pub config: ServerConfig,
+}
+
+/// What handlers receive.
+pub type SharedState = Arc<AppState>;
+
+impl AppState {
+    /// Builds the state from configuration and an open store.
+    pub fn new(
+        config: ServerConfig,
+        store: StoreHandle,
+        sessions: SessionManager,
+    ) -> Result<Self, crate::password::HashError> {
+        let window = Duration::from_secs(config.login_throttle_window_secs);
+        Ok(Self {
+            sessions,
+            hasher: Hasher::new(config.max_concurrent_hashes)?,
+            user_throttle: Throttle::new(config.login_failures_per_user, window),
+            ip_throttle: Throttle::new(config.login_failures_per_ip, window),
+            store,
+            config,
+        })
+    }
+}
