@@ -70,10 +70,10 @@ impl SessionLayer {
     /// prefix, which browsers refuse without `Secure`.
     #[must_use]
     pub fn with_cookie(mut self, mut cookie: CookieConfig) -> Self {
-        if !cookie.secure {
-            if let Some(rest) = cookie.name.strip_prefix("__Host-") {
-                cookie.name = rest.to_owned();
-            }
+        if !cookie.secure
+            && let Some(rest) = cookie.name.strip_prefix("__Host-")
+        {
+            cookie.name = rest.to_owned();
         }
         let manager = self.shared.manager.clone();
         self.shared = Arc::new(Shared { manager, cookie });

@@ -1,4 +1,6 @@
 //! The conformance suite every store must pass unchanged, and test helpers.
+// Test code: a failed unwrap is a failed test.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 //!
 //! A store's test file calls [`store_conformance_tests!`](crate::store_conformance_tests)
 //! with an async function that makes a fresh, empty store:

@@ -1,5 +1,7 @@
 //! The memory store passes the shared conformance suite.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 
 use sessiond_core::{Backend, MemoryStore};

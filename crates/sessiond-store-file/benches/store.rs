@@ -7,6 +7,8 @@
 //! ```
 //! Each phase runs 64 concurrent tasks for 3 s.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};

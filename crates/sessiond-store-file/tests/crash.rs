@@ -2,6 +2,8 @@
 //! at random moments; every session whose creation was acknowledged must load
 //! after the restart, and the database must open cleanly each time.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;

@@ -1,5 +1,7 @@
 //! The server's HTTP behaviour, against the real server on port 0.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
 mod common;
 
 use std::time::Duration;
