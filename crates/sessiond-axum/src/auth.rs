@@ -32,8 +32,8 @@ pub struct Principal {
     pub user_id: String,
     /// The user's roles.
     pub roles: Vec<String>,
-    /// The public handle of the session behind the credential.
-    pub session_handle: String,
+    /// The session behind the credential (its public handle is `session.handle()`).
+    pub session: sessiond_core::SessionKey,
     /// How the caller authenticated.
     pub method: AuthMethod,
 }
@@ -50,11 +50,10 @@ impl Principal {
         if let Some(p) = parts_ext.get::<Principal>() {
             return Some(p.clone());
         }
-        let session = parts_ext.get::<Session>()?.verified()?;
-        Some(Principal {
-            user_id: session.record.user_id,
-            roles: session.record.roles,
-            session_handle: session.key.handle(),
+        parts_ext.get::<Session>()?.with_current(|s| Principal {
+            user_id: s.record.user_id.clone(),
+            roles: s.record.roles.clone(),
+            session: s.key,
             method: AuthMethod::Cookie,
         })
     }
@@ -122,11 +121,13 @@ impl RequireRoleLayer {
         }
     }
 
-    fn check(&self, ext: &http::Extensions) -> Result<(), ApiError> {
+    fn check(&self, ext: &http::Extensions) -> Result<Principal, ApiError> {
         let principal = Principal::of(ext).ok_or_else(ApiError::unauthenticated)?;
         match &self.requirement {
-            Requirement::Authenticated => Ok(()),
-            Requirement::AnyRole(roles) if roles.iter().any(|r| principal.has_role(r)) => Ok(()),
+            Requirement::Authenticated => Ok(principal),
+            Requirement::AnyRole(roles) if roles.iter().any(|r| principal.has_role(r)) => {
+                Ok(principal)
+            }
             Requirement::AnyRole(_) => Err(ApiError::forbidden()),
         }
     }
@@ -162,9 +163,13 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         match self.layer.check(req.extensions()) {
-            Ok(()) => Box::pin(self.inner.call(req)),
+            Ok(principal) => {
+                // Handlers' `CurrentUser` finds it here instead of rebuilding it.
+                req.extensions_mut().insert(principal);
+                Box::pin(self.inner.call(req))
+            }
             Err(e) => Box::pin(std::future::ready(Ok(e.into_response()))),
         }
     }

@@ -114,7 +114,10 @@ struct SessionState {
     shared: Arc<Shared>,
     current: Mutex<Option<Verified>>,
     change: Mutex<Option<CookieChange>>,
-    client: ClientMeta,
+    /// Peer address and `User-Agent`, kept raw: turned into [`ClientMeta`]
+    /// only when a session is created, not on every request.
+    peer: Option<SocketAddr>,
+    user_agent: Option<HeaderValue>,
 }
 
 /// The request's session: the verified record (if any) and the operations
@@ -144,7 +147,12 @@ impl Session {
 
     /// The live session (key and record), or `None`.
     pub fn verified(&self) -> Option<sessiond_core::Session> {
-        lock(&self.0.current).as_ref().map(|v| v.session.clone())
+        self.with_current(Clone::clone)
+    }
+
+    /// Runs `f` on the live session without cloning it; `None` when anonymous.
+    pub fn with_current<R>(&self, f: impl FnOnce(&sessiond_core::Session) -> R) -> Option<R> {
+        lock(&self.0.current).as_ref().map(|v| f(&v.session))
     }
 
     /// The engine behind this layer.
@@ -152,9 +160,17 @@ impl Session {
         &self.0.shared.manager
     }
 
-    /// Client metadata of this request (IP and user agent).
-    pub fn client(&self) -> &ClientMeta {
-        &self.0.client
+    /// Client metadata of this request (IP and user agent, truncated to 256 characters).
+    pub fn client(&self) -> ClientMeta {
+        ClientMeta {
+            ip: self.0.peer.map(|p| p.ip().to_string()),
+            user_agent: self
+                .0
+                .user_agent
+                .as_ref()
+                .and_then(|v| v.to_str().ok())
+                .map(|ua| ua.chars().take(256).collect()),
+        }
     }
 
     /// A CSRF token for this session, masked afresh on every call.
@@ -178,7 +194,7 @@ impl Session {
         let new = NewSession {
             user_id: user_id.to_owned(),
             roles,
-            client: self.0.client.clone(),
+            client: self.client(),
         };
         let (token, session) = self.manager().create(new).await?;
         let record = session.record.clone();
@@ -258,19 +274,6 @@ where
     }
 }
 
-fn client_meta(req: &Request<Body>) -> ClientMeta {
-    let ip = req
-        .extensions()
-        .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0.ip().to_string());
-    let user_agent = req
-        .headers()
-        .get(header::USER_AGENT)
-        .and_then(|v| v.to_str().ok())
-        .map(|ua| ua.chars().take(256).collect());
-    ClientMeta { ip, user_agent }
-}
-
 impl<S> Service<Request<Body>> for SessionService<S>
 where
     S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
@@ -303,7 +306,11 @@ where
             let renewed = verified.as_ref().is_some_and(|v| v.renewed);
             let stale_cookie = presented.is_some() && verified.is_none();
             let state = Arc::new(SessionState {
-                client: client_meta(&req),
+                peer: req
+                    .extensions()
+                    .get::<ConnectInfo<SocketAddr>>()
+                    .map(|c| c.0),
+                user_agent: req.headers().get(header::USER_AGENT).cloned(),
                 shared: shared.clone(),
                 current: Mutex::new(verified),
                 change: Mutex::new(None),

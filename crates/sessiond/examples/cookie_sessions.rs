@@ -6,14 +6,23 @@ use std::sync::Arc;
 use axum::Router;
 use axum::extract::Path;
 use axum::routing::{get, post};
-use sessiond_axum::{ApiError, CookieConfig, CsrfLayer, CurrentUser, RequireRoleLayer, Session, SessionLayer};
+use sessiond_axum::{
+    ApiError, CookieConfig, CsrfLayer, CurrentUser, RequireRoleLayer, Session, SessionLayer,
+};
 use sessiond_core::{ExpiryPolicy, MemoryStore, SessionManager};
 
 // A real app checks a password here; the example trusts the name.
 async fn login(session: Session, Path(name): Path<String>) -> Result<String, ApiError> {
-    let roles = if name == "admin" { vec!["admin".into()] } else { vec!["user".into()] };
+    let roles = if name == "admin" {
+        vec!["admin".into()]
+    } else {
+        vec!["user".into()]
+    };
     session.login(&name, roles).await?;
-    Ok(format!("welcome {name}; csrf token: {}\n", session.csrf_token().unwrap_or_default()))
+    Ok(format!(
+        "welcome {name}; csrf token: {}\n",
+        session.csrf_token().unwrap_or_default()
+    ))
 }
 
 async fn me(user: CurrentUser) -> String {
@@ -38,7 +47,10 @@ async fn main() -> std::io::Result<()> {
         .merge(admin)
         .layer(CsrfLayer::new())
         // Plain HTTP on localhost for the demo; keep the secure default in production.
-        .layer(SessionLayer::new(sessions).with_cookie(CookieConfig { secure: false, ..Default::default() }));
+        .layer(SessionLayer::new(sessions).with_cookie(CookieConfig {
+            secure: false,
+            ..Default::default()
+        }));
     let listener = tokio::net::TcpListener::bind("127.0.0.1:3000").await?;
     axum::serve(listener, app).await
 }

@@ -1,17 +1,31 @@
 //! Server-wide middleware: the JSON error shape for every failure answer,
 //! header size limits, and security headers.
 
-use axum::body::Body;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 use sessiond_axum::ApiError;
 
-/// Rewrites any 4xx/5xx answer that is not already JSON or HTML (axum's own
-/// 404/405, the body limit's 413, the timeout's 408, extractor rejections) into
-/// the JSON error shape with a stable code.
-pub async fn json_errors(req: Request, next: Next) -> Response {
+/// The outermost request middleware, in one function so a request pays for
+/// one layer: refuses oversized headers (431), then rewrites any 4xx/5xx
+/// answer that is not already JSON or HTML (axum's own 404/405, the body
+/// limit's 413, the timeout's 503, extractor rejections) into the JSON error
+/// shape with a stable code.
+pub async fn guard(header_limit: usize, req: Request, next: Next) -> Response {
+    let size: usize = req
+        .headers()
+        .iter()
+        .map(|(k, v)| k.as_str().len() + v.len() + 4)
+        .sum();
+    if size > header_limit {
+        return ApiError::new(
+            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            "headers_too_large",
+            "the request headers are too large",
+        )
+        .into_response();
+    }
     let response = next.run(req).await;
     let status = response.status();
     if !(status.is_client_error() || status.is_server_error()) {
@@ -54,24 +68,6 @@ pub async fn json_errors(req: Request, next: Next) -> Response {
         out.headers_mut().insert(header::ALLOW, allow.clone());
     }
     out
-}
-
-/// Refuses requests whose headers add up to more than `limit` bytes (431).
-pub async fn limit_headers(limit: usize, req: Request<Body>, next: Next) -> Response {
-    let size: usize = req
-        .headers()
-        .iter()
-        .map(|(k, v)| k.as_str().len() + v.len() + 4)
-        .sum();
-    if size > limit {
-        return ApiError::new(
-            StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-            "headers_too_large",
-            "the request headers are too large",
-        )
-        .into_response();
-    }
-    next.run(req).await
 }
 
 /// The Content-Security-Policy of every answer: no inline script or style, no framing.

@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use serde_json::json;
 use sessiond_axum::{ApiError, CurrentUser, Session};
 use sessiond_core::{SessionKey, StoreError};
@@ -18,23 +18,40 @@ pub const MIN_PASSWORD: usize = 8;
 /// Longest accepted password.
 pub const MAX_PASSWORD: usize = 1024;
 
-/// `GET /api/profile`.
+/// `GET /api/profile` answer.
+#[derive(Serialize)]
+struct Profile<'a> {
+    user_id: &'a str,
+    role: Option<&'a str>,
+    roles: &'a [String],
+    session: Option<SessionTimes>,
+}
+
+/// Session times in Unix seconds.
+#[derive(Serialize)]
+struct SessionTimes {
+    created_at: u64,
+    expires_at: u64,
+    idle_expires_at: u64,
+    absolute_expires_at: u64,
+}
+
+/// `GET /api/profile`: the hot path of every benchmark, so it borrows from
+/// the session instead of cloning it.
 pub async fn profile(user: CurrentUser, session: Session) -> Response {
-    let p = user.0;
-    let times = session.record().map(|r| {
-        json!({
-            "created_at": r.created_at / 1000,
-            "expires_at": r.expires_at() / 1000,
-            "idle_expires_at": r.idle_expires_at / 1000,
-            "absolute_expires_at": r.absolute_expires_at / 1000,
-        })
+    let p = &user.0;
+    let times = session.with_current(|s| SessionTimes {
+        created_at: s.record.created_at / 1000,
+        expires_at: s.record.expires_at() / 1000,
+        idle_expires_at: s.record.idle_expires_at / 1000,
+        absolute_expires_at: s.record.absolute_expires_at / 1000,
     });
-    Json(json!({
-        "user_id": p.user_id,
-        "role": p.roles.first(),
-        "roles": p.roles,
-        "session": times,
-    }))
+    Json(Profile {
+        user_id: &p.user_id,
+        role: p.roles.first().map(String::as_str),
+        roles: &p.roles,
+        session: times,
+    })
     .into_response()
 }
 
@@ -52,7 +69,7 @@ pub async fn list(State(app): State<SharedState>, user: CurrentUser) -> Response
         Ok(sessions) => {
             let views: Vec<SessionView> = sessions
                 .into_iter()
-                .map(|s| SessionView::new(s, Some(&user.0.session_handle)))
+                .map(|s| SessionView::new(s, Some(&user.0.session.handle())))
                 .collect();
             Json(json!({ "sessions": views })).into_response()
         }
@@ -83,7 +100,7 @@ pub async fn revoke(
 
 /// `POST /api/sessions/revoke-others`: log out everywhere else.
 pub async fn revoke_others(State(app): State<SharedState>, user: CurrentUser) -> Response {
-    let current = SessionKey::from_handle(&user.0.session_handle).ok();
+    let current = Some(user.0.session);
     match app
         .sessions
         .revoke_user(&user.0.user_id, current.as_ref())
@@ -160,7 +177,7 @@ pub async fn change_password(
     if let Err(e) = app.store.backend.update_user(&account).await {
         return ApiError::from(e).into_response();
     }
-    let current = SessionKey::from_handle(&user.0.session_handle).ok();
+    let current = Some(user.0.session);
     let revoked = match app.sessions.revoke_user(&name, current.as_ref()).await {
         Ok(n) => n,
         Err(e) => return ApiError::from(e).into_response(),

@@ -33,7 +33,7 @@ pub async fn list_user_sessions(
         Ok(sessions) => {
             let views: Vec<SessionView> = sessions
                 .into_iter()
-                .map(|s| SessionView::new(s, Some(&admin.0.session_handle)))
+                .map(|s| SessionView::new(s, Some(&admin.0.session.handle())))
                 .collect();
             Json(json!({ "user": name, "sessions": views })).into_response()
         }
