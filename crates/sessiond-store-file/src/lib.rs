@@ -11,6 +11,7 @@
 //!
 //! Only one process may open a data directory at a time (redb locks the file).
 
+mod cache;
 mod codec;
 mod tables;
 mod writer;
@@ -67,6 +68,8 @@ pub struct FileStoreConfig {
     pub max_batch: usize,
     /// redb's page cache, in bytes.
     pub cache_bytes: usize,
+    /// Decoded sessions kept in the near-cache (0 turns it off).
+    pub near_cache_sessions: usize,
 }
 
 impl Default for FileStoreConfig {
@@ -76,6 +79,7 @@ impl Default for FileStoreConfig {
             sweep_batch: 1_000,
             max_batch: 512,
             cache_bytes: 256 * 1024 * 1024,
+            near_cache_sessions: 100_000,
         }
     }
 }
@@ -84,6 +88,7 @@ impl Default for FileStoreConfig {
 #[derive(Clone)]
 pub struct FileStore {
     db: Arc<Database>,
+    cache: Arc<cache::NearCache>,
     writer: Writer,
     path: PathBuf,
 }
@@ -118,8 +123,9 @@ impl FileStore {
             })?;
         tables::create_all(&db).map_err(OpenError::Init)?;
         let db = Arc::new(db);
-        let writer = Writer::spawn(db.clone(), config);
-        Ok(Self { db, writer, path })
+        let cache = Arc::new(cache::NearCache::new(config.near_cache_sessions));
+        let writer = Writer::spawn(db.clone(), cache.clone(), config);
+        Ok(Self { db, cache, writer, path })
     }
 
     /// The database file.
@@ -133,18 +139,20 @@ impl FileStore {
         self.writer.close().await;
     }
 
-    fn read_session(
-        &self,
-        key: &SessionKey,
-        now: Millis,
-    ) -> Result<Option<SessionRecord>, StoreError> {
+    fn read_session(&self, key: &SessionKey, now: Millis) -> Result<Option<SessionRecord>, StoreError> {
+        let epoch = match self.cache.get(key) {
+            cache::Lookup::Hit(record) => return Ok(record.is_live(now).then(|| (*record).clone())),
+            cache::Lookup::Miss(epoch) => epoch,
+        };
         let txn = self.db.begin_read().map_err(unavailable)?;
         let table = txn.open_table(SESSIONS).map_err(unavailable)?;
         let Some(bytes) = table.get(key.as_bytes().as_slice()).map_err(unavailable)? else {
             return Ok(None);
         };
         let record = codec::decode_session(bytes.value())?;
-        Ok(record.is_live(now).then_some(record))
+        let live = record.is_live(now).then(|| record.clone());
+        self.cache.fill(*key, Arc::new(record), epoch);
+        Ok(live)
     }
 }
 

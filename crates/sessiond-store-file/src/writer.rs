@@ -19,6 +19,7 @@ use sessiond_core::{
 use tokio::sync::{mpsc, oneshot};
 
 use crate::FileStoreConfig;
+use crate::cache::NearCache;
 use crate::codec::{decode_session, decode_user, encode_session, encode_user, key_from_slice};
 use crate::tables::{EXPIRY, SESSIONS, USER_SESSIONS, USERS};
 
@@ -73,7 +74,7 @@ fn closed() -> StoreError {
 }
 
 impl Writer {
-    pub(crate) fn spawn(db: Arc<Database>, config: FileStoreConfig) -> Self {
+    pub(crate) fn spawn(db: Arc<Database>, cache: Arc<NearCache>, config: FileStoreConfig) -> Self {
         let (tx, rx) = mpsc::channel::<Job>(config.max_batch * 8);
         let alive = Arc::new(AtomicBool::new(true));
         let interval = config.sweep_interval;
@@ -84,7 +85,7 @@ impl Writer {
         std::thread::Builder::new()
             .name("sessiond-file-writer".into())
             .spawn(move || {
-                run(&db, rx, &config);
+                run(&db, &cache, rx, &config);
                 thread_alive.store(false, Ordering::SeqCst);
             })
             .map(drop)
@@ -134,7 +135,7 @@ impl Writer {
     }
 }
 
-fn run(db: &Database, mut rx: mpsc::Receiver<Job>, config: &FileStoreConfig) {
+fn run(db: &Database, cache: &NearCache, mut rx: mpsc::Receiver<Job>, config: &FileStoreConfig) {
     while let Some(first) = rx.blocking_recv() {
         let mut batch = vec![first];
         while batch.len() < config.max_batch {
@@ -146,7 +147,11 @@ fn run(db: &Database, mut rx: mpsc::Receiver<Job>, config: &FileStoreConfig) {
         let closing = batch.iter().any(|(op, _)| matches!(op, Op::Close));
         let (ops, senders): (Vec<Op>, Vec<_>) = batch.into_iter().unzip();
         let replies = match commit_batch(db, ops) {
-            Ok(replies) => replies,
+            Ok((replies, touched)) => {
+                // Before anyone is answered: no caller sees its write and then a stale cache.
+                cache.invalidate(&touched);
+                replies
+            }
             Err(e) => {
                 tracing::error!(error = %e, "file store transaction failed; the batch was rolled back");
                 let message = e.to_string();
@@ -182,23 +187,28 @@ struct Tables<'t> {
     index: MultimapTable<'t, &'static str, &'static [u8]>,
     expiry: Table<'t, (u64, &'static [u8]), ()>,
     users: Table<'t, &'static str, &'static [u8]>,
+    /// Sessions this transaction changed or removed (for the near-cache).
+    touched: Vec<SessionKey>,
 }
 
-fn commit_batch(db: &Database, ops: Vec<Op>) -> Result<Vec<Reply>, redb::Error> {
+fn commit_batch(db: &Database, ops: Vec<Op>) -> Result<(Vec<Reply>, Vec<SessionKey>), redb::Error> {
     let txn = db.begin_write()?;
-    let replies = {
+    let (replies, touched) = {
         let mut t = Tables {
             sessions: txn.open_table(SESSIONS)?,
             index: txn.open_multimap_table(USER_SESSIONS)?,
             expiry: txn.open_table(EXPIRY)?,
             users: txn.open_table(USERS)?,
+            touched: Vec::new(),
         };
-        ops.into_iter()
+        let replies = ops
+            .into_iter()
             .map(|op| apply(&mut t, op))
-            .collect::<Result<Vec<_>, _>>()?
+            .collect::<Result<Vec<_>, _>>()?;
+        (replies, t.touched)
     };
     txn.commit()?;
-    Ok(replies)
+    Ok((replies, touched))
 }
 
 impl Tables<'_> {
@@ -218,6 +228,7 @@ impl Tables<'_> {
         record: &SessionRecord,
         old_expiry: Option<Millis>,
     ) -> Result<(), redb::Error> {
+        self.touched.push(*key);
         let k = key.as_bytes().as_slice();
         if let Some(old) = old_expiry.filter(|&e| e != record.expires_at()) {
             self.expiry.remove((old, k))?;
@@ -232,6 +243,7 @@ impl Tables<'_> {
 
     /// Removes a session with its index and expiry entries.
     fn remove(&mut self, key: &SessionKey) -> Result<bool, redb::Error> {
+        self.touched.push(*key);
         let k = key.as_bytes().as_slice();
         let Some(bytes) = self.sessions.remove(k)? else {
             return Ok(false);

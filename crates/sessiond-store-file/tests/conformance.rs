@@ -69,3 +69,43 @@ async fn the_background_sweeper_removes_expired_sessions_by_itself() {
     }
     panic!("the sweeper did not remove the expired session within 2 s");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_near_cache_never_serves_a_record_older_than_an_acknowledged_write() {
+    use sessiond_core::{AttributeChange, Clock, SessionStore, SystemClock};
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let dir = tempfile::tempdir().unwrap();
+    let store = Arc::new(FileStore::open(dir.path(), FileStoreConfig::default()).unwrap());
+    let key = sessiond_core::SessionToken::generate().key();
+    let now = SystemClock.now();
+    let record = sessiond_core::testing::sample_record("cache", now, &Default::default());
+    store.create(&key, &record).await.unwrap();
+    let stop = Arc::new(AtomicBool::new(false));
+    // Readers keep refilling the cache while the writer changes the record.
+    let readers: Vec<_> = (0..4)
+        .map(|_| {
+            let (store, stop) = (store.clone(), stop.clone());
+            tokio::spawn(async move {
+                while !stop.load(Ordering::Relaxed) {
+                    let _ = store.load(&key, now).await.unwrap();
+                    tokio::task::yield_now().await;
+                }
+            })
+        })
+        .collect();
+    for i in 0..300 {
+        let v = store.update_attributes(&key, now, &[AttributeChange::set("n", i.to_string())], None).await.unwrap();
+        let seen = store.load(&key, now).await.unwrap().unwrap();
+        assert!(seen.version >= v, "read version {} after acknowledged version {v}", seen.version);
+        assert_eq!(seen.attributes["n"], i.to_string());
+    }
+    store.delete(&key).await.unwrap();
+    for _ in 0..100 {
+        assert!(store.load(&key, now).await.unwrap().is_none(), "a deleted session came back from the cache");
+        tokio::task::yield_now().await;
+    }
+    stop.store(true, Ordering::Relaxed);
+    for r in readers {
+        r.await.unwrap();
+    }
+}
