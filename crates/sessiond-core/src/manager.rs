@@ -108,9 +108,13 @@ impl SessionManager {
             attributes: Default::default(),
             version: 1,
         };
+        let shard = self
+            .store
+            .shards_by_user()
+            .then(|| crate::token::user_shard(&record.user_id));
         let mut attempt = 0;
         loop {
-            let token = SessionToken::generate();
+            let token = shard.map_or_else(SessionToken::generate, SessionToken::generate_in_shard);
             let key = token.key();
             match self.store.create(&key, &record).await {
                 Ok(()) => return Ok((token, Session { key, record })),
@@ -166,9 +170,11 @@ impl SessionManager {
             roles,
             csrf_secret: Some(random_secret()),
         };
+        // The new key stays in the old key's shard (the same user's).
+        let shard = self.store.shards_by_user().then_some(old.0[0]);
         let mut attempt = 0;
         loop {
-            let token = SessionToken::generate();
+            let token = shard.map_or_else(SessionToken::generate, SessionToken::generate_in_shard);
             let key = token.key();
             match self.store.cycle(old, &key, self.now(), &changes).await {
                 Ok(record) => return Ok((token, Session { key, record })),

@@ -140,6 +140,13 @@ pub trait SessionStore: Send + Sync + 'static {
 
     /// A short name for logs and metrics ("memory", "file", "redis").
     fn backend_name(&self) -> &'static str;
+
+    /// Whether this store needs each session's key in its user's shard
+    /// ([`crate::token::user_shard`]); the engine then generates tokens to
+    /// match. Redis does, to keep a user's sessions in one Cluster slot.
+    fn shards_by_user(&self) -> bool {
+        false
+    }
 }
 
 /// Where user accounts live (in the same backend as the sessions, so every

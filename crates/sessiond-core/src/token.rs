@@ -42,6 +42,24 @@ impl SessionToken {
         Self(bytes)
     }
 
+    /// A fresh token whose key's first byte is `shard` (see [`user_shard`]).
+    /// Costs about 256 tries (SHA-256 of 32 bytes each) on average.
+    #[allow(clippy::expect_used)]
+    pub fn generate_in_shard(shard: u8) -> Self {
+        let mut pool = [0u8; TOKEN_BYTES * 64];
+        loop {
+            getrandom::fill(&mut pool).expect("the OS random number generator failed");
+            for chunk in pool.chunks_exact(TOKEN_BYTES) {
+                let mut bytes = [0u8; TOKEN_BYTES];
+                bytes.copy_from_slice(chunk);
+                let token = Self(bytes);
+                if token.key().0[0] == shard {
+                    return token;
+                }
+            }
+        }
+    }
+
     /// Parses a token's text form. Anything that is not exactly 43
     /// base64url characters is refused without a store lookup.
     pub fn parse(text: &str) -> Result<Self, TokenError> {
@@ -119,6 +137,16 @@ impl fmt::Debug for SessionKey {
     }
 }
 
+/// The shard of a user: the first byte of SHA-256 of the user id.
+///
+/// Stores that keep a user's sessions together (Redis Cluster, where a
+/// user's sessions and index must share a hash slot for atomic scripts) ask
+/// for keys whose first byte is the user's shard, so the shard can be read
+/// off any key without knowing the user.
+pub fn user_shard(user_id: &str) -> u8 {
+    Sha256::digest(user_id.as_bytes())[0]
+}
+
 /// Compares two secrets in constant time (CSRF tokens, refresh tokens).
 pub fn secrets_equal(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && bool::from(a.ct_eq(b))
@@ -179,6 +207,16 @@ mod tests {
             SessionKey::from_handle(&token.key().handle()),
             Ok(token.key())
         );
+    }
+
+    #[test]
+    fn a_token_generated_in_a_shard_has_a_key_in_that_shard() {
+        for shard in [0u8, 7, 255] {
+            let t = SessionToken::generate_in_shard(shard);
+            assert_eq!(t.key().0[0], shard);
+            assert_eq!(SessionToken::parse(&t.expose()), Ok(t));
+        }
+        assert_eq!(user_shard("alice"), user_shard("alice"));
     }
 
     #[test]

@@ -46,7 +46,10 @@ impl NearCache {
     }
 
     pub(crate) fn get(&self, key: &SessionKey) -> Lookup {
-        let shard = self.shard(key).read().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let shard = self
+            .shard(key)
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         match shard.map.get(key) {
             Some(r) => Lookup::Hit(r.clone()),
             None => Lookup::Miss(shard.epoch),
@@ -59,7 +62,10 @@ impl NearCache {
         if self.per_shard == 0 {
             return;
         }
-        let mut shard = self.shard(&key).write().unwrap_or_else(std::sync::PoisonError::into_inner);
+        let mut shard = self
+            .shard(&key)
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         if shard.epoch != epoch {
             return;
         }
@@ -75,7 +81,10 @@ impl NearCache {
     /// Forgets `keys` after a commit that changed them.
     pub(crate) fn invalidate<'a>(&self, keys: impl IntoIterator<Item = &'a SessionKey>) {
         for key in keys {
-            let mut shard = self.shard(key).write().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let mut shard = self
+                .shard(key)
+                .write()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             shard.epoch += 1;
             shard.map.remove(key);
         }

@@ -125,7 +125,12 @@ impl FileStore {
         let db = Arc::new(db);
         let cache = Arc::new(cache::NearCache::new(config.near_cache_sessions));
         let writer = Writer::spawn(db.clone(), cache.clone(), config);
-        Ok(Self { db, cache, writer, path })
+        Ok(Self {
+            db,
+            cache,
+            writer,
+            path,
+        })
     }
 
     /// The database file.
@@ -139,9 +144,15 @@ impl FileStore {
         self.writer.close().await;
     }
 
-    fn read_session(&self, key: &SessionKey, now: Millis) -> Result<Option<SessionRecord>, StoreError> {
+    fn read_session(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+    ) -> Result<Option<SessionRecord>, StoreError> {
         let epoch = match self.cache.get(key) {
-            cache::Lookup::Hit(record) => return Ok(record.is_live(now).then(|| (*record).clone())),
+            cache::Lookup::Hit(record) => {
+                return Ok(record.is_live(now).then(|| (*record).clone()));
+            }
             cache::Lookup::Miss(epoch) => epoch,
         };
         let txn = self.db.begin_read().map_err(unavailable)?;

@@ -94,14 +94,24 @@ async fn the_near_cache_never_serves_a_record_older_than_an_acknowledged_write()
         })
         .collect();
     for i in 0..300 {
-        let v = store.update_attributes(&key, now, &[AttributeChange::set("n", i.to_string())], None).await.unwrap();
+        let v = store
+            .update_attributes(&key, now, &[AttributeChange::set("n", i.to_string())], None)
+            .await
+            .unwrap();
         let seen = store.load(&key, now).await.unwrap().unwrap();
-        assert!(seen.version >= v, "read version {} after acknowledged version {v}", seen.version);
+        assert!(
+            seen.version >= v,
+            "read version {} after acknowledged version {v}",
+            seen.version
+        );
         assert_eq!(seen.attributes["n"], i.to_string());
     }
     store.delete(&key).await.unwrap();
     for _ in 0..100 {
-        assert!(store.load(&key, now).await.unwrap().is_none(), "a deleted session came back from the cache");
+        assert!(
+            store.load(&key, now).await.unwrap().is_none(),
+            "a deleted session came back from the cache"
+        );
         tokio::task::yield_now().await;
     }
     stop.store(true, Ordering::Relaxed);

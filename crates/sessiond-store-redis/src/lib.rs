@@ -1,0 +1,694 @@
+//! The Redis session store: how sessiond runs on many nodes.
+//!
+//! Works against a standalone Redis, a Sentinel deployment (the master is
+//! re-discovered after a failover: [`conn`]) and a Cluster.
+//!
+//! ## Data model
+//! - One hash per session, `{prefix}{<shard>}s:<key>`: fields `u` (user),
+//!   `r` (roles, JSON), `c`, `l`, `i`, `e` (created, last seen, idle and
+//!   absolute expiry, Unix ms), `x` (CSRF secret), `ip`, `ua`, `v` (version)
+//!   and `a:<name>` per application attribute. `PEXPIREAT` at whichever
+//!   expiry comes first, so Redis drops dead sessions by itself.
+//! - One sorted set per user, `{prefix}{<shard>}u:<user>`: session keys
+//!   scored by absolute expiry, trimmed as sessions are created.
+//! - `<shard>` is two hex digits: the first byte of the session key, which
+//!   the engine makes equal to the user's shard ([`sessiond_core::token::user_shard`]).
+//!   A user's sessions and index therefore share a hash tag, hence a Cluster
+//!   slot, and every multi-key change is one atomic Lua script ([`scripts`]).
+//! - Users: `{prefix}user:<name>` (JSON) and the set `{prefix}users`.
+//!
+//! Verifying a session is one `HGETALL`. Renewal is one script call, made
+//! only when the renewal is due. Deletes remove the hash; the index entry of
+//! a deleted session is removed by the next listing or revoke (a missing
+//! hash is skipped and its entry dropped).
+
+mod conn;
+mod scripts;
+#[cfg(feature = "testing")]
+pub mod testing;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use redis::aio::ConnectionLike;
+use redis::{AsyncCommands, Client, RedisError, Value};
+use sessiond_core::{
+    AttributeChange, ClientMeta, CycleChanges, ExpiryPolicy, Millis, Renewal, SessionKey,
+    SessionRecord, SessionStore, StoreError, UserRecord, UserStore,
+};
+
+use crate::conn::{Conn, SentinelConn, Timeouts};
+
+/// How to reach Redis and how to store sessions there.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// `redis://[user:pass@]host:port[/db]`,
+    /// `redis+sentinel://[user:pass@]host:port,host:port/master-name` or
+    /// `redis+cluster://[user:pass@]host:port,host:port`.
+    pub url: String,
+    /// Prepended to every key, so applications can share one Redis. No `{` or `}`.
+    pub prefix: String,
+    /// Replica acknowledgements (`WAIT`) that create, cycle and revoke wait
+    /// for before answering. 0 (the default) answers once the master has the
+    /// write: fastest, but a session created just before the master dies may
+    /// be lost in a failover. 1 makes an acknowledged session survive the
+    /// master's death at the cost of one replication round trip per write.
+    pub wait_replicas: u32,
+    /// How long `WAIT` may take; fewer acknowledgements by then is an error.
+    pub wait_timeout: Duration,
+    /// Connection deadline.
+    pub connect_timeout: Duration,
+    /// Deadline for each answer.
+    pub response_timeout: Duration,
+}
+
+impl RedisConfig {
+    /// A configuration for `url` with the defaults.
+    pub fn new(url: impl Into<String>) -> Self {
+        Self {
+            url: url.into(),
+            prefix: "sessiond:".into(),
+            wait_replicas: 0,
+            wait_timeout: Duration::from_millis(500),
+            connect_timeout: Duration::from_secs(1),
+            response_timeout: Duration::from_secs(1),
+        }
+    }
+}
+
+/// Errors connecting to Redis.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConnectError {
+    /// The URL is not one of the accepted forms.
+    #[error("invalid Redis URL: {0}")]
+    Url(String),
+    /// The key prefix contains `{` or `}` (it would change hash slots).
+    #[error("the key prefix must not contain '{{' or '}}'")]
+    Prefix,
+    /// Redis could not be reached.
+    #[error("cannot connect to Redis")]
+    Redis(#[from] RedisError),
+}
+
+/// Sessions and users in Redis. Cloning shares the connection.
+#[derive(Clone)]
+pub struct RedisStore {
+    conn: Conn,
+    prefix: String,
+    wait_replicas: u32,
+    wait_timeout: Duration,
+    cluster: bool,
+}
+
+impl std::fmt::Debug for RedisStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("RedisStore")
+            .field("prefix", &self.prefix)
+            .field("cluster", &self.cluster)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The parts of a store URL.
+struct ParsedUrl {
+    scheme: String,
+    username: Option<String>,
+    password: Option<String>,
+    hosts: Vec<String>,
+    path: String,
+}
+
+fn parse_url(url: &str) -> Result<ParsedUrl, ConnectError> {
+    let bad = || ConnectError::Url(url.split('@').next_back().unwrap_or("").to_owned());
+    let (scheme, rest) = url.split_once("://").ok_or_else(bad)?;
+    let (userinfo, rest) = match rest.rsplit_once('@') {
+        Some((u, r)) => (Some(u), r),
+        None => (None, rest),
+    };
+    let (hosts, path) = rest.split_once('/').unwrap_or((rest, ""));
+    let hosts: Vec<String> = hosts
+        .split(',')
+        .filter(|h| !h.is_empty())
+        .map(str::to_owned)
+        .collect();
+    if hosts.is_empty() {
+        return Err(bad());
+    }
+    let (username, password) = match userinfo {
+        Some(u) => match u.split_once(':') {
+            Some((n, p)) => ((!n.is_empty()).then(|| n.to_owned()), Some(p.to_owned())),
+            None => (None, Some(u.to_owned())),
+        },
+        None => (None, None),
+    };
+    Ok(ParsedUrl {
+        scheme: scheme.to_owned(),
+        username,
+        password,
+        hosts,
+        path: path.to_owned(),
+    })
+}
+
+fn node_url(scheme: &str, username: Option<&str>, password: Option<&str>, host: &str) -> String {
+    match (username, password) {
+        (Some(u), Some(p)) => format!("{scheme}://{u}:{p}@{host}"),
+        (None, Some(p)) => format!("{scheme}://:{p}@{host}"),
+        _ => format!("{scheme}://{host}"),
+    }
+}
+
+fn unavailable(e: RedisError) -> StoreError {
+    StoreError::unavailable(e)
+}
+
+fn parse_error(e: redis::ParsingError) -> StoreError {
+    StoreError::Corrupt("unexpected Redis answer".into(), Some(Box::new(e)))
+}
+
+fn corrupt(what: &str) -> StoreError {
+    StoreError::Corrupt(format!("unexpected Redis data: {what}"), None)
+}
+
+impl RedisStore {
+    /// Connects (and, for Sentinel, discovers the master).
+    pub async fn connect(config: &RedisConfig) -> Result<Self, ConnectError> {
+        if config.prefix.contains(['{', '}']) {
+            return Err(ConnectError::Prefix);
+        }
+        let t = Timeouts {
+            connect: config.connect_timeout,
+            response: config.response_timeout,
+        };
+        let u = parse_url(&config.url)?;
+        let (user, pass) = (u.username.as_deref(), u.password.as_deref());
+        let (conn, cluster) = match u.scheme.as_str() {
+            "redis" | "rediss" => {
+                let host = u
+                    .hosts
+                    .first()
+                    .ok_or_else(|| ConnectError::Url("no host".into()))?;
+                let mut url = node_url(&u.scheme, user, pass, host);
+                if !u.path.is_empty() {
+                    url = format!("{url}/{}", u.path);
+                }
+                (conn::connect_single(Client::open(url)?, t).await?, false)
+            }
+            "redis+sentinel" => {
+                if u.path.is_empty() {
+                    return Err(ConnectError::Url(
+                        "redis+sentinel:// needs /master-name".into(),
+                    ));
+                }
+                let sentinels = u
+                    .hosts
+                    .iter()
+                    .map(|h| Client::open(format!("redis://{h}")))
+                    .collect::<Result<Vec<_>, _>>()?;
+                let (mu, mp) = (u.username.clone(), u.password.clone());
+                let master = Box::new(move |host: &str, port: u16| {
+                    Client::open(node_url(
+                        "redis",
+                        mu.as_deref(),
+                        mp.as_deref(),
+                        &format!("{host}:{port}"),
+                    ))
+                });
+                (
+                    SentinelConn::connect(sentinels, u.path.clone(), master, t).await?,
+                    false,
+                )
+            }
+            "redis+cluster" => {
+                let nodes = u.hosts.iter().map(|h| format!("redis://{h}")).collect();
+                (conn::connect_cluster(nodes, user, pass, t).await?, true)
+            }
+            _ => return Err(ConnectError::Url(format!("unknown scheme {}://", u.scheme))),
+        };
+        Ok(Self {
+            conn,
+            prefix: config.prefix.clone(),
+            wait_replicas: config.wait_replicas,
+            wait_timeout: config.wait_timeout,
+            cluster,
+        })
+    }
+
+    fn member(key: &SessionKey) -> String {
+        URL_SAFE_NO_PAD.encode(key.0)
+    }
+
+    fn session_key(&self, key: &SessionKey) -> String {
+        format!("{}{{{:02x}}}s:{}", self.prefix, key.0[0], Self::member(key))
+    }
+
+    fn index_key(&self, shard: u8, user: &str) -> String {
+        format!("{}{{{shard:02x}}}u:{user}", self.prefix)
+    }
+
+    fn user_key(&self, name: &str) -> String {
+        format!("{}user:{name}", self.prefix)
+    }
+
+    fn users_key(&self) -> String {
+        format!("{}users", self.prefix)
+    }
+
+    fn conn(&self) -> Conn {
+        self.conn.clone()
+    }
+
+    /// Waits for `wait_replicas` replicas to acknowledge the writes made so
+    /// far on the node that owns `key`.
+    async fn wait_for_replicas(&self, key: &str) -> Result<(), StoreError> {
+        if self.wait_replicas == 0 {
+            return Ok(());
+        }
+        // `EXISTS key` first: a Cluster connection routes the pipeline by its
+        // first keyed command, so WAIT runs on the node that owns the key.
+        let (_, acked): (i64, i64) = redis::pipe()
+            .cmd("EXISTS")
+            .arg(key)
+            .cmd("WAIT")
+            .arg(self.wait_replicas)
+            .arg(u64::try_from(self.wait_timeout.as_millis()).unwrap_or(u64::MAX))
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        if acked < i64::from(self.wait_replicas) {
+            return Err(StoreError::unavailable(format!(
+                "only {acked} of {} replicas acknowledged the write in time",
+                self.wait_replicas
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// Encodes a record as hash field/value pairs.
+fn encode(record: &SessionRecord) -> Vec<(String, String)> {
+    let mut f = vec![
+        ("u".into(), record.user_id.clone()),
+        (
+            "r".into(),
+            serde_json::to_string(&record.roles).unwrap_or_else(|_| "[]".into()),
+        ),
+        ("c".into(), record.created_at.to_string()),
+        ("l".into(), record.last_seen.to_string()),
+        ("i".into(), record.idle_expires_at.to_string()),
+        ("e".into(), record.absolute_expires_at.to_string()),
+        ("x".into(), record.csrf_secret.clone()),
+        ("v".into(), record.version.to_string()),
+    ];
+    if let Some(ip) = &record.client.ip {
+        f.push(("ip".into(), ip.clone()));
+    }
+    if let Some(ua) = &record.client.user_agent {
+        f.push(("ua".into(), ua.clone()));
+    }
+    for (k, v) in &record.attributes {
+        f.push((format!("a:{k}"), v.clone()));
+    }
+    f
+}
+
+/// Decodes an `HGETALL` answer; `None` for an empty (missing) hash.
+fn decode(fields: Vec<(String, String)>) -> Result<Option<SessionRecord>, StoreError> {
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let mut r = SessionRecord {
+        user_id: String::new(),
+        roles: Vec::new(),
+        created_at: 0,
+        last_seen: 0,
+        idle_expires_at: 0,
+        absolute_expires_at: 0,
+        csrf_secret: String::new(),
+        client: ClientMeta::default(),
+        attributes: BTreeMap::new(),
+        version: 0,
+    };
+    let num = |v: &str| {
+        v.parse::<u64>()
+            .map_err(|_| corrupt("a non-numeric time or version"))
+    };
+    let mut seen_user = false;
+    for (k, v) in fields {
+        match k.as_str() {
+            "u" => {
+                r.user_id = v;
+                seen_user = true;
+            }
+            "r" => r.roles = serde_json::from_str(&v).map_err(|_| corrupt("roles"))?,
+            "c" => r.created_at = num(&v)?,
+            "l" => r.last_seen = num(&v)?,
+            "i" => r.idle_expires_at = num(&v)?,
+            "e" => r.absolute_expires_at = num(&v)?,
+            "x" => r.csrf_secret = v,
+            "v" => r.version = num(&v)?,
+            "ip" => r.client.ip = Some(v),
+            "ua" => r.client.user_agent = Some(v),
+            other => {
+                if let Some(name) = other.strip_prefix("a:") {
+                    r.attributes.insert(name.to_owned(), v);
+                }
+            }
+        }
+    }
+    if !seen_user {
+        // A hash with no user: what is left after an update raced a delete
+        // in an older sessiond, or someone else's key. Treat as absent.
+        return Ok(None);
+    }
+    Ok(Some(r))
+}
+
+#[async_trait]
+impl SessionStore for RedisStore {
+    async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
+        let shard = sessiond_core::token::user_shard(&record.user_id);
+        if key.0[0] != shard {
+            return Err(StoreError::Corrupt(
+                "a session key outside its user's shard".into(),
+                None,
+            ));
+        }
+        let skey = self.session_key(key);
+        let mut inv = scripts::CREATE.key(&skey);
+        inv.key(self.index_key(shard, &record.user_id))
+            .arg(Self::member(key))
+            .arg(record.expires_at())
+            .arg(record.absolute_expires_at)
+            .arg(record.created_at);
+        for (k, v) in encode(record) {
+            inv.arg(k).arg(v);
+        }
+        let created: i64 = inv
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        if created == 0 {
+            return Err(StoreError::Conflict);
+        }
+        self.wait_for_replicas(&skey).await
+    }
+
+    async fn load(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        let fields: Vec<(String, String)> = self
+            .conn()
+            .hgetall(self.session_key(key))
+            .await
+            .map_err(unavailable)?;
+        Ok(decode(fields)?.filter(|r| r.is_live(now)))
+    }
+
+    async fn renew(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+        policy: &ExpiryPolicy,
+    ) -> Result<Renewal, StoreError> {
+        let r: i64 = scripts::RENEW
+            .key(self.session_key(key))
+            .arg(now)
+            .arg(policy.threshold_millis())
+            .arg(policy.idle_millis())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        Ok(match r {
+            -2 => Renewal::Gone,
+            -1 => Renewal::NotNeeded,
+            n => Renewal::Extended {
+                idle_expires_at: u64::try_from(n).map_err(|_| corrupt("renewal"))?,
+            },
+        })
+    }
+
+    async fn update_attributes(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+        changes: &[AttributeChange],
+        if_version: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        let mut inv = scripts::UPDATE.key(self.session_key(key));
+        inv.arg(now)
+            .arg(if_version.map(|v| v.to_string()).unwrap_or_default());
+        for c in changes {
+            match &c.value {
+                Some(v) => inv.arg(&c.name).arg("s").arg(v),
+                None => inv.arg(&c.name).arg("d").arg(""),
+            };
+        }
+        let r: i64 = inv
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        match r {
+            -2 => Err(StoreError::NotFound),
+            -3 => Err(StoreError::Conflict),
+            n => u64::try_from(n).map_err(|_| corrupt("version")),
+        }
+    }
+
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        let n: i64 = self
+            .conn()
+            .del(self.session_key(key))
+            .await
+            .map_err(unavailable)?;
+        Ok(n > 0)
+    }
+
+    async fn cycle(
+        &self,
+        old: &SessionKey,
+        new: &SessionKey,
+        now: Millis,
+        changes: &CycleChanges,
+    ) -> Result<SessionRecord, StoreError> {
+        let old_key = self.session_key(old);
+        let user: Option<String> = self.conn().hget(&old_key, "u").await.map_err(unavailable)?;
+        let Some(user) = user else {
+            return Err(StoreError::NotFound);
+        };
+        if new.0[0] != old.0[0] {
+            return Err(StoreError::Corrupt(
+                "a cycled key outside its user's shard".into(),
+                None,
+            ));
+        }
+        let new_key = self.session_key(new);
+        let roles = changes
+            .roles
+            .as_ref()
+            .map(|r| serde_json::to_string(r).unwrap_or_default())
+            .unwrap_or_default();
+        let v: Value = scripts::CYCLE
+            .key(&old_key)
+            .key(&new_key)
+            .key(self.index_key(old.0[0], &user))
+            .arg(now)
+            .arg(Self::member(old))
+            .arg(Self::member(new))
+            .arg(&user)
+            .arg(roles)
+            .arg(changes.csrf_secret.clone().unwrap_or_default())
+            .invoke_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        let items: Vec<Value> = redis::from_redis_value(v).map_err(parse_error)?;
+        if let [Value::Int(code)] = items.as_slice() {
+            return Err(if *code == -3 {
+                StoreError::Conflict
+            } else {
+                StoreError::NotFound
+            });
+        }
+        let flat: Vec<String> =
+            redis::from_redis_value(Value::Array(items)).map_err(parse_error)?;
+        let pairs = flat
+            .chunks_exact(2)
+            .map(|p| (p[0].clone(), p[1].clone()))
+            .collect();
+        let record = decode(pairs)?.ok_or_else(|| corrupt("an empty cycled session"))?;
+        self.wait_for_replicas(&new_key).await?;
+        Ok(record)
+    }
+
+    async fn list_by_user(
+        &self,
+        user_id: &str,
+        now: Millis,
+    ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+        let index = self.index_key(sessiond_core::token::user_shard(user_id), user_id);
+        let mut conn = self.conn();
+        let members: Vec<String> = conn
+            .zrangebyscore(&index, format!("({now}"), "+inf")
+            .await
+            .map_err(unavailable)?;
+        if members.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut keys = Vec::with_capacity(members.len());
+        let mut pipe = redis::pipe();
+        for m in &members {
+            let mut bytes = [0u8; 32];
+            if URL_SAFE_NO_PAD.decode_slice(m, &mut bytes) != Ok(32) {
+                return Err(corrupt("an index member"));
+            }
+            let key = SessionKey(bytes);
+            pipe.hgetall(self.session_key(&key));
+            keys.push(key);
+        }
+        let hashes: Vec<Vec<(String, String)>> =
+            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let mut out = Vec::new();
+        let mut stale = Vec::new();
+        for ((key, fields), member) in keys.into_iter().zip(hashes).zip(&members) {
+            match decode(fields)? {
+                Some(r) if r.user_id == user_id && r.is_live(now) => out.push((key, r)),
+                Some(_) => {}
+                None => stale.push(member.clone()),
+            }
+        }
+        if !stale.is_empty() {
+            // Repair: entries of deleted or expired sessions.
+            let _: Result<i64, _> = conn.zrem(&index, stale).await;
+        }
+        Ok(out)
+    }
+
+    async fn delete_by_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionKey>,
+    ) -> Result<usize, StoreError> {
+        let index = self.index_key(sessiond_core::token::user_shard(user_id), user_id);
+        let mut conn = self.conn();
+        let members: Vec<String> = conn.zrange(&index, 0, -1).await.map_err(unavailable)?;
+        if members.is_empty() {
+            return Ok(0);
+        }
+        let mut inv = scripts::DELETE_USER.key(&index);
+        inv.arg(except.map(Self::member).unwrap_or_default());
+        for m in &members {
+            let mut bytes = [0u8; 32];
+            if URL_SAFE_NO_PAD.decode_slice(m, &mut bytes) != Ok(32) {
+                return Err(corrupt("an index member"));
+            }
+            inv.key(self.session_key(&SessionKey(bytes))).arg(m);
+        }
+        let n: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
+        self.wait_for_replicas(&index).await?;
+        Ok(usize::try_from(n).unwrap_or(0))
+    }
+
+    async fn sweep(&self, _now: Millis, _limit: usize) -> Result<usize, StoreError> {
+        // Redis expires session hashes by itself (PEXPIREAT), and index
+        // entries are trimmed on create and repaired on listing.
+        Ok(0)
+    }
+
+    async fn ping(&self) -> Result<(), StoreError> {
+        let pong: String = redis::cmd("PING")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(corrupt("PING answer"))
+        }
+    }
+
+    fn backend_name(&self) -> &'static str {
+        "redis"
+    }
+
+    fn shards_by_user(&self) -> bool {
+        true
+    }
+}
+
+#[async_trait]
+impl UserStore for RedisStore {
+    async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(user)
+            .map_err(|e| StoreError::Corrupt("user".into(), Some(Box::new(e))))?;
+        let mut conn = self.conn();
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.user_key(&user.name))
+            .arg(json)
+            .arg("NX")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        if set.is_none() {
+            return Err(StoreError::Conflict);
+        }
+        let _: i64 = conn
+            .sadd(self.users_key(), &user.name)
+            .await
+            .map_err(unavailable)?;
+        Ok(())
+    }
+
+    async fn update_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        let json = serde_json::to_string(user)
+            .map_err(|e| StoreError::Corrupt("user".into(), Some(Box::new(e))))?;
+        let set: Option<String> = redis::cmd("SET")
+            .arg(self.user_key(&user.name))
+            .arg(json)
+            .arg("XX")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        set.map(drop).ok_or(StoreError::NotFound)
+    }
+
+    async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        let json: Option<String> = self
+            .conn()
+            .get(self.user_key(name))
+            .await
+            .map_err(unavailable)?;
+        json.map(|j| {
+            serde_json::from_str(&j)
+                .map_err(|e| StoreError::Corrupt("user".into(), Some(Box::new(e))))
+        })
+        .transpose()
+    }
+
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        let mut names: Vec<String> = self
+            .conn()
+            .smembers(self.users_key())
+            .await
+            .map_err(unavailable)?;
+        names.sort();
+        let mut out = Vec::with_capacity(names.len());
+        for name in names {
+            if let Some(u) = self.get_user(&name).await? {
+                out.push(u);
+            }
+        }
+        Ok(out)
+    }
+}
+
+/// Keeps the `ConnectionLike` import used in all feature combinations.
+#[allow(dead_code)]
+fn _assert_conn_like(c: &mut Conn) -> &mut dyn ConnectionLike {
+    c
+}

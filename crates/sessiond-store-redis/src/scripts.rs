@@ -1,0 +1,108 @@
+//! The Lua scripts that make multi-step changes atomic. Every script touches
+//! only keys with one hash tag (a user's shard), so each runs on one Cluster
+//! slot. Return codes: -1 not needed, -2 gone, -3 conflict.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// KEYS: session, index. ARGV: member, expire-at, absolute, now, field, value, …
+pub(crate) static CREATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 5))
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('PEXPIREAT', KEYS[2], ARGV[3], 'NX')
+redis.call('PEXPIREAT', KEYS[2], ARGV[3], 'GT')
+return 1
+",
+    )
+});
+
+/// KEYS: session. ARGV: now, threshold, idle. Returns the new idle expiry, -1 or -2.
+pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local v = redis.call('HMGET', KEYS[1], 'i', 'e')
+if not v[1] then return -2 end
+local now, th, idle = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+local ie, ae = tonumber(v[1]), tonumber(v[2])
+if now >= ie or now >= ae then return -2 end
+if ie - now >= th then return -1 end
+local new = math.min(now + idle, ae)
+if new <= ie then return -1 end
+redis.call('HSET', KEYS[1], 'i', string.format('%.0f', new), 'l', ARGV[1])
+redis.call('HINCRBY', KEYS[1], 'v', 1)
+redis.call('PEXPIREAT', KEYS[1], string.format('%.0f', new))
+return new
+",
+    )
+});
+
+/// KEYS: session. ARGV: now, expected version or '', then (name, 's'|'d', value) triples.
+/// Returns the new version, -2 or -3.
+pub(crate) static UPDATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local v = redis.call('HMGET', KEYS[1], 'i', 'e', 'v')
+if not v[1] then return -2 end
+local now = tonumber(ARGV[1])
+if now >= tonumber(v[1]) or now >= tonumber(v[2]) then return -2 end
+if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= tonumber(v[3]) then return -3 end
+local i = 3
+while i <= #ARGV do
+  if ARGV[i + 1] == 's' then
+    redis.call('HSET', KEYS[1], 'a:' .. ARGV[i], ARGV[i + 2])
+  else
+    redis.call('HDEL', KEYS[1], 'a:' .. ARGV[i])
+  end
+  i = i + 3
+end
+return redis.call('HINCRBY', KEYS[1], 'v', 1)
+",
+    )
+});
+
+/// KEYS: old, new, index. ARGV: now, old member, new member, user, roles or '', csrf or ''.
+/// Returns the new hash as a flat list, or {-2} / {-3}.
+pub(crate) static CYCLE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local v = redis.call('HMGET', KEYS[1], 'u', 'i', 'e')
+if not v[1] or v[1] ~= ARGV[4] then return {-2} end
+local now = tonumber(ARGV[1])
+if now >= tonumber(v[2]) or now >= tonumber(v[3]) then return {-2} end
+if redis.call('EXISTS', KEYS[2]) == 1 then return {-3} end
+redis.call('HSET', KEYS[2], unpack(redis.call('HGETALL', KEYS[1])))
+if ARGV[5] ~= '' then redis.call('HSET', KEYS[2], 'r', ARGV[5]) end
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'x', ARGV[6]) end
+redis.call('HINCRBY', KEYS[2], 'v', 1)
+redis.call('PEXPIREAT', KEYS[2], math.min(tonumber(v[2]), tonumber(v[3])))
+redis.call('DEL', KEYS[1])
+redis.call('ZREM', KEYS[3], ARGV[2])
+redis.call('ZADD', KEYS[3], v[3], ARGV[3])
+return redis.call('HGETALL', KEYS[2])
+",
+    )
+});
+
+/// KEYS: index, session…; ARGV: member to keep or '', then the member of each session key.
+/// Returns how many sessions it deleted.
+pub(crate) static DELETE_USER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local n = 0
+for i = 2, #KEYS do
+  local m = ARGV[i]
+  if m ~= ARGV[1] then
+    n = n + redis.call('DEL', KEYS[i])
+    redis.call('ZREM', KEYS[1], m)
+  end
+end
+return n
+",
+    )
+});
