@@ -216,7 +216,11 @@ pub const MASTER_NAME: &str = "sessiond";
 
 impl SentinelDeployment {
     pub fn start() -> Self {
-        let master = RedisProcess::start(free_port(), &[]);
+        // No 5 s wait for more replicas before a diskless full sync.
+        let master = RedisProcess::start(
+            free_port(),
+            &["--repl-diskless-sync-delay".into(), "0".into()],
+        );
         let replicas: Vec<RedisProcess> = (0..2)
             .map(|_| {
                 RedisProcess::start(
@@ -231,7 +235,7 @@ impl SentinelDeployment {
             .collect();
         wait_until("replicas to sync", Duration::from_secs(15), || {
             command(master.port, &["INFO", "replication"])
-                .is_some_and(|r| r.contains("connected_slaves:2"))
+                .is_some_and(|r| r.matches("state=online").count() == 2)
         });
         let sentinels: Vec<RedisProcess> = (0..3)
             .map(|_| {
@@ -305,6 +309,8 @@ impl ClusterDeployment {
                         format!("nodes-{port}.conf"),
                         "--cluster-node-timeout".into(),
                         "2000".into(),
+                        "--repl-diskless-sync-delay".into(),
+                        "0".into(),
                     ],
                 )
             })

@@ -17,8 +17,15 @@ use sessiond_core::ExpiryPolicy;
 pub struct ServerConfig {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// The embedded store's folder.
+    /// The embedded store's folder (used when `store` is not set).
     pub data_dir: PathBuf,
+    /// A Redis store URL (`redis://…`, `redis+sentinel://h:p,h:p/name`,
+    /// `redis+cluster://h:p,h:p`); unset means the embedded file store.
+    pub store: Option<String>,
+    /// Key prefix in Redis, so several applications can share one Redis.
+    pub redis_prefix: String,
+    /// Replica acknowledgements a create, cycle or revoke waits for (Redis `WAIT`).
+    pub redis_wait_replicas: u32,
     /// Idle timeout, seconds.
     pub idle_timeout_secs: u64,
     /// Absolute session lifetime, seconds.
@@ -58,6 +65,9 @@ impl Default for ServerConfig {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             data_dir: PathBuf::from("data"),
+            store: None,
+            redis_prefix: "sessiond:".into(),
+            redis_wait_replicas: 0,
             idle_timeout_secs: policy.idle_timeout.as_secs(),
             absolute_lifetime_secs: policy.absolute_lifetime.as_secs(),
             renewal_threshold_secs: policy.renewal_threshold.as_secs(),
@@ -77,12 +87,16 @@ impl Default for ServerConfig {
     }
 }
 
+/// `SESSIOND_*` variables that are not configuration fields (logging, the
+/// config file path, the test switch), so strict parsing does not refuse them.
+const NOT_CONFIG: &[&str] = &["log", "config", "require_redis"];
+
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum ConfigError {
     /// The file or an environment variable could not be read or parsed.
-    #[error("invalid configuration")]
+    #[error("invalid configuration: {0}")]
     Load(#[from] Box<figment::Error>),
     /// A value is out of range.
     #[error("invalid configuration: {0}")]
@@ -97,7 +111,7 @@ impl ServerConfig {
             figment = figment.merge(Toml::file_exact(path));
         }
         let config: ServerConfig = figment
-            .merge(Env::prefixed("SESSIOND_"))
+            .merge(Env::prefixed("SESSIOND_").ignore(NOT_CONFIG))
             .extract()
             .map_err(Box::new)?;
         config.validate()?;
@@ -143,5 +157,48 @@ impl ServerConfig {
             secure: self.cookie_secure,
             same_site: self.cookie_same_site,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn environment_variables_override_defaults_and_unrelated_ones_are_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SESSIOND_IDLE_TIMEOUT_SECS", "900");
+            jail.set_env("SESSIOND_COOKIE_SAME_SITE", "lax");
+            jail.set_env("SESSIOND_LOG", "debug");
+            jail.set_env("SESSIOND_REQUIRE_REDIS", "1");
+            let c = ServerConfig::load(None).expect("loads");
+            assert_eq!(c.idle_timeout_secs, 900);
+            assert_eq!(c.cookie_same_site, SameSite::Lax);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_typo_in_a_variable_is_an_error_not_a_silent_default() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SESSIOND_IDLE_TIMEOUT_SEC", "900");
+            assert!(ServerConfig::load(None).is_err());
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_file_sets_values_and_nonsense_is_refused() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "s.toml",
+                "listen = \"127.0.0.1:9999\"\nrenewal_threshold_secs = 60\n",
+            )?;
+            let c = ServerConfig::load(Some(std::path::Path::new("s.toml"))).expect("loads");
+            assert_eq!(c.listen.port(), 9999);
+            jail.create_file("bad.toml", "renewal_threshold_secs = 99999\n")?;
+            assert!(ServerConfig::load(Some(std::path::Path::new("bad.toml"))).is_err());
+            Ok(())
+        });
     }
 }

@@ -28,6 +28,9 @@ struct Cli {
     /// Folder of the embedded store.
     #[arg(long, global = true)]
     data_dir: Option<PathBuf>,
+    /// Redis store URL (redis://, redis+sentinel://h:p,h:p/name, redis+cluster://h:p,h:p) instead of the embedded store.
+    #[arg(long, global = true)]
+    store: Option<String>,
     #[command(subcommand)]
     command: Command,
 }
@@ -139,13 +142,18 @@ async fn main() -> Result<()> {
     if let Some(dir) = cli.data_dir {
         config.data_dir = dir;
     }
+    if let Some(url) = cli.store {
+        config.store = Some(url);
+    }
     match cli.command {
         Command::Serve { listen, demo } => {
             if let Some(addr) = listen {
                 config.listen = addr;
             }
             init_logging(&config.log_format);
-            let store = StoreHandle::open_file(&config).context("opening the store")?;
+            let store = StoreHandle::open(&config)
+                .await
+                .context("opening the store")?;
             if demo {
                 let (user_pw, admin_pw) = (random_password(), random_password());
                 users::ensure(store.backend.as_ref(), "demo", user_pw.clone(), "user").await?;
@@ -161,7 +169,8 @@ async fn main() -> Result<()> {
             app.run_until(shutdown_signal()).await.context("serving")?;
         }
         Command::User(cmd) => {
-            let store = StoreHandle::open_file(&config)
+            let store = StoreHandle::open(&config)
+                .await
                 .context("opening the store (is a server running on this data directory?)")?;
             let backend = store.backend.as_ref();
             match cmd {

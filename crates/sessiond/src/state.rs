@@ -5,10 +5,23 @@ use std::time::Duration;
 
 use sessiond_core::{Backend, SessionManager};
 use sessiond_store_file::{FileStore, FileStoreConfig};
+use sessiond_store_redis::{RedisConfig, RedisStore};
 
 use crate::config::ServerConfig;
 use crate::password::Hasher;
 use crate::throttle::Throttle;
+
+/// Errors opening the configured store.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum OpenStoreError {
+    /// The embedded file store.
+    #[error(transparent)]
+    File(#[from] sessiond_store_file::OpenError),
+    /// Redis.
+    #[error(transparent)]
+    Redis(#[from] sessiond_store_redis::ConnectError),
+}
 
 /// The store the server runs on, with whatever closing it needs.
 #[derive(Clone)]
@@ -19,6 +32,21 @@ pub struct StoreHandle {
 }
 
 impl StoreHandle {
+    /// Opens the configured store: Redis when `store` is set, else the
+    /// embedded file store in `data_dir`.
+    pub async fn open(config: &ServerConfig) -> Result<Self, OpenStoreError> {
+        match &config.store {
+            Some(url) => {
+                let mut redis = RedisConfig::new(url.clone());
+                redis.prefix.clone_from(&config.redis_prefix);
+                redis.wait_replicas = config.redis_wait_replicas;
+                let store = RedisStore::connect(&redis).await?;
+                Ok(Self::from_backend(Arc::new(store)))
+            }
+            None => Ok(Self::open_file(config)?),
+        }
+    }
+
     /// Opens the embedded file store in the configured data directory.
     pub fn open_file(config: &ServerConfig) -> Result<Self, sessiond_store_file::OpenError> {
         let store = FileStore::open(&config.data_dir, FileStoreConfig::default())?;

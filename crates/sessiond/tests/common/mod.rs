@@ -1,4 +1,5 @@
 //! Test harness: the real server on port 0, a manual clock, typed helpers.
+
 #![allow(
     dead_code,
     unreachable_pub,
@@ -6,6 +7,8 @@
     clippy::unwrap_used,
     clippy::expect_used
 )]
+
+pub mod process;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
