@@ -5,13 +5,14 @@
 
 mod common;
 
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::process::{Node, add_user};
 use common::{PASSWORD, cookie_value, session_set_cookie};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use sessiond_store_redis::testing::{self, SentinelDeployment};
+use sessiond_store_redis::testing::{self, ClusterDeployment, SentinelDeployment};
 
 async fn login(
     http: &reqwest::Client,
@@ -84,26 +85,110 @@ async fn a_sentinel_failover_loses_no_acknowledged_session_and_sessiond_recovers
     let url = deployment.url();
     add_user(&url, "alice", "user", PASSWORD);
     let node = Node::start(&url, &[("SESSIOND_REDIS_WAIT_REPLICAS", "1")]).await;
+    let old_master = deployment.master.port;
+    let outcome = login_through_a_fault(&node, || deployment.master.kill()).await;
+    assert_ne!(
+        deployment.master_port().unwrap(),
+        old_master,
+        "the sentinels promoted a replica"
+    );
+    outcome.report_and_check(&node, "sentinel").await;
+}
+
+#[tokio::test]
+async fn a_cluster_master_killed_under_load_loses_no_acknowledged_session() {
+    if !testing::redis_available("cluster failover") {
+        return;
+    }
+    let mut deployment = tokio::task::spawn_blocking(ClusterDeployment::start)
+        .await
+        .unwrap();
+    let url = deployment.url();
+    add_user(&url, "alice", "user", PASSWORD);
+    let node = Node::start(&url, &[("SESSIOND_REDIS_WAIT_REPLICAS", "1")]).await;
+    // The master that owns alice's sessions: the one node that has her index.
+    let http = reqwest::Client::new();
+    login(&http, &node.base, "alice").await.unwrap();
+    let index = format!(
+        "sessiond:{{{:02x}}}u:alice",
+        sessiond_core::token::user_shard("alice")
+    );
+    let owner = deployment
+        .nodes
+        .iter()
+        .position(|n| {
+            testing::command(n.port, &["EXISTS", &index]).is_some_and(|r| r.starts_with(":1"))
+        })
+        .expect("a node owns alice's slot");
+    // With one replica per master, the promoted replica has none left, so
+    // `WAIT 1` cannot succeed (and sessiond rightly refuses to acknowledge
+    // creates) until the dead node is back as its replica: restart it after 6 s,
+    // as an operator or a supervisor would.
+    let victim = Arc::new(Mutex::new(deployment.nodes.remove(owner)));
+    let restarter = victim.clone();
+    let outcome = login_through_a_fault(&node, move || {
+        restarter.lock().unwrap().kill();
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_secs(6));
+            restarter.lock().unwrap().restart();
+        });
+    })
+    .await;
+    outcome.report_and_check(&node, "cluster").await;
+    drop(victim);
+}
+
+struct Outcome {
+    acked: Vec<String>,
+    failures: usize,
+    window: Duration,
+}
+
+impl Outcome {
+    async fn report_and_check(&self, node: &Node, topology: &str) {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(5))
+            .build()
+            .unwrap();
+        let mut lost = 0;
+        for cookie in &self.acked {
+            if profile(&http, &node.base, cookie).await != StatusCode::OK {
+                lost += 1;
+            }
+        }
+        eprintln!(
+            "FAILOVER {topology}: failed_requests={} failure_window_ms={} acknowledged={} lost={lost}",
+            self.failures,
+            self.window.as_millis(),
+            self.acked.len()
+        );
+        assert_eq!(lost, 0, "acknowledged sessions were lost in the failover");
+    }
+}
+
+/// Logs in (creating sessions) in a loop, injects `fault` after 20
+/// acknowledged logins, and goes on until sessiond has recovered and 60
+/// sessions were acknowledged in all. Every acknowledged session must verify
+/// at once; no failure may be a 401.
+async fn login_through_a_fault(node: &Node, fault: impl FnOnce()) -> Outcome {
     let http = reqwest::Client::builder()
         .timeout(Duration::from_secs(5))
         .build()
         .unwrap();
-
+    let mut fault = Some(fault);
     let mut acked: Vec<String> = Vec::new();
     let mut first_failure: Option<Instant> = None;
     let mut recovered_after: Option<Duration> = None;
     let mut failures = 0;
     let started = Instant::now();
-    let mut killed = false;
-    let old_master = deployment.master.port;
-    while started.elapsed() < Duration::from_secs(40) {
-        if !killed && acked.len() >= 20 {
-            deployment.master.kill(); // SIGKILL the master under load
-            killed = true;
+    while started.elapsed() < Duration::from_secs(60) {
+        if acked.len() >= 20
+            && let Some(f) = fault.take()
+        {
+            f(); // SIGKILL under load
         }
         match login(&http, &node.base, "alice").await {
             Ok((cookie, _)) => {
-                // Every acknowledged session must verify right away, too.
                 assert_eq!(profile(&http, &node.base, &cookie).await, StatusCode::OK);
                 acked.push(cookie);
                 if let (Some(t), None) = (first_failure, recovered_after) {
@@ -114,7 +199,7 @@ async fn a_sentinel_failover_loses_no_acknowledged_session_and_sessiond_recovers
                 }
             }
             Err(status) => {
-                assert!(killed, "a login failed before any fault: {status}");
+                assert!(fault.is_none(), "a login failed before any fault: {status}");
                 assert_ne!(
                     status,
                     StatusCode::UNAUTHORIZED,
@@ -126,19 +211,14 @@ async fn a_sentinel_failover_loses_no_acknowledged_session_and_sessiond_recovers
             }
         }
     }
-    let window = recovered_after.expect("sessiond did not recover after the failover");
-    let new_master = deployment.master_port().unwrap();
-    assert_ne!(new_master, old_master, "the sentinels promoted a replica");
-    let mut lost = 0;
-    for cookie in &acked {
-        if profile(&http, &node.base, cookie).await != StatusCode::OK {
-            lost += 1;
-        }
-    }
-    eprintln!(
-        "FAILOVER sentinel: failed_requests={failures} failure_window_ms={} acknowledged={} lost={lost}",
-        window.as_millis(),
+    assert!(
+        acked.len() >= 60,
+        "sessiond did not recover after the fault ({} acknowledged)",
         acked.len()
     );
-    assert_eq!(lost, 0, "acknowledged sessions were lost in the failover");
+    Outcome {
+        acked,
+        failures,
+        window: recovered_after.unwrap_or_default(),
+    }
 }
