@@ -11,6 +11,7 @@
 //!   sentinels again.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use redis::aio::{
@@ -30,9 +31,24 @@ pub(crate) struct Timeouts {
     pub(crate) response: Duration,
 }
 
+/// A few multiplexed connections used in turn: replies are parsed on the
+/// connection's own task, so one connection would put all parsing on one core.
+#[derive(Clone)]
+pub(crate) struct Pool {
+    conns: Arc<[ConnectionManager]>,
+    next: Arc<AtomicUsize>,
+}
+
+impl Pool {
+    fn pick(&self) -> ConnectionManager {
+        let i = self.next.fetch_add(1, Ordering::Relaxed) % self.conns.len();
+        self.conns[i].clone()
+    }
+}
+
 #[derive(Clone)]
 pub(crate) enum Conn {
-    Single(ConnectionManager),
+    Single(Pool),
     Sentinel(Arc<SentinelConn>),
     Cluster(ClusterConnection),
 }
@@ -40,7 +56,10 @@ pub(crate) enum Conn {
 impl ConnectionLike for Conn {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         match self {
-            Conn::Single(c) => c.req_packed_command(cmd),
+            Conn::Single(p) => {
+                let mut c = p.pick();
+                Box::pin(async move { c.req_packed_command(cmd).await })
+            }
             Conn::Cluster(c) => c.req_packed_command(cmd),
             Conn::Sentinel(s) => {
                 let s = s.clone();
@@ -60,7 +79,10 @@ impl ConnectionLike for Conn {
         count: usize,
     ) -> RedisFuture<'a, Vec<Value>> {
         match self {
-            Conn::Single(c) => c.req_packed_commands(pipeline, offset, count),
+            Conn::Single(p) => {
+                let mut c = p.pick();
+                Box::pin(async move { c.req_packed_commands(pipeline, offset, count).await })
+            }
             Conn::Cluster(c) => c.req_packed_commands(pipeline, offset, count),
             Conn::Sentinel(s) => {
                 let s = s.clone();
@@ -78,15 +100,17 @@ impl ConnectionLike for Conn {
     }
 }
 
-pub(crate) async fn connect_single(client: Client, t: Timeouts) -> RedisResult<Conn> {
+pub(crate) async fn connect_single(client: Client, t: Timeouts, pool_size: usize) -> RedisResult<Conn> {
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(t.connect))
         .set_response_timeout(Some(t.response))
         .set_number_of_retries(2)
         .set_max_delay(Duration::from_millis(200));
-    Ok(Conn::Single(
-        ConnectionManager::new_with_config(client, config).await?,
-    ))
+    let mut conns = Vec::with_capacity(pool_size.max(1));
+    for _ in 0..pool_size.max(1) {
+        conns.push(ConnectionManager::new_with_config(client.clone(), config.clone()).await?);
+    }
+    Ok(Conn::Single(Pool { conns: conns.into(), next: Arc::new(AtomicUsize::new(0)) }))
 }
 
 /// Whether an error means "this connection no longer reaches the master".

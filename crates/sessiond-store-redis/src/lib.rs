@@ -4,11 +4,11 @@
 //! re-discovered after a failover: [`conn`]) and a Cluster.
 //!
 //! ## Data model
-//! - One hash per session, `{prefix}{<shard>}s:<key>`: fields `u` (user),
-//!   `r` (roles, JSON), `c`, `l`, `i`, `e` (created, last seen, idle and
-//!   absolute expiry, Unix ms), `x` (CSRF secret), `ip`, `ua`, `v` (version)
-//!   and `a:<name>` per application attribute. `PEXPIREAT` at whichever
-//!   expiry comes first, so Redis drops dead sessions by itself.
+//! - One hash per session, `{prefix}{<shard>}s:<key>`, with the fields
+//!   described in [`codec`]: `m` (the parts that never change field by
+//!   field), `e`, `i`, `l`, `v` (expiries, last seen, version) and
+//!   `a:<name>` per application attribute. `PEXPIREAT` at whichever expiry
+//!   comes first, so Redis drops dead sessions by itself.
 //! - One sorted set per user, `{prefix}{<shard>}u:<user>`: session keys
 //!   scored by absolute expiry, trimmed as sessions are created.
 //! - `<shard>` is two hex digits: the first byte of the session key, which
@@ -22,25 +22,26 @@
 //! a deleted session is removed by the next listing or revoke (a missing
 //! hash is skipped and its entry dropped).
 
+mod codec;
 mod conn;
 mod scripts;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-use std::collections::BTreeMap;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use redis::aio::ConnectionLike;
 use redis::{AsyncCommands, Client, RedisError, Value};
 use sessiond_core::{
-    AttributeChange, ClientMeta, CycleChanges, ExpiryPolicy, Millis, Renewal, SessionKey,
+    AttributeChange, CycleChanges, ExpiryPolicy, Millis, Renewal, SessionKey,
     SessionRecord, SessionStore, StoreError, UserRecord, UserStore,
 };
 
+use crate::codec::{corrupt, decode, decode_meta, encode, encode_meta};
 use crate::conn::{Conn, SentinelConn, Timeouts};
+use crate::scripts::evalsha;
 
 /// How to reach Redis and how to store sessions there.
 #[derive(Debug, Clone)]
@@ -63,6 +64,8 @@ pub struct RedisConfig {
     pub connect_timeout: Duration,
     /// Deadline for each answer.
     pub response_timeout: Duration,
+    /// Multiplexed connections to a standalone Redis, used in turn.
+    pub pool_size: usize,
 }
 
 impl RedisConfig {
@@ -75,6 +78,7 @@ impl RedisConfig {
             wait_timeout: Duration::from_millis(500),
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
+            pool_size: 1,
         }
     }
 }
@@ -166,13 +170,7 @@ fn unavailable(e: RedisError) -> StoreError {
     StoreError::unavailable(e)
 }
 
-fn parse_error(e: redis::ParsingError) -> StoreError {
-    StoreError::Corrupt("unexpected Redis answer".into(), Some(Box::new(e)))
-}
 
-fn corrupt(what: &str) -> StoreError {
-    StoreError::Corrupt(format!("unexpected Redis data: {what}"), None)
-}
 
 impl RedisStore {
     /// Connects (and, for Sentinel, discovers the master).
@@ -196,7 +194,7 @@ impl RedisStore {
                 if !u.path.is_empty() {
                     url = format!("{url}/{}", u.path);
                 }
-                (conn::connect_single(Client::open(url)?, t).await?, false)
+                (conn::connect_single(Client::open(url)?, t, config.pool_size).await?, false)
             }
             "redis+sentinel" => {
                 if u.path.is_empty() {
@@ -262,110 +260,58 @@ impl RedisStore {
         self.conn.clone()
     }
 
-    /// Waits for `wait_replicas` replicas to acknowledge the writes made so
-    /// far on the node that owns `key`.
-    async fn wait_for_replicas(&self, key: &str) -> Result<(), StoreError> {
-        if self.wait_replicas == 0 {
-            return Ok(());
-        }
-        // `EXISTS key` first: a Cluster connection routes the pipeline by its
-        // first keyed command, so WAIT runs on the node that owns the key.
-        let (_, acked): (i64, i64) = redis::pipe()
-            .cmd("EXISTS")
-            .arg(key)
-            .cmd("WAIT")
-            .arg(self.wait_replicas)
-            .arg(u64::try_from(self.wait_timeout.as_millis()).unwrap_or(u64::MAX))
-            .query_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        if acked < i64::from(self.wait_replicas) {
-            return Err(StoreError::unavailable(format!(
-                "only {acked} of {} replicas acknowledged the write in time",
-                self.wait_replicas
-            )));
-        }
-        Ok(())
-    }
-}
-
-/// Encodes a record as hash field/value pairs.
-fn encode(record: &SessionRecord) -> Vec<(String, String)> {
-    let mut f = vec![
-        ("u".into(), record.user_id.clone()),
-        (
-            "r".into(),
-            serde_json::to_string(&record.roles).unwrap_or_else(|_| "[]".into()),
-        ),
-        ("c".into(), record.created_at.to_string()),
-        ("l".into(), record.last_seen.to_string()),
-        ("i".into(), record.idle_expires_at.to_string()),
-        ("e".into(), record.absolute_expires_at.to_string()),
-        ("x".into(), record.csrf_secret.clone()),
-        ("v".into(), record.version.to_string()),
-    ];
-    if let Some(ip) = &record.client.ip {
-        f.push(("ip".into(), ip.clone()));
-    }
-    if let Some(ua) = &record.client.user_agent {
-        f.push(("ua".into(), ua.clone()));
-    }
-    for (k, v) in &record.attributes {
-        f.push((format!("a:{k}"), v.clone()));
-    }
-    f
-}
-
-/// Decodes an `HGETALL` answer; `None` for an empty (missing) hash.
-fn decode(fields: Vec<(String, String)>) -> Result<Option<SessionRecord>, StoreError> {
-    if fields.is_empty() {
-        return Ok(None);
-    }
-    let mut r = SessionRecord {
-        user_id: String::new(),
-        roles: Vec::new(),
-        created_at: 0,
-        last_seen: 0,
-        idle_expires_at: 0,
-        absolute_expires_at: 0,
-        csrf_secret: String::new(),
-        client: ClientMeta::default(),
-        attributes: BTreeMap::new(),
-        version: 0,
-    };
-    let num = |v: &str| {
-        v.parse::<u64>()
-            .map_err(|_| corrupt("a non-numeric time or version"))
-    };
-    let mut seen_user = false;
-    for (k, v) in fields {
-        match k.as_str() {
-            "u" => {
-                r.user_id = v;
-                seen_user = true;
-            }
-            "r" => r.roles = serde_json::from_str(&v).map_err(|_| corrupt("roles"))?,
-            "c" => r.created_at = num(&v)?,
-            "l" => r.last_seen = num(&v)?,
-            "i" => r.idle_expires_at = num(&v)?,
-            "e" => r.absolute_expires_at = num(&v)?,
-            "x" => r.csrf_secret = v,
-            "v" => r.version = num(&v)?,
-            "ip" => r.client.ip = Some(v),
-            "ua" => r.client.user_agent = Some(v),
-            other => {
-                if let Some(name) = other.strip_prefix("a:") {
-                    r.attributes.insert(name.to_owned(), v);
+    /// Runs a script; for a write that must be durable (`durable`), with
+    /// `WAIT` pipelined behind it on the same connection (`WAIT` counts only
+    /// the calling connection's writes). Loads the script on `NOSCRIPT`.
+    async fn run_script(&self, script: &redis::Script, cmd: redis::Cmd, durable: bool) -> Result<Value, StoreError> {
+        let mut conn = self.conn();
+        for attempt in 0..2 {
+            let result: Result<Value, RedisError> = if durable && self.wait_replicas > 0 {
+                let timeout = u64::try_from(self.wait_timeout.as_millis()).unwrap_or(u64::MAX);
+                let r: Result<(Value, i64), RedisError> = redis::pipe()
+                    .add_command(cmd.clone())
+                    .cmd("WAIT")
+                    .arg(self.wait_replicas)
+                    .arg(timeout)
+                    .query_async(&mut conn)
+                    .await;
+                match r {
+                    Ok((v, acked)) if acked >= i64::from(self.wait_replicas) => Ok(v),
+                    Ok((_, acked)) => {
+                        return Err(StoreError::unavailable(format!(
+                            "only {acked} of {} replicas acknowledged the write in time",
+                            self.wait_replicas
+                        )));
+                    }
+                    Err(e) => Err(e),
                 }
+            } else {
+                cmd.query_async(&mut conn).await
+            };
+            match result {
+                Err(e) if attempt == 0 && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                    script.load_async(&mut conn).await.map_err(unavailable)?;
+                }
+                other => return other.map_err(unavailable),
             }
         }
+        Err(StoreError::unavailable("the script could not be loaded"))
     }
-    if !seen_user {
-        // A hash with no user: what is left after an update raced a delete
-        // in an older sessiond, or someone else's key. Treat as absent.
-        return Ok(None);
+}
+
+fn int(v: &Value) -> Result<i64, StoreError> {
+    match v {
+        Value::Int(n) => Ok(*n),
+        _ => Err(corrupt("a script answer that is not an integer")),
     }
-    Ok(Some(r))
+}
+
+fn parse_member(m: &str) -> Result<SessionKey, StoreError> {
+    let mut bytes = [0u8; 32];
+    if URL_SAFE_NO_PAD.decode_slice(m, &mut bytes) != Ok(32) {
+        return Err(corrupt("an index member"));
+    }
+    Ok(SessionKey(bytes))
 }
 
 #[async_trait]
@@ -373,64 +319,40 @@ impl SessionStore for RedisStore {
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
         let shard = sessiond_core::token::user_shard(&record.user_id);
         if key.0[0] != shard {
-            return Err(StoreError::Corrupt(
-                "a session key outside its user's shard".into(),
-                None,
-            ));
+            return Err(StoreError::Corrupt("a session key outside its user's shard".into(), None));
         }
-        let skey = self.session_key(key);
-        let mut inv = scripts::CREATE.key(&skey);
-        inv.key(self.index_key(shard, &record.user_id))
-            .arg(Self::member(key))
+        let (skey, index) = (self.session_key(key), self.index_key(shard, &record.user_id));
+        let mut cmd = evalsha(&scripts::CREATE, &[&skey, &index]);
+        cmd.arg(Self::member(key))
             .arg(record.expires_at())
             .arg(record.absolute_expires_at)
             .arg(record.created_at);
         for (k, v) in encode(record) {
-            inv.arg(k).arg(v);
+            cmd.arg(k).arg(v);
         }
-        let created: i64 = inv
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        if created == 0 {
-            return Err(StoreError::Conflict);
+        match int(&self.run_script(&scripts::CREATE, cmd, true).await?)? {
+            0 => Err(StoreError::Conflict),
+            _ => Ok(()),
         }
-        self.wait_for_replicas(&skey).await
     }
 
-    async fn load(
-        &self,
-        key: &SessionKey,
-        now: Millis,
-    ) -> Result<Option<SessionRecord>, StoreError> {
-        let fields: Vec<(String, String)> = self
-            .conn()
-            .hgetall(self.session_key(key))
+    async fn load(&self, key: &SessionKey, now: Millis) -> Result<Option<SessionRecord>, StoreError> {
+        let reply: Value = redis::cmd("HGETALL")
+            .arg(self.session_key(key))
+            .query_async(&mut self.conn())
             .await
             .map_err(unavailable)?;
-        Ok(decode(fields)?.filter(|r| r.is_live(now)))
+        Ok(decode(reply)?.filter(|r| r.is_live(now)))
     }
 
-    async fn renew(
-        &self,
-        key: &SessionKey,
-        now: Millis,
-        policy: &ExpiryPolicy,
-    ) -> Result<Renewal, StoreError> {
-        let r: i64 = scripts::RENEW
-            .key(self.session_key(key))
-            .arg(now)
-            .arg(policy.threshold_millis())
-            .arg(policy.idle_millis())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        Ok(match r {
+    async fn renew(&self, key: &SessionKey, now: Millis, policy: &ExpiryPolicy) -> Result<Renewal, StoreError> {
+        let skey = self.session_key(key);
+        let mut cmd = evalsha(&scripts::RENEW, &[&skey]);
+        cmd.arg(now).arg(policy.threshold_millis()).arg(policy.idle_millis());
+        Ok(match int(&self.run_script(&scripts::RENEW, cmd, false).await?)? {
             -2 => Renewal::Gone,
             -1 => Renewal::NotNeeded,
-            n => Renewal::Extended {
-                idle_expires_at: u64::try_from(n).map_err(|_| corrupt("renewal"))?,
-            },
+            n => Renewal::Extended { idle_expires_at: u64::try_from(n).map_err(|_| corrupt("renewal"))? },
         })
     }
 
@@ -441,20 +363,16 @@ impl SessionStore for RedisStore {
         changes: &[AttributeChange],
         if_version: Option<u64>,
     ) -> Result<u64, StoreError> {
-        let mut inv = scripts::UPDATE.key(self.session_key(key));
-        inv.arg(now)
-            .arg(if_version.map(|v| v.to_string()).unwrap_or_default());
+        let skey = self.session_key(key);
+        let mut cmd = evalsha(&scripts::UPDATE, &[&skey]);
+        cmd.arg(now).arg(if_version.map(|v| v.to_string()).unwrap_or_default());
         for c in changes {
             match &c.value {
-                Some(v) => inv.arg(&c.name).arg("s").arg(v),
-                None => inv.arg(&c.name).arg("d").arg(""),
+                Some(v) => cmd.arg(&c.name).arg("s").arg(v),
+                None => cmd.arg(&c.name).arg("d").arg(""),
             };
         }
-        let r: i64 = inv
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        match r {
+        match int(&self.run_script(&scripts::UPDATE, cmd, false).await?)? {
             -2 => Err(StoreError::NotFound),
             -3 => Err(StoreError::Conflict),
             n => u64::try_from(n).map_err(|_| corrupt("version")),
@@ -462,11 +380,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        let n: i64 = self
-            .conn()
-            .del(self.session_key(key))
-            .await
-            .map_err(unavailable)?;
+        let n: i64 = self.conn().del(self.session_key(key)).await.map_err(unavailable)?;
         Ok(n > 0)
     }
 
@@ -478,85 +392,48 @@ impl SessionStore for RedisStore {
         changes: &CycleChanges,
     ) -> Result<SessionRecord, StoreError> {
         let old_key = self.session_key(old);
-        let user: Option<String> = self.conn().hget(&old_key, "u").await.map_err(unavailable)?;
-        let Some(user) = user else {
-            return Err(StoreError::NotFound);
-        };
+        let old_meta: Option<Vec<u8>> = self.conn().hget(&old_key, "m").await.map_err(unavailable)?;
+        let Some(old_meta) = old_meta else { return Err(StoreError::NotFound) };
         if new.0[0] != old.0[0] {
-            return Err(StoreError::Corrupt(
-                "a cycled key outside its user's shard".into(),
-                None,
-            ));
+            return Err(StoreError::Corrupt("a cycled key outside its user's shard".into(), None));
+        }
+        let mut meta = decode_meta(&old_meta)?;
+        if let Some(roles) = &changes.roles {
+            meta.roles.clone_from(roles);
+        }
+        if let Some(secret) = &changes.csrf_secret {
+            meta.csrf_secret.clone_from(secret);
         }
         let new_key = self.session_key(new);
-        let roles = changes
-            .roles
-            .as_ref()
-            .map(|r| serde_json::to_string(r).unwrap_or_default())
-            .unwrap_or_default();
-        let v: Value = scripts::CYCLE
-            .key(&old_key)
-            .key(&new_key)
-            .key(self.index_key(old.0[0], &user))
-            .arg(now)
-            .arg(Self::member(old))
-            .arg(Self::member(new))
-            .arg(&user)
-            .arg(roles)
-            .arg(changes.csrf_secret.clone().unwrap_or_default())
-            .invoke_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        let items: Vec<Value> = redis::from_redis_value(v).map_err(parse_error)?;
-        if let [Value::Int(code)] = items.as_slice() {
-            return Err(if *code == -3 {
-                StoreError::Conflict
-            } else {
-                StoreError::NotFound
-            });
+        let index = self.index_key(old.0[0], &meta.user_id);
+        let mut cmd = evalsha(&scripts::CYCLE, &[&old_key, &new_key, &index]);
+        cmd.arg(now).arg(Self::member(old)).arg(Self::member(new)).arg(old_meta).arg(encode_meta(&meta));
+        match self.run_script(&scripts::CYCLE, cmd, true).await? {
+            Value::Array(items) if matches!(items.as_slice(), [Value::Int(_)]) => {
+                Err(if matches!(items[0], Value::Int(-3)) { StoreError::Conflict } else { StoreError::NotFound })
+            }
+            reply => decode(reply)?.ok_or_else(|| corrupt("an empty cycled session")),
         }
-        let flat: Vec<String> =
-            redis::from_redis_value(Value::Array(items)).map_err(parse_error)?;
-        let pairs = flat
-            .chunks_exact(2)
-            .map(|p| (p[0].clone(), p[1].clone()))
-            .collect();
-        let record = decode(pairs)?.ok_or_else(|| corrupt("an empty cycled session"))?;
-        self.wait_for_replicas(&new_key).await?;
-        Ok(record)
     }
 
-    async fn list_by_user(
-        &self,
-        user_id: &str,
-        now: Millis,
-    ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+    async fn list_by_user(&self, user_id: &str, now: Millis) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
         let index = self.index_key(sessiond_core::token::user_shard(user_id), user_id);
         let mut conn = self.conn();
-        let members: Vec<String> = conn
-            .zrangebyscore(&index, format!("({now}"), "+inf")
-            .await
-            .map_err(unavailable)?;
+        let members: Vec<String> =
+            conn.zrangebyscore(&index, format!("({now}"), "+inf").await.map_err(unavailable)?;
         if members.is_empty() {
             return Ok(Vec::new());
         }
-        let mut keys = Vec::with_capacity(members.len());
+        let keys = members.iter().map(|m| parse_member(m)).collect::<Result<Vec<_>, _>>()?;
         let mut pipe = redis::pipe();
-        for m in &members {
-            let mut bytes = [0u8; 32];
-            if URL_SAFE_NO_PAD.decode_slice(m, &mut bytes) != Ok(32) {
-                return Err(corrupt("an index member"));
-            }
-            let key = SessionKey(bytes);
-            pipe.hgetall(self.session_key(&key));
-            keys.push(key);
+        for key in &keys {
+            pipe.cmd("HGETALL").arg(self.session_key(key));
         }
-        let hashes: Vec<Vec<(String, String)>> =
-            pipe.query_async(&mut conn).await.map_err(unavailable)?;
+        let replies: Vec<Value> = pipe.query_async(&mut conn).await.map_err(unavailable)?;
         let mut out = Vec::new();
         let mut stale = Vec::new();
-        for ((key, fields), member) in keys.into_iter().zip(hashes).zip(&members) {
-            match decode(fields)? {
+        for ((key, reply), member) in keys.into_iter().zip(replies).zip(&members) {
+            match decode(reply)? {
                 Some(r) if r.user_id == user_id && r.is_live(now) => out.push((key, r)),
                 Some(_) => {}
                 None => stale.push(member.clone()),
@@ -569,28 +446,22 @@ impl SessionStore for RedisStore {
         Ok(out)
     }
 
-    async fn delete_by_user(
-        &self,
-        user_id: &str,
-        except: Option<&SessionKey>,
-    ) -> Result<usize, StoreError> {
+    async fn delete_by_user(&self, user_id: &str, except: Option<&SessionKey>) -> Result<usize, StoreError> {
         let index = self.index_key(sessiond_core::token::user_shard(user_id), user_id);
-        let mut conn = self.conn();
-        let members: Vec<String> = conn.zrange(&index, 0, -1).await.map_err(unavailable)?;
+        let members: Vec<String> = self.conn().zrange(&index, 0, -1).await.map_err(unavailable)?;
         if members.is_empty() {
             return Ok(0);
         }
-        let mut inv = scripts::DELETE_USER.key(&index);
-        inv.arg(except.map(Self::member).unwrap_or_default());
+        let session_keys =
+            members.iter().map(|m| parse_member(m).map(|k| self.session_key(&k))).collect::<Result<Vec<_>, _>>()?;
+        let mut keys: Vec<&str> = vec![&index];
+        keys.extend(session_keys.iter().map(String::as_str));
+        let mut cmd = evalsha(&scripts::DELETE_USER, &keys);
+        cmd.arg(except.map(Self::member).unwrap_or_default());
         for m in &members {
-            let mut bytes = [0u8; 32];
-            if URL_SAFE_NO_PAD.decode_slice(m, &mut bytes) != Ok(32) {
-                return Err(corrupt("an index member"));
-            }
-            inv.key(self.session_key(&SessionKey(bytes))).arg(m);
+            cmd.arg(m);
         }
-        let n: i64 = inv.invoke_async(&mut conn).await.map_err(unavailable)?;
-        self.wait_for_replicas(&index).await?;
+        let n = int(&self.run_script(&scripts::DELETE_USER, cmd, true).await?)?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
@@ -601,15 +472,8 @@ impl SessionStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let pong: String = redis::cmd("PING")
-            .query_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
-        if pong == "PONG" {
-            Ok(())
-        } else {
-            Err(corrupt("PING answer"))
-        }
+        let pong: String = redis::cmd("PING").query_async(&mut self.conn()).await.map_err(unavailable)?;
+        if pong == "PONG" { Ok(()) } else { Err(corrupt("PING answer")) }
     }
 
     fn backend_name(&self) -> &'static str {
@@ -685,10 +549,4 @@ impl UserStore for RedisStore {
         }
         Ok(out)
     }
-}
-
-/// Keeps the `ConnectionLike` import used in all feature combinations.
-#[allow(dead_code)]
-fn _assert_conn_like(c: &mut Conn) -> &mut dyn ConnectionLike {
-    c
 }

@@ -4,9 +4,19 @@
 
 use std::sync::LazyLock;
 
-use redis::Script;
+use redis::{Cmd, Script};
 
-/// KEYS: session, index. ARGV: member, expire-at, absolute, now, field, value, …
+/// `EVALSHA` of `script` with `keys`; add the arguments with `.arg()`.
+/// (Built by hand rather than with `ScriptInvocation` so that it can be
+/// pipelined with `WAIT` on one connection.)
+pub(crate) fn evalsha(script: &Script, keys: &[&str]) -> Cmd {
+    let mut cmd = redis::cmd("EVALSHA");
+    cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
+    cmd
+}
+
+/// KEYS: session, index. ARGV: member, expire-at, absolute, created (trims
+/// index entries whose absolute expiry passed), then field, value, …
 pub(crate) static CREATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -66,21 +76,21 @@ return redis.call('HINCRBY', KEYS[1], 'v', 1)
     )
 });
 
-/// KEYS: old, new, index. ARGV: now, old member, new member, user, roles or '', csrf or ''.
-/// Returns the new hash as a flat list, or {-2} / {-3}.
+/// KEYS: old, new, index. ARGV: now, old member, new member, old `m`, new `m`.
+/// The old `m` is compared first (it only ever changes by a cycle, which
+/// deletes the old key). Returns the new hash as a flat list, or {-2} / {-3}.
 pub(crate) static CYCLE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
-local v = redis.call('HMGET', KEYS[1], 'u', 'i', 'e')
+local v = redis.call('HMGET', KEYS[1], 'm', 'i', 'e')
 if not v[1] or v[1] ~= ARGV[4] then return {-2} end
 local now = tonumber(ARGV[1])
 if now >= tonumber(v[2]) or now >= tonumber(v[3]) then return {-2} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {-3} end
 redis.call('HSET', KEYS[2], unpack(redis.call('HGETALL', KEYS[1])))
-if ARGV[5] ~= '' then redis.call('HSET', KEYS[2], 'r', ARGV[5]) end
-if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'x', ARGV[6]) end
+redis.call('HSET', KEYS[2], 'm', ARGV[5])
 redis.call('HINCRBY', KEYS[2], 'v', 1)
-redis.call('PEXPIREAT', KEYS[2], math.min(tonumber(v[2]), tonumber(v[3])))
+redis.call('PEXPIREAT', KEYS[2], string.format('%.0f', math.min(tonumber(v[2]), tonumber(v[3]))))
 redis.call('DEL', KEYS[1])
 redis.call('ZREM', KEYS[3], ARGV[2])
 redis.call('ZADD', KEYS[3], v[3], ARGV[3])

@@ -26,6 +26,8 @@ pub struct ServerConfig {
     pub redis_prefix: String,
     /// Replica acknowledgements a create, cycle or revoke waits for (Redis `WAIT`).
     pub redis_wait_replicas: u32,
+    /// Multiplexed connections to a standalone Redis.
+    pub redis_pool_size: usize,
     /// Idle timeout, seconds.
     pub idle_timeout_secs: u64,
     /// Absolute session lifetime, seconds.
@@ -68,6 +70,7 @@ impl Default for ServerConfig {
             store: None,
             redis_prefix: "sessiond:".into(),
             redis_wait_replicas: 0,
+            redis_pool_size: 1,
             idle_timeout_secs: policy.idle_timeout.as_secs(),
             absolute_lifetime_secs: policy.absolute_lifetime.as_secs(),
             renewal_threshold_secs: policy.renewal_threshold.as_secs(),

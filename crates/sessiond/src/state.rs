@@ -40,6 +40,7 @@ impl StoreHandle {
                 let mut redis = RedisConfig::new(url.clone());
                 redis.prefix.clone_from(&config.redis_prefix);
                 redis.wait_replicas = config.redis_wait_replicas;
+                redis.pool_size = config.redis_pool_size;
                 let store = RedisStore::connect(&redis).await?;
                 Ok(Self::from_backend(Arc::new(store)))
             }
