@@ -39,7 +39,9 @@ pub(crate) fn encode_meta(meta: &Meta) -> Vec<u8> {
 
 pub(crate) fn decode_meta(bytes: &[u8]) -> Result<Meta, StoreError> {
     match bytes.split_first() {
-        Some((&FORMAT, rest)) => postcard::from_bytes(rest).map_err(|_| corrupt("session metadata")),
+        Some((&FORMAT, rest)) => {
+            postcard::from_bytes(rest).map_err(|_| corrupt("session metadata"))
+        }
         _ => Err(corrupt("session metadata in an unknown format")),
     }
 }
@@ -58,8 +60,14 @@ pub(crate) fn meta_of(record: &SessionRecord) -> Meta {
 pub(crate) fn encode(record: &SessionRecord) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut f: Vec<(Vec<u8>, Vec<u8>)> = vec![
         (b"m".to_vec(), encode_meta(&meta_of(record))),
-        (b"e".to_vec(), record.absolute_expires_at.to_string().into_bytes()),
-        (b"i".to_vec(), record.idle_expires_at.to_string().into_bytes()),
+        (
+            b"e".to_vec(),
+            record.absolute_expires_at.to_string().into_bytes(),
+        ),
+        (
+            b"i".to_vec(),
+            record.idle_expires_at.to_string().into_bytes(),
+        ),
         (b"l".to_vec(), record.last_seen.to_string().into_bytes()),
         (b"v".to_vec(), record.version.to_string().into_bytes()),
     ];
@@ -70,7 +78,10 @@ pub(crate) fn encode(record: &SessionRecord) -> Vec<(Vec<u8>, Vec<u8>)> {
 }
 
 fn number(v: &[u8]) -> Result<u64, StoreError> {
-    std::str::from_utf8(v).ok().and_then(|s| s.parse().ok()).ok_or_else(|| corrupt("a non-numeric field"))
+    std::str::from_utf8(v)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .ok_or_else(|| corrupt("a non-numeric field"))
 }
 
 fn bytes(v: Value) -> Result<Vec<u8>, StoreError> {
@@ -114,8 +125,10 @@ pub(crate) fn decode(reply: Value) -> Result<Option<SessionRecord>, StoreError> 
             b"v" => v = number(&val)?,
             name => {
                 if let Some(name) = name.strip_prefix(b"a:") {
-                    let name = String::from_utf8(name.to_vec()).map_err(|_| corrupt("an attribute name"))?;
-                    let value = String::from_utf8(val).map_err(|_| corrupt("an attribute value"))?;
+                    let name = String::from_utf8(name.to_vec())
+                        .map_err(|_| corrupt("an attribute name"))?;
+                    let value =
+                        String::from_utf8(val).map_err(|_| corrupt("an attribute value"))?;
                     attributes.insert(name, value);
                 }
             }

@@ -100,7 +100,11 @@ impl ConnectionLike for Conn {
     }
 }
 
-pub(crate) async fn connect_single(client: Client, t: Timeouts, pool_size: usize) -> RedisResult<Conn> {
+pub(crate) async fn connect_single(
+    client: Client,
+    t: Timeouts,
+    pool_size: usize,
+) -> RedisResult<Conn> {
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(Some(t.connect))
         .set_response_timeout(Some(t.response))
@@ -110,7 +114,10 @@ pub(crate) async fn connect_single(client: Client, t: Timeouts, pool_size: usize
     for _ in 0..pool_size.max(1) {
         conns.push(ConnectionManager::new_with_config(client.clone(), config.clone()).await?);
     }
-    Ok(Conn::Single(Pool { conns: conns.into(), next: Arc::new(AtomicUsize::new(0)) }))
+    Ok(Conn::Single(Pool {
+        conns: conns.into(),
+        next: Arc::new(AtomicUsize::new(0)),
+    }))
 }
 
 /// Whether an error means "this connection no longer reaches the master".

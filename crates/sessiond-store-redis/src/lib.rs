@@ -35,8 +35,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::{AsyncCommands, Client, RedisError, Value};
 use sessiond_core::{
-    AttributeChange, CycleChanges, ExpiryPolicy, Millis, Renewal, SessionKey,
-    SessionRecord, SessionStore, StoreError, UserRecord, UserStore,
+    AttributeChange, CycleChanges, ExpiryPolicy, Millis, Renewal, SessionKey, SessionRecord,
+    SessionStore, StoreError, UserRecord, UserStore,
 };
 
 use crate::codec::{corrupt, decode, decode_meta, encode, encode_meta};
@@ -170,8 +170,6 @@ fn unavailable(e: RedisError) -> StoreError {
     StoreError::unavailable(e)
 }
 
-
-
 impl RedisStore {
     /// Connects (and, for Sentinel, discovers the master).
     pub async fn connect(config: &RedisConfig) -> Result<Self, ConnectError> {
@@ -194,7 +192,10 @@ impl RedisStore {
                 if !u.path.is_empty() {
                     url = format!("{url}/{}", u.path);
                 }
-                (conn::connect_single(Client::open(url)?, t, config.pool_size).await?, false)
+                (
+                    conn::connect_single(Client::open(url)?, t, config.pool_size).await?,
+                    false,
+                )
             }
             "redis+sentinel" => {
                 if u.path.is_empty() {
@@ -263,7 +264,12 @@ impl RedisStore {
     /// Runs a script; for a write that must be durable (`durable`), with
     /// `WAIT` pipelined behind it on the same connection (`WAIT` counts only
     /// the calling connection's writes). Loads the script on `NOSCRIPT`.
-    async fn run_script(&self, script: &redis::Script, cmd: redis::Cmd, durable: bool) -> Result<Value, StoreError> {
+    async fn run_script(
+        &self,
+        script: &redis::Script,
+        cmd: redis::Cmd,
+        durable: bool,
+    ) -> Result<Value, StoreError> {
         let mut conn = self.conn();
         for attempt in 0..2 {
             let result: Result<Value, RedisError> = if durable && self.wait_replicas > 0 {
@@ -289,7 +295,11 @@ impl RedisStore {
                 cmd.query_async(&mut conn).await
             };
             match result {
-                Err(e) if attempt == 0 && e.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) => {
+                Err(e)
+                    if attempt == 0
+                        && e.kind()
+                            == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+                {
                     script.load_async(&mut conn).await.map_err(unavailable)?;
                 }
                 other => return other.map_err(unavailable),
@@ -319,9 +329,15 @@ impl SessionStore for RedisStore {
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
         let shard = sessiond_core::token::user_shard(&record.user_id);
         if key.0[0] != shard {
-            return Err(StoreError::Corrupt("a session key outside its user's shard".into(), None));
+            return Err(StoreError::Corrupt(
+                "a session key outside its user's shard".into(),
+                None,
+            ));
         }
-        let (skey, index) = (self.session_key(key), self.index_key(shard, &record.user_id));
+        let (skey, index) = (
+            self.session_key(key),
+            self.index_key(shard, &record.user_id),
+        );
         let mut cmd = evalsha(&scripts::CREATE, &[&skey, &index]);
         cmd.arg(Self::member(key))
             .arg(record.expires_at())
@@ -336,7 +352,11 @@ impl SessionStore for RedisStore {
         }
     }
 
-    async fn load(&self, key: &SessionKey, now: Millis) -> Result<Option<SessionRecord>, StoreError> {
+    async fn load(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+    ) -> Result<Option<SessionRecord>, StoreError> {
         let reply: Value = redis::cmd("HGETALL")
             .arg(self.session_key(key))
             .query_async(&mut self.conn())
@@ -345,15 +365,26 @@ impl SessionStore for RedisStore {
         Ok(decode(reply)?.filter(|r| r.is_live(now)))
     }
 
-    async fn renew(&self, key: &SessionKey, now: Millis, policy: &ExpiryPolicy) -> Result<Renewal, StoreError> {
+    async fn renew(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+        policy: &ExpiryPolicy,
+    ) -> Result<Renewal, StoreError> {
         let skey = self.session_key(key);
         let mut cmd = evalsha(&scripts::RENEW, &[&skey]);
-        cmd.arg(now).arg(policy.threshold_millis()).arg(policy.idle_millis());
-        Ok(match int(&self.run_script(&scripts::RENEW, cmd, false).await?)? {
-            -2 => Renewal::Gone,
-            -1 => Renewal::NotNeeded,
-            n => Renewal::Extended { idle_expires_at: u64::try_from(n).map_err(|_| corrupt("renewal"))? },
-        })
+        cmd.arg(now)
+            .arg(policy.threshold_millis())
+            .arg(policy.idle_millis());
+        Ok(
+            match int(&self.run_script(&scripts::RENEW, cmd, false).await?)? {
+                -2 => Renewal::Gone,
+                -1 => Renewal::NotNeeded,
+                n => Renewal::Extended {
+                    idle_expires_at: u64::try_from(n).map_err(|_| corrupt("renewal"))?,
+                },
+            },
+        )
     }
 
     async fn update_attributes(
@@ -365,7 +396,8 @@ impl SessionStore for RedisStore {
     ) -> Result<u64, StoreError> {
         let skey = self.session_key(key);
         let mut cmd = evalsha(&scripts::UPDATE, &[&skey]);
-        cmd.arg(now).arg(if_version.map(|v| v.to_string()).unwrap_or_default());
+        cmd.arg(now)
+            .arg(if_version.map(|v| v.to_string()).unwrap_or_default());
         for c in changes {
             match &c.value {
                 Some(v) => cmd.arg(&c.name).arg("s").arg(v),
@@ -380,7 +412,11 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        let n: i64 = self.conn().del(self.session_key(key)).await.map_err(unavailable)?;
+        let n: i64 = self
+            .conn()
+            .del(self.session_key(key))
+            .await
+            .map_err(unavailable)?;
         Ok(n > 0)
     }
 
@@ -392,10 +428,16 @@ impl SessionStore for RedisStore {
         changes: &CycleChanges,
     ) -> Result<SessionRecord, StoreError> {
         let old_key = self.session_key(old);
-        let old_meta: Option<Vec<u8>> = self.conn().hget(&old_key, "m").await.map_err(unavailable)?;
-        let Some(old_meta) = old_meta else { return Err(StoreError::NotFound) };
+        let old_meta: Option<Vec<u8>> =
+            self.conn().hget(&old_key, "m").await.map_err(unavailable)?;
+        let Some(old_meta) = old_meta else {
+            return Err(StoreError::NotFound);
+        };
         if new.0[0] != old.0[0] {
-            return Err(StoreError::Corrupt("a cycled key outside its user's shard".into(), None));
+            return Err(StoreError::Corrupt(
+                "a cycled key outside its user's shard".into(),
+                None,
+            ));
         }
         let mut meta = decode_meta(&old_meta)?;
         if let Some(roles) = &changes.roles {
@@ -407,24 +449,41 @@ impl SessionStore for RedisStore {
         let new_key = self.session_key(new);
         let index = self.index_key(old.0[0], &meta.user_id);
         let mut cmd = evalsha(&scripts::CYCLE, &[&old_key, &new_key, &index]);
-        cmd.arg(now).arg(Self::member(old)).arg(Self::member(new)).arg(old_meta).arg(encode_meta(&meta));
+        cmd.arg(now)
+            .arg(Self::member(old))
+            .arg(Self::member(new))
+            .arg(old_meta)
+            .arg(encode_meta(&meta));
         match self.run_script(&scripts::CYCLE, cmd, true).await? {
             Value::Array(items) if matches!(items.as_slice(), [Value::Int(_)]) => {
-                Err(if matches!(items[0], Value::Int(-3)) { StoreError::Conflict } else { StoreError::NotFound })
+                Err(if matches!(items[0], Value::Int(-3)) {
+                    StoreError::Conflict
+                } else {
+                    StoreError::NotFound
+                })
             }
             reply => decode(reply)?.ok_or_else(|| corrupt("an empty cycled session")),
         }
     }
 
-    async fn list_by_user(&self, user_id: &str, now: Millis) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+    async fn list_by_user(
+        &self,
+        user_id: &str,
+        now: Millis,
+    ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
         let index = self.index_key(sessiond_core::token::user_shard(user_id), user_id);
         let mut conn = self.conn();
-        let members: Vec<String> =
-            conn.zrangebyscore(&index, format!("({now}"), "+inf").await.map_err(unavailable)?;
+        let members: Vec<String> = conn
+            .zrangebyscore(&index, format!("({now}"), "+inf")
+            .await
+            .map_err(unavailable)?;
         if members.is_empty() {
             return Ok(Vec::new());
         }
-        let keys = members.iter().map(|m| parse_member(m)).collect::<Result<Vec<_>, _>>()?;
+        let keys = members
+            .iter()
+            .map(|m| parse_member(m))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut pipe = redis::pipe();
         for key in &keys {
             pipe.cmd("HGETALL").arg(self.session_key(key));
@@ -446,14 +505,24 @@ impl SessionStore for RedisStore {
         Ok(out)
     }
 
-    async fn delete_by_user(&self, user_id: &str, except: Option<&SessionKey>) -> Result<usize, StoreError> {
+    async fn delete_by_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionKey>,
+    ) -> Result<usize, StoreError> {
         let index = self.index_key(sessiond_core::token::user_shard(user_id), user_id);
-        let members: Vec<String> = self.conn().zrange(&index, 0, -1).await.map_err(unavailable)?;
+        let members: Vec<String> = self
+            .conn()
+            .zrange(&index, 0, -1)
+            .await
+            .map_err(unavailable)?;
         if members.is_empty() {
             return Ok(0);
         }
-        let session_keys =
-            members.iter().map(|m| parse_member(m).map(|k| self.session_key(&k))).collect::<Result<Vec<_>, _>>()?;
+        let session_keys = members
+            .iter()
+            .map(|m| parse_member(m).map(|k| self.session_key(&k)))
+            .collect::<Result<Vec<_>, _>>()?;
         let mut keys: Vec<&str> = vec![&index];
         keys.extend(session_keys.iter().map(String::as_str));
         let mut cmd = evalsha(&scripts::DELETE_USER, &keys);
@@ -472,8 +541,15 @@ impl SessionStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let pong: String = redis::cmd("PING").query_async(&mut self.conn()).await.map_err(unavailable)?;
-        if pong == "PONG" { Ok(()) } else { Err(corrupt("PING answer")) }
+        let pong: String = redis::cmd("PING")
+            .query_async(&mut self.conn())
+            .await
+            .map_err(unavailable)?;
+        if pong == "PONG" {
+            Ok(())
+        } else {
+            Err(corrupt("PING answer"))
+        }
     }
 
     fn backend_name(&self) -> &'static str {

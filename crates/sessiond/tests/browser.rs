@@ -1,0 +1,289 @@
+//! The web pages in a real browser: Debian's chromium driven through
+//! chromedriver (W3C WebDriver over HTTP). Without chromium/chromedriver the
+//! test prints one SKIPPED line; `SESSIOND_REQUIRE_BROWSER=1` (set by
+//! `.ci/run`) makes that a failure.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{PASSWORD, spawn_app};
+use serde_json::{Value, json};
+
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+fn browser_available() -> bool {
+    let found = ["/usr/bin/chromium", "/usr/bin/chromedriver"]
+        .iter()
+        .all(|p| std::path::Path::new(p).exists());
+    if !found {
+        if std::env::var("SESSIOND_REQUIRE_BROWSER").is_ok_and(|v| v == "1") {
+            panic!(
+                "chromium/chromedriver are not installed, and SESSIOND_REQUIRE_BROWSER=1 makes that a failure"
+            );
+        }
+        eprintln!(
+            "SKIPPED browser test: chromium and chromium-driver are not installed (SESSIOND_REQUIRE_BROWSER=1 makes this a failure)"
+        );
+    }
+    found
+}
+
+struct Driver {
+    child: Child,
+    base: String,
+    session: String,
+    http: reqwest::Client,
+    _profile: tempfile::TempDir,
+}
+
+impl Driver {
+    async fn start() -> Driver {
+        let port = sessiond_store_redis::testing::free_port();
+        let child = Command::new("/usr/bin/chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let base = format!("http://127.0.0.1:{port}");
+        let http = reqwest::Client::new();
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while http.get(format!("{base}/status")).send().await.is_err() {
+            assert!(Instant::now() < deadline, "chromedriver did not start");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let profile = tempfile::tempdir().unwrap();
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": "/usr/bin/chromium",
+                "args": ["--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
+                         "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                         "--no-first-run", format!("--user-data-dir={}", profile.path().display())]
+            }
+        }}});
+        let r: Value = http
+            .post(format!("{base}/session"))
+            .json(&caps)
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let session = r["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no session: {r}"))
+            .to_owned();
+        Driver {
+            child,
+            base,
+            session,
+            http,
+            _profile: profile,
+        }
+    }
+
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}/session/{}{path}", self.base, self.session);
+        let mut rb = self.http.request(method, url);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let v: Value = rb.send().await.unwrap().json().await.unwrap();
+        v["value"].clone()
+    }
+
+    async fn goto(&self, url: &str) {
+        self.call(reqwest::Method::POST, "/url", Some(json!({ "url": url })))
+            .await;
+    }
+
+    async fn find(&self, css: &str) -> String {
+        let v = self
+            .call(
+                reqwest::Method::POST,
+                "/element",
+                Some(json!({"using": "css selector", "value": css})),
+            )
+            .await;
+        v[ELEMENT]
+            .as_str()
+            .unwrap_or_else(|| panic!("no element {css}: {v}"))
+            .to_owned()
+    }
+
+    async fn type_into(&self, css: &str, text: &str) {
+        let e = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/value"),
+            Some(json!({ "text": text })),
+        )
+        .await;
+    }
+
+    async fn click(&self, css: &str) {
+        let e = self.find(css).await;
+        self.call(
+            reqwest::Method::POST,
+            &format!("/element/{e}/click"),
+            Some(json!({})),
+        )
+        .await;
+    }
+
+    async fn source(&self) -> String {
+        self.call(reqwest::Method::GET, "/source", None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn url(&self) -> String {
+        self.call(reqwest::Method::GET, "/url", None)
+            .await
+            .as_str()
+            .unwrap()
+            .to_owned()
+    }
+
+    async fn cookies(&self) -> Vec<Value> {
+        self.call(reqwest::Method::GET, "/cookie", None)
+            .await
+            .as_array()
+            .cloned()
+            .unwrap_or_default()
+    }
+
+    /// Waits until the page source contains `text`.
+    async fn wait_for(&self, text: &str) -> String {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let src = self.source().await;
+            if src.contains(text) {
+                return src;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "page never showed {text:?}; last page:\n{src}"
+            );
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+#[tokio::test]
+async fn a_person_signs_in_sees_their_devices_and_signs_out_in_a_real_browser() {
+    if !browser_available() {
+        return;
+    }
+    let app = spawn_app().await;
+    let browser = Driver::start().await;
+    let site = format!("http://127.0.0.1:{}", app.addr.port());
+
+    // Signed out, the account page sends the browser to the login form.
+    browser.goto(&format!("{site}/")).await;
+    assert!(browser.url().await.ends_with("/login"));
+    browser.wait_for("Sign in").await;
+
+    // A wrong password shows the error on the form, and no session cookie.
+    browser.type_into("input[name=username]", "alice").await;
+    browser
+        .type_into("input[name=password]", "not-the-password")
+        .await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for("wrong username or password").await;
+    assert!(
+        browser
+            .cookies()
+            .await
+            .iter()
+            .all(|c| c["name"] != "__Host-sessiond")
+    );
+
+    browser.type_into("input[name=username]", "alice").await;
+    browser.type_into("input[name=password]", PASSWORD).await;
+    browser.click("button[type=submit]").await;
+    let page = browser.wait_for("Signed in as").await;
+    assert!(page.contains("<span id=\"user\">alice</span>"), "{page}");
+    assert!(
+        page.contains("this device"),
+        "the current session is marked in the device list"
+    );
+
+    // The browser holds the session cookie with the secure attributes.
+    let cookies = browser.cookies().await;
+    let session = cookies
+        .iter()
+        .find(|c| c["name"] == "__Host-sessiond")
+        .expect("the browser kept the session cookie");
+    assert_eq!(session["httpOnly"], true);
+    assert_eq!(session["secure"], true);
+    assert_eq!(session["sameSite"], "Strict");
+    assert_eq!(session["path"], "/");
+
+    browser.click("form[action='/logout'] button").await;
+    browser.wait_for("Sign in").await;
+    assert!(
+        browser
+            .cookies()
+            .await
+            .iter()
+            .all(|c| c["name"] != "__Host-sessiond"),
+        "sign-out removed the cookie"
+    );
+    browser.goto(&format!("{site}/")).await;
+    assert!(
+        browser.url().await.ends_with("/login"),
+        "signed out for real"
+    );
+}
+
+#[tokio::test]
+async fn a_cross_site_form_cannot_sign_a_browser_in() {
+    if !browser_available() {
+        return;
+    }
+    let app = spawn_app().await;
+    // A page on another origin (another port) posting the login form to sessiond.
+    let evil = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let evil_port = evil.local_addr().unwrap().port();
+    let target = format!("http://127.0.0.1:{}/login", app.addr.port());
+    let page = format!(
+        "<!doctype html><form method=post action=\"{target}\"><input name=username value=alice>\
+         <input name=password value=\"{PASSWORD}\"><input name=csrf_token value=guess><button>go</button></form>"
+    );
+    tokio::spawn(async move {
+        let app = axum::Router::new().route(
+            "/",
+            axum::routing::get(move || async move { axum::response::Html(page) }),
+        );
+        axum::serve(evil, app).await.unwrap();
+    });
+    let browser = Driver::start().await;
+    browser
+        .goto(&format!("http://127.0.0.1:{evil_port}/"))
+        .await;
+    browser.click("button").await;
+    browser.wait_for("CSRF check failed").await;
+    assert!(
+        browser
+            .cookies()
+            .await
+            .iter()
+            .all(|c| c["name"] != "__Host-sessiond")
+    );
+}
