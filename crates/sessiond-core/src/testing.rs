@@ -5,7 +5,7 @@
 //! A store's test file calls [`store_conformance_tests!`](crate::store_conformance_tests)
 //! with an async function that makes a fresh, empty store:
 //!
-//! ```ignore
+//! ```text
 //! async fn make() -> (Arc<dyn Backend>, tempfile::TempDir) { ... }
 //! sessiond_core::store_conformance_tests!(make);
 //! ```

@@ -90,9 +90,13 @@ impl Default for ServerConfig {
     }
 }
 
-/// `SESSIOND_*` variables that are not configuration fields (logging, the
-/// config file path, the test switch), so strict parsing does not refuse them.
-const NOT_CONFIG: &[&str] = &["log", "config", "require_redis"];
+/// Whether a `SESSIOND_*` variable (prefix stripped) is not a configuration
+/// field: logging, the config file path, and the test switches
+/// (`SESSIOND_REQUIRE_*`), which strict parsing must not refuse.
+fn not_config(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key == "log" || key == "config" || key.starts_with("require_")
+}
 
 /// Errors reading the configuration.
 #[derive(Debug, thiserror::Error)]
@@ -114,7 +118,7 @@ impl ServerConfig {
             figment = figment.merge(Toml::file_exact(path));
         }
         let config: ServerConfig = figment
-            .merge(Env::prefixed("SESSIOND_").ignore(NOT_CONFIG))
+            .merge(Env::prefixed("SESSIOND_").filter(|k| !not_config(k.as_str())))
             .extract()
             .map_err(Box::new)?;
         config.validate()?;
@@ -175,6 +179,7 @@ mod tests {
             jail.set_env("SESSIOND_COOKIE_SAME_SITE", "lax");
             jail.set_env("SESSIOND_LOG", "debug");
             jail.set_env("SESSIOND_REQUIRE_REDIS", "1");
+            jail.set_env("SESSIOND_REQUIRE_BROWSER", "1");
             let c = ServerConfig::load(None).expect("loads");
             assert_eq!(c.idle_timeout_secs, 900);
             assert_eq!(c.cookie_same_site, SameSite::Lax);

@@ -46,6 +46,10 @@ pub async fn guard(header_limit: usize, req: Request, next: Next) -> Response {
             ("method_not_allowed", "method not allowed on this resource")
         }
         StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took too long"),
+        // Only the request deadline (TimeoutLayer) answers a bare 503.
+        StatusCode::SERVICE_UNAVAILABLE => {
+            ("deadline_exceeded", "the request took too long; retry")
+        }
         StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
         StatusCode::UNSUPPORTED_MEDIA_TYPE => {
             ("unsupported_media_type", "unsupported Content-Type")

@@ -537,3 +537,28 @@ async fn health_and_readiness_answer() {
     let v: Value = c.get("/readyz").await.json().await.unwrap();
     assert_eq!(v["status"], "ready");
 }
+
+#[tokio::test]
+async fn a_request_past_its_deadline_gets_a_json_503_not_a_hang() {
+    // A 0 s deadline: any request that has to wait (a login hashes for ~30 ms) runs out.
+    let config = sessiond::ServerConfig {
+        request_timeout_secs: 0,
+        ..test_config()
+    };
+    let app = spawn_app_on(
+        sessiond::StoreHandle::from_backend(std::sync::Arc::new(sessiond_core::MemoryStore::new())),
+        config,
+    )
+    .await;
+    let mut c = app.client();
+    let r = c
+        .send(
+            c.request(Method::POST, "/login")
+                .json(&json!({"username": "alice", "password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::SERVICE_UNAVAILABLE, "deadline_exceeded".into())
+    );
+}
