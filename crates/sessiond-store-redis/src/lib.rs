@@ -46,7 +46,7 @@ use crate::scripts::evalsha;
 /// How to reach Redis and how to store sessions there.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// `redis://[user:pass@]host:port[/db]`,
+    /// `redis://[user:pass@]host:port[/db]` (`rediss://` for TLS),
     /// `redis+sentinel://[user:pass@]host:port,host:port/master-name` or
     /// `redis+cluster://[user:pass@]host:port,host:port`.
     pub url: String,
@@ -66,6 +66,9 @@ pub struct RedisConfig {
     pub response_timeout: Duration,
     /// Multiplexed connections to a standalone Redis, used in turn.
     pub pool_size: usize,
+    /// For `rediss://`: a PEM file of the CA that signed the server's
+    /// certificate, instead of the system's trust store (private CAs).
+    pub tls_ca_file: Option<std::path::PathBuf>,
 }
 
 impl RedisConfig {
@@ -79,6 +82,7 @@ impl RedisConfig {
             connect_timeout: Duration::from_secs(1),
             response_timeout: Duration::from_secs(1),
             pool_size: 1,
+            tls_ca_file: None,
         }
     }
 }
@@ -96,6 +100,9 @@ pub enum ConnectError {
     /// Redis could not be reached.
     #[error("cannot connect to Redis")]
     Redis(#[from] RedisError),
+    /// The TLS CA file could not be read.
+    #[error("cannot read the TLS CA file {0}")]
+    Tls(std::path::PathBuf, #[source] std::io::Error),
 }
 
 /// Sessions and users in Redis. Cloning shares the connection.
@@ -192,8 +199,20 @@ impl RedisStore {
                 if !u.path.is_empty() {
                     url = format!("{url}/{}", u.path);
                 }
+                let client = match (&config.tls_ca_file, u.scheme.as_str()) {
+                    (Some(ca), "rediss") => {
+                        let root_cert =
+                            std::fs::read(ca).map_err(|e| ConnectError::Tls(ca.clone(), e))?;
+                        let certs = redis::TlsCertificates {
+                            client_tls: None,
+                            root_cert: Some(root_cert),
+                        };
+                        Client::build_with_tls(url, certs)?
+                    }
+                    _ => Client::open(url)?,
+                };
                 (
-                    conn::connect_single(Client::open(url)?, t, config.pool_size).await?,
+                    conn::connect_single(client, t, config.pool_size).await?,
                     false,
                 )
             }

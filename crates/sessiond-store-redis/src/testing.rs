@@ -82,6 +82,25 @@ impl RedisProcess {
         p
     }
 
+    /// Starts a TLS-only server (`--port 0 --tls-port PORT` plus `args`)
+    /// and waits until it accepts connections.
+    pub fn start_tls(port: u16, args: &[String]) -> Self {
+        let dir = temp_dir(&format!("tls{port}"));
+        let mut all = vec!["--tls-port".to_owned(), port.to_string()];
+        all.extend_from_slice(args);
+        let p = Self {
+            port,
+            watchdog: Self::spawn(0, &dir, &all),
+            pid_file: dir.join("pid"),
+            dir,
+            args: all,
+        };
+        wait_until("the TLS port to accept", Duration::from_secs(15), || {
+            TcpStream::connect(("127.0.0.1", port)).is_ok()
+        });
+        p
+    }
+
     fn spawn(port: u16, dir: &std::path::Path, args: &[String]) -> Child {
         let owner = std::process::id();
         let script = format!(

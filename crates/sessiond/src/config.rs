@@ -28,6 +28,8 @@ pub struct ServerConfig {
     pub redis_wait_replicas: u32,
     /// Multiplexed connections to a standalone Redis.
     pub redis_pool_size: usize,
+    /// For `rediss://` with a private CA: the CA certificate (PEM).
+    pub redis_tls_ca_file: Option<PathBuf>,
     /// Idle timeout, seconds.
     pub idle_timeout_secs: u64,
     /// Absolute session lifetime, seconds.
@@ -71,6 +73,7 @@ impl Default for ServerConfig {
             redis_prefix: "sessiond:".into(),
             redis_wait_replicas: 0,
             redis_pool_size: 1,
+            redis_tls_ca_file: None,
             idle_timeout_secs: policy.idle_timeout.as_secs(),
             absolute_lifetime_secs: policy.absolute_lifetime.as_secs(),
             renewal_threshold_secs: policy.renewal_threshold.as_secs(),

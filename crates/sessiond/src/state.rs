@@ -41,6 +41,7 @@ impl StoreHandle {
                 redis.prefix.clone_from(&config.redis_prefix);
                 redis.wait_replicas = config.redis_wait_replicas;
                 redis.pool_size = config.redis_pool_size;
+                redis.tls_ca_file.clone_from(&config.redis_tls_ca_file);
                 let store = RedisStore::connect(&redis).await?;
                 Ok(Self::from_backend(Arc::new(store)))
             }
