@@ -160,7 +160,8 @@ impl Session {
         &self.0.shared.manager
     }
 
-    /// Client metadata of this request (IP and user agent, truncated to 256 characters).
+    /// Client metadata of this request: IP, and a short device label made
+    /// from the `User-Agent` ([`crate::device::device_label`]).
     pub fn client(&self) -> ClientMeta {
         ClientMeta {
             ip: self.0.peer.map(|p| p.ip().to_string()),
@@ -169,7 +170,7 @@ impl Session {
                 .user_agent
                 .as_ref()
                 .and_then(|v| v.to_str().ok())
-                .map(|ua| ua.chars().take(256).collect()),
+                .map(crate::device::device_label),
         }
     }
 

@@ -16,6 +16,7 @@
 pub mod auth;
 pub mod cookie;
 pub mod csrf;
+pub mod device;
 pub mod error;
 pub mod layer;
 

@@ -1,29 +1,32 @@
 //! A session as hash fields.
 //!
-//! - `m`: what never changes field by field (user, roles, created, CSRF
-//!   secret, client metadata): a format byte and postcard. Only a cycle
-//!   rewrites it.
+//! - `m`: what never changes field by field (user, roles, created, client
+//!   metadata): a format byte and postcard. Only a cycle rewrites it.
+//! - `x`: the CSRF secret as its 32 raw bytes (a cycle replaces it).
 //! - `e`, `i`, `l`, `v`: absolute and idle expiry, last seen (Unix ms) and
 //!   version, in decimal, because the Lua scripts read and change them.
 //! - `a:<name>`: one field per application attribute.
 //!
 //! Fewer fields than one per record member keeps both the reply that every
-//! verification parses and Redis's memory per session small.
+//! verification parses and Redis's memory per session small, and every value
+//! stays under Redis's default `hash-max-listpack-value` (64 bytes) for a
+//! typical session, so hashes keep the compact listpack encoding.
 
 use std::collections::BTreeMap;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::Value;
 use serde::{Deserialize, Serialize};
 use sessiond_core::{ClientMeta, SessionRecord, StoreError};
 
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Meta {
     pub(crate) user_id: String,
     pub(crate) roles: Vec<String>,
     pub(crate) created_at: u64,
-    pub(crate) csrf_secret: String,
     pub(crate) client: ClientMeta,
 }
 
@@ -51,15 +54,32 @@ pub(crate) fn meta_of(record: &SessionRecord) -> Meta {
         user_id: record.user_id.clone(),
         roles: record.roles.clone(),
         created_at: record.created_at,
-        csrf_secret: record.csrf_secret.clone(),
         client: record.client.clone(),
     }
+}
+
+/// The CSRF secret as stored: its 32 raw bytes when it is base64url of 32
+/// bytes (as sessiond makes them), else its text.
+pub(crate) fn encode_secret(secret: &str) -> Vec<u8> {
+    let mut raw = [0u8; 32];
+    match URL_SAFE_NO_PAD.decode_slice(secret, &mut raw) {
+        Ok(32) if secret.len() == 43 => raw.to_vec(),
+        _ => secret.as_bytes().to_vec(),
+    }
+}
+
+fn decode_secret(bytes: Vec<u8>) -> Result<String, StoreError> {
+    if bytes.len() == 32 {
+        return Ok(URL_SAFE_NO_PAD.encode(bytes));
+    }
+    String::from_utf8(bytes).map_err(|_| corrupt("a CSRF secret"))
 }
 
 /// Field/value pairs for `HSET`.
 pub(crate) fn encode(record: &SessionRecord) -> Vec<(Vec<u8>, Vec<u8>)> {
     let mut f: Vec<(Vec<u8>, Vec<u8>)> = vec![
         (b"m".to_vec(), encode_meta(&meta_of(record))),
+        (b"x".to_vec(), encode_secret(&record.csrf_secret)),
         (
             b"e".to_vec(),
             record.absolute_expires_at.to_string().into_bytes(),
@@ -112,6 +132,7 @@ pub(crate) fn decode(reply: Value) -> Result<Option<SessionRecord>, StoreError> 
         return Ok(None);
     }
     let mut meta = None;
+    let mut csrf_secret = String::new();
     let (mut e, mut i, mut l, mut v) = (0, 0, 0, 0);
     let mut attributes = BTreeMap::new();
     for (k, val) in pairs {
@@ -119,6 +140,7 @@ pub(crate) fn decode(reply: Value) -> Result<Option<SessionRecord>, StoreError> 
         let val = bytes(val)?;
         match k.as_slice() {
             b"m" => meta = Some(decode_meta(&val)?),
+            b"x" => csrf_secret = decode_secret(val)?,
             b"e" => e = number(&val)?,
             b"i" => i = number(&val)?,
             b"l" => l = number(&val)?,
@@ -144,7 +166,7 @@ pub(crate) fn decode(reply: Value) -> Result<Option<SessionRecord>, StoreError> 
         last_seen: l,
         idle_expires_at: i,
         absolute_expires_at: e,
-        csrf_secret: meta.csrf_secret,
+        csrf_secret,
         client: meta.client,
         attributes,
         version: v,

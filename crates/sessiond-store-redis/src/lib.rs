@@ -39,7 +39,7 @@ use sessiond_core::{
     SessionStore, StoreError, UserRecord, UserStore,
 };
 
-use crate::codec::{corrupt, decode, decode_meta, encode, encode_meta};
+use crate::codec::{corrupt, decode, decode_meta, encode, encode_meta, encode_secret};
 use crate::conn::{Conn, SentinelConn, Timeouts};
 use crate::scripts::evalsha;
 
@@ -462,9 +462,7 @@ impl SessionStore for RedisStore {
         if let Some(roles) = &changes.roles {
             meta.roles.clone_from(roles);
         }
-        if let Some(secret) = &changes.csrf_secret {
-            meta.csrf_secret.clone_from(secret);
-        }
+
         let new_key = self.session_key(new);
         let index = self.index_key(old.0[0], &meta.user_id);
         let mut cmd = evalsha(&scripts::CYCLE, &[&old_key, &new_key, &index]);
@@ -472,7 +470,14 @@ impl SessionStore for RedisStore {
             .arg(Self::member(old))
             .arg(Self::member(new))
             .arg(old_meta)
-            .arg(encode_meta(&meta));
+            .arg(encode_meta(&meta))
+            .arg(
+                changes
+                    .csrf_secret
+                    .as_deref()
+                    .map(encode_secret)
+                    .unwrap_or_default(),
+            );
         match self.run_script(&scripts::CYCLE, cmd, true).await? {
             Value::Array(items) if matches!(items.as_slice(), [Value::Int(_)]) => {
                 Err(if matches!(items[0], Value::Int(-3)) {

@@ -76,7 +76,8 @@ return redis.call('HINCRBY', KEYS[1], 'v', 1)
     )
 });
 
-/// KEYS: old, new, index. ARGV: now, old member, new member, old `m`, new `m`.
+/// KEYS: old, new, index. ARGV: now, old member, new member, old `m`, new
+/// `m`, new `x` (CSRF secret) or ''.
 /// The old `m` is compared first (it only ever changes by a cycle, which
 /// deletes the old key). Returns the new hash as a flat list, or {-2} / {-3}.
 pub(crate) static CYCLE: LazyLock<Script> = LazyLock::new(|| {
@@ -89,6 +90,7 @@ if now >= tonumber(v[2]) or now >= tonumber(v[3]) then return {-2} end
 if redis.call('EXISTS', KEYS[2]) == 1 then return {-3} end
 redis.call('HSET', KEYS[2], unpack(redis.call('HGETALL', KEYS[1])))
 redis.call('HSET', KEYS[2], 'm', ARGV[5])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[2], 'x', ARGV[6]) end
 redis.call('HINCRBY', KEYS[2], 'v', 1)
 redis.call('PEXPIREAT', KEYS[2], string.format('%.0f', math.min(tonumber(v[2]), tonumber(v[3]))))
 redis.call('DEL', KEYS[1])
