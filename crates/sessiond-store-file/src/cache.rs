@@ -26,10 +26,11 @@ pub(crate) struct NearCache {
     per_shard: usize,
 }
 
-/// What a lookup saw: the record, or the shard epoch to fill the miss with.
+/// What a lookup saw: the record, or the shard epoch to fill the miss with
+/// (`None` when the shard is full: no fill).
 pub(crate) enum Lookup {
     Hit(Arc<SessionRecord>),
-    Miss(u64),
+    Miss(Option<u64>),
 }
 
 impl NearCache {
@@ -52,7 +53,7 @@ impl NearCache {
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match shard.map.get(key) {
             Some(r) => Lookup::Hit(r.clone()),
-            None => Lookup::Miss(shard.epoch),
+            None => Lookup::Miss((shard.map.len() < self.per_shard).then_some(shard.epoch)),
         }
     }
 

@@ -162,7 +162,9 @@ impl FileStore {
         };
         let record = codec::decode_session(bytes.value())?;
         let live = record.is_live(now).then(|| record.clone());
-        self.cache.fill(*key, Arc::new(record), epoch);
+        if let Some(epoch) = epoch {
+            self.cache.fill(*key, Arc::new(record), epoch);
+        }
         Ok(live)
     }
 }

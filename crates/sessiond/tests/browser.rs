@@ -161,6 +161,13 @@ impl Driver {
             .unwrap_or_default()
     }
 
+    /// Fills the login form and submits it.
+    async fn sign_in(&self, user: &str, password: &str) {
+        self.type_into("input[name=username]", user).await;
+        self.type_into("input[name=password]", password).await;
+        self.click("button[type=submit]").await;
+    }
+
     /// Waits until the page source contains `text`.
     async fn wait_for(&self, text: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(10);
@@ -200,11 +207,7 @@ async fn a_person_signs_in_sees_their_devices_and_signs_out_in_a_real_browser() 
     browser.wait_for("Sign in").await;
 
     // A wrong password shows the error on the form, and no session cookie.
-    browser.type_into("input[name=username]", "alice").await;
-    browser
-        .type_into("input[name=password]", "not-the-password")
-        .await;
-    browser.click("button[type=submit]").await;
+    browser.sign_in("alice", "not-the-password").await;
     browser.wait_for("wrong username or password").await;
     assert!(
         browser
@@ -214,9 +217,7 @@ async fn a_person_signs_in_sees_their_devices_and_signs_out_in_a_real_browser() 
             .all(|c| c["name"] != "__Host-sessiond")
     );
 
-    browser.type_into("input[name=username]", "alice").await;
-    browser.type_into("input[name=password]", PASSWORD).await;
-    browser.click("button[type=submit]").await;
+    browser.sign_in("alice", PASSWORD).await;
     let page = browser.wait_for("Signed in as").await;
     assert!(page.contains("<span id=\"user\">alice</span>"), "{page}");
     assert!(
