@@ -222,3 +222,70 @@ async fn login_through_a_fault(node: &Node, fault: impl FnOnce()) -> Outcome {
         window: recovered_after.unwrap_or_default(),
     }
 }
+
+#[tokio::test]
+async fn with_redis_down_a_cookie_request_gets_a_fast_503_never_a_401_and_recovers_after() {
+    if !testing::redis_available("redis down") {
+        return;
+    }
+    let mut redis = tokio::task::spawn_blocking(testing::standalone)
+        .await
+        .unwrap();
+    let url = redis.url();
+    add_user(&url, "alice", "user", PASSWORD);
+    let node = Node::start(&url, &[]).await;
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(10))
+        .build()
+        .unwrap();
+    let (cookie, _) = login(&http, &node.base, "alice").await.unwrap();
+
+    redis.kill();
+    for _ in 0..5 {
+        let started = Instant::now();
+        let r = http
+            .get(format!("{}/api/profile", node.base))
+            .header("cookie", format!("__Host-sessiond={cookie}"))
+            .send()
+            .await
+            .unwrap();
+        let took = started.elapsed();
+        assert_eq!(
+            r.status(),
+            StatusCode::SERVICE_UNAVAILABLE,
+            "an outage is not a logout"
+        );
+        assert!(r.headers().contains_key("retry-after"));
+        let body: Value = r.json().await.unwrap();
+        assert_eq!(body["error"]["code"], "store_unavailable");
+        // Bounded by the store's connect/response deadlines (1 s each), not a hang.
+        assert!(took < Duration::from_secs(3), "took {took:?}");
+    }
+    let r = http
+        .get(format!("{}/readyz", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::SERVICE_UNAVAILABLE,
+        "readiness reports the outage"
+    );
+
+    // Redis comes back (empty: it kept nothing on disk), and sessiond with it.
+    let redis = tokio::task::spawn_blocking(move || {
+        redis.restart();
+        redis
+    })
+    .await
+    .unwrap();
+    add_user(&redis.url(), "alice", "user", PASSWORD);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while login(&http, &node.base, "alice").await.is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "sessiond did not recover after Redis came back"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
