@@ -1,0 +1,123 @@
+//! No secret ever reaches a log line: run the login/logout/password flows
+//! with every crate logging at TRACE into a buffer, then search the buffer
+//! for every token, CSRF token and password the flows used.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod common;
+
+use std::io::Write;
+use std::sync::{Arc, Mutex};
+
+use common::*;
+use reqwest::{Method, StatusCode};
+use serde_json::json;
+
+#[derive(Clone, Default)]
+struct Buffer(Arc<Mutex<Vec<u8>>>);
+
+impl Write for Buffer {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+#[tokio::test]
+async fn no_token_cookie_csrf_token_or_password_appears_in_any_log_line() {
+    let buffer = Buffer::default();
+    let writer = buffer.clone();
+    // This test binary is its own process, so a global subscriber sees every
+    // worker thread. TRACE for every crate, hyper and the store included.
+    tracing_subscriber::fmt()
+        .with_max_level(tracing::Level::TRACE)
+        .with_writer(move || writer.clone())
+        .with_ansi(false)
+        .init();
+
+    let app = spawn_app().await;
+    let mut secrets: Vec<String> = vec![
+        PASSWORD.into(),
+        "a-brand-new-password".into(),
+        "wrong-password-123".into(),
+    ];
+
+    let mut c = app.client();
+    assert_eq!(
+        c.login("alice", "wrong-password-123").await,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(c.login("alice", PASSWORD).await, StatusCode::OK);
+    secrets.extend(c.session.clone());
+    secrets.extend(c.csrf.clone());
+    assert_eq!(c.get("/api/profile").await.status(), StatusCode::OK);
+    c.refresh_csrf().await;
+    secrets.extend(c.csrf.clone());
+    let r = c
+        .unsafe_json(
+            Method::POST,
+            "/api/password",
+            Some(json!({"current_password": PASSWORD, "new_password": "a-brand-new-password"})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: serde_json::Value = r.json().await.unwrap();
+    secrets.extend(c.session.clone()); // the rotated token
+    secrets.extend(body["csrf_token"].as_str().map(str::to_owned));
+    c.csrf = body["csrf_token"].as_str().map(str::to_owned);
+    assert_eq!(
+        c.unsafe_json(Method::POST, "/logout", None).await.status(),
+        StatusCode::OK
+    );
+
+    // The HTML form path too (its double-submit token is a secret as well).
+    let r = c
+        .http
+        .get(format!("{}/login", app.base))
+        .send()
+        .await
+        .unwrap();
+    let login_cookie = session_set_cookie(r.headers(), "__Host-sessiond-login").unwrap();
+    let token = cookie_value(&login_cookie);
+    let form = [
+        ("username", "bob"),
+        ("password", PASSWORD),
+        ("csrf_token", token.as_str()),
+    ];
+    let r = c
+        .http
+        .post(format!("{}/login", app.base))
+        .header("cookie", format!("__Host-sessiond-login={token}"))
+        .form(&form)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    secrets.push(token);
+    secrets.push(cookie_value(
+        &session_set_cookie(r.headers(), "__Host-sessiond").unwrap(),
+    ));
+    app.stop().await;
+
+    let logs = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
+    assert!(
+        logs.lines().count() > 20,
+        "the test must actually capture logs ({} lines)",
+        logs.lines().count()
+    );
+    assert!(
+        logs.contains("login_succeeded") && logs.contains("login_failed"),
+        "security events are logged"
+    );
+    for secret in &secrets {
+        assert!(!secret.is_empty());
+        assert!(
+            !logs.contains(secret.as_str()),
+            "a secret appeared in the logs: {}…",
+            &secret[..6]
+        );
+    }
+}
