@@ -56,13 +56,19 @@ fn login_csrf(app: &SharedState, session: &Session) -> (String, Option<HeaderVal
     } else {
         ""
     };
-    let name = if app.config.cookie_secure {
+    let name = login_cookie_name(app);
+    let cookie = format!("{name}={token}; Path=/{secure}; HttpOnly; SameSite=Strict; Max-Age=3600");
+    (token, HeaderValue::from_str(&cookie).ok())
+}
+
+/// The double-submit cookie's name: `__Host-` needs `Secure`, so a
+/// deployment with insecure cookies (plain-HTTP development) drops the prefix.
+fn login_cookie_name(app: &SharedState) -> &'static str {
+    if app.config.cookie_secure {
         LOGIN_CSRF_COOKIE
     } else {
         "sessiond-login"
-    };
-    let cookie = format!("{name}={token}; Path=/{secure}; HttpOnly; SameSite=Strict; Max-Age=3600");
-    (token, HeaderValue::from_str(&cookie).ok())
+    }
 }
 
 fn login_csrf_ok(
@@ -71,14 +77,10 @@ fn login_csrf_ok(
     headers: &HeaderMap,
     presented: Option<&str>,
 ) -> bool {
-    if session.verified().is_some() {
+    if session.with_current(|_| ()).is_some() {
         return true; // the CSRF layer already checked the session's token
     }
-    let name = if app.config.cookie_secure {
-        LOGIN_CSRF_COOKIE
-    } else {
-        "sessiond-login"
-    };
+    let name = login_cookie_name(app);
     match (find_cookie(headers, name), presented) {
         (Some(c), Some(p)) => !c.is_empty() && secrets_equal(c.as_bytes(), p.as_bytes()),
         _ => false,
