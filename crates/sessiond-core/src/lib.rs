@@ -7,6 +7,8 @@
 //! - [`manager`]: [`SessionManager`], the rules of create, verify, renew,
 //!   cycle and revoke on top of any store.
 //! - [`memory`]: [`MemoryStore`], for tests and development.
+//! - [`resilience`]: [`ResilientStore`], deadlines, retries and a circuit
+//!   breaker around any store.
 //! - `testing` (feature `testing`): the conformance suite every store runs,
 //!   and test helpers.
 //!
@@ -34,6 +36,7 @@ pub mod memory;
 pub mod ops;
 pub mod policy;
 pub mod record;
+pub mod resilience;
 pub mod store;
 pub mod time;
 pub mod token;
@@ -45,6 +48,7 @@ pub use manager::{NewSession, Session, SessionManager, Verified};
 pub use memory::MemoryStore;
 pub use policy::ExpiryPolicy;
 pub use record::{AttributeChange, ClientMeta, SessionRecord, UserRecord};
+pub use resilience::{BreakerConfig, BreakerState, ResilienceConfig, ResilientStore};
 pub use store::{Backend, BoxError, CycleChanges, Renewal, SessionStore, StoreError, UserStore};
 pub use time::{Clock, ManualClock, Millis, SystemClock};
 pub use token::{SessionKey, SessionToken, TokenError};

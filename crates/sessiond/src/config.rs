@@ -47,6 +47,10 @@ pub struct ServerConfig {
     pub allowed_origins: Vec<String>,
     /// Whole-request deadline, seconds.
     pub request_timeout_secs: u64,
+    /// Deadline of one store call, retries included, milliseconds.
+    pub store_timeout_ms: u64,
+    /// Retries of a store call that is safe to repeat, after a transient failure.
+    pub store_retries: u32,
     /// Largest accepted request body, bytes.
     pub body_limit_bytes: usize,
     /// Largest accepted total size of request headers, bytes.
@@ -82,6 +86,8 @@ impl Default for ServerConfig {
             cookie_same_site: SameSite::Strict,
             allowed_origins: Vec::new(),
             request_timeout_secs: 10,
+            store_timeout_ms: 800,
+            store_retries: 2,
             body_limit_bytes: 64 * 1024,
             header_limit_bytes: 16 * 1024,
             max_concurrent_hashes: 2,

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sessiond_core::{Backend, SessionManager};
+use sessiond_core::{Backend, BreakerState, ResilienceConfig, ResilientStore, SessionManager};
 use sessiond_store_file::{FileStore, FileStoreConfig};
 use sessiond_store_redis::{RedisConfig, RedisStore};
 
@@ -26,9 +26,11 @@ pub enum OpenStoreError {
 /// The store the server runs on, with whatever closing it needs.
 #[derive(Clone)]
 pub struct StoreHandle {
-    /// Sessions and users.
+    /// Sessions and users (behind deadlines, retries and a circuit breaker
+    /// when opened from configuration).
     pub backend: Arc<dyn Backend>,
     file: Option<FileStore>,
+    resilient: Option<Arc<ResilientStore>>,
 }
 
 impl StoreHandle {
@@ -43,10 +45,28 @@ impl StoreHandle {
                 redis.pool_size = config.redis_pool_size;
                 redis.tls_ca_file.clone_from(&config.redis_tls_ca_file);
                 let store = RedisStore::connect(&redis).await?;
-                Ok(Self::from_backend(Arc::new(store)))
+                Ok(Self::from_backend(Arc::new(store)).resilient(config))
             }
-            None => Ok(Self::open_file(config)?),
+            None => Ok(Self::open_file(config)?.resilient(config)),
         }
+    }
+
+    /// Wraps the backend in deadlines, retries and a circuit breaker.
+    fn resilient(mut self, config: &ServerConfig) -> Self {
+        let settings = ResilienceConfig {
+            call_timeout: Duration::from_millis(config.store_timeout_ms),
+            max_retries: config.store_retries,
+            ..ResilienceConfig::default()
+        };
+        let store = Arc::new(ResilientStore::new(self.backend.clone(), settings));
+        self.backend = store.clone();
+        self.resilient = Some(store);
+        self
+    }
+
+    /// The circuit breaker's state, when there is one.
+    pub fn breaker_state(&self) -> Option<BreakerState> {
+        self.resilient.as_ref().map(|r| r.breaker_state())
     }
 
     /// Opens the embedded file store in the configured data directory.
@@ -55,6 +75,7 @@ impl StoreHandle {
         Ok(Self {
             backend: Arc::new(store.clone()),
             file: Some(store),
+            resilient: None,
         })
     }
 
@@ -63,6 +84,7 @@ impl StoreHandle {
         Self {
             backend,
             file: None,
+            resilient: None,
         }
     }
 

@@ -272,6 +272,36 @@ async fn with_redis_down_a_cookie_request_gets_a_fast_503_never_a_401_and_recove
         "readiness reports the outage"
     );
 
+    // Enough failures open the circuit breaker: from then on a request does
+    // not even try Redis and fails fast.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let _ = profile(&http, &node.base, &cookie).await;
+        let r = http
+            .get(format!("{}/readyz", node.base))
+            .send()
+            .await
+            .unwrap();
+        if r.headers()
+            .get("x-breaker-state")
+            .is_some_and(|v| v == "open")
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the breaker never opened");
+    }
+    let started = Instant::now();
+    assert_eq!(
+        profile(&http, &node.base, &cookie).await,
+        StatusCode::SERVICE_UNAVAILABLE
+    );
+    let fast = started.elapsed();
+    assert!(
+        fast < Duration::from_millis(100),
+        "an open breaker answers at once (took {fast:?})"
+    );
+    eprintln!("REDIS DOWN: 503 with the breaker open in {fast:?}");
+
     // Redis comes back (empty: it kept nothing on disk), and sessiond with it.
     let redis = tokio::task::spawn_blocking(move || {
         redis.restart();

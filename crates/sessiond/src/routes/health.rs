@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use serde_json::json;
 use sessiond_axum::ApiError;
+use sessiond_core::BreakerState;
 
 use crate::state::SharedState;
 
@@ -13,11 +14,22 @@ pub async fn healthz() -> Json<serde_json::Value> {
     Json(json!({ "status": "ok" }))
 }
 
-/// `GET /readyz`: the store answers.
+/// `GET /readyz`: the store answers and its circuit breaker is not open.
 pub async fn readyz(State(app): State<SharedState>) -> Response {
+    let breaker = app.store.breaker_state();
+    if breaker == Some(BreakerState::Open) {
+        let mut r = ApiError::store_unavailable().into_response();
+        r.headers_mut()
+            .insert("x-breaker-state", http::HeaderValue::from_static("open"));
+        return r;
+    }
     match app.store.backend.ping().await {
-        Ok(()) => Json(json!({ "status": "ready", "store": app.store.backend.backend_name() }))
-            .into_response(),
+        Ok(()) => Json(json!({
+            "status": "ready",
+            "store": app.store.backend.backend_name(),
+            "breaker": breaker.map(BreakerState::as_str),
+        }))
+        .into_response(),
         Err(e) => {
             tracing::warn!(error = %e, "readiness check: store unavailable");
             ApiError::store_unavailable().into_response()

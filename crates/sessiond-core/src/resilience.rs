@@ -1,0 +1,413 @@
+//! [`ResilientStore`]: deadlines, retries with backoff and full jitter, and a
+//! circuit breaker around any store, so that a slow or dead store costs a
+//! request a bounded, short time and an honest `Unavailable`.
+//!
+//! - Every call has a total budget (`call_timeout`), retries included.
+//! - Only operations that are safe to repeat are retried (load, renew,
+//!   delete, listing, revoke-all, user reads, ping): a create, cycle,
+//!   attribute update or user write whose answer was lost may have happened,
+//!   and repeating it could conflict or count twice, so it is not repeated.
+//! - The breaker counts outcomes over a sliding window. `NotFound` and
+//!   `Conflict` are answers, not failures; `Unavailable` and deadlines are
+//!   failures. Closed → Open when at least `min_calls` calls in the window
+//!   failed at `failure_ratio` or more; Open → HalfOpen after `open_for`;
+//!   HalfOpen lets `half_open_probes` calls through: all succeed → Closed,
+//!   any fails → Open again. While open, calls fail at once, without
+//!   touching the store. Every transition is logged.
+//!
+//! Time is tokio's clock, so tests drive it with `tokio::time::pause()`.
+
+use std::collections::VecDeque;
+use std::future::Future;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::time::Instant;
+
+use crate::policy::ExpiryPolicy;
+use crate::record::{AttributeChange, SessionRecord, UserRecord};
+use crate::store::{Backend, CycleChanges, Renewal, SessionStore, StoreError, UserStore};
+use crate::time::Millis;
+use crate::token::SessionKey;
+
+/// Settings of [`ResilientStore`].
+#[derive(Debug, Clone, Copy)]
+pub struct ResilienceConfig {
+    /// Total time one store call may take, retries included.
+    pub call_timeout: Duration,
+    /// Retries after the first attempt, for operations safe to repeat.
+    pub max_retries: u32,
+    /// The first backoff's upper bound; doubles per retry (full jitter).
+    pub base_backoff: Duration,
+    /// The largest backoff upper bound.
+    pub max_backoff: Duration,
+    /// The circuit breaker.
+    pub breaker: BreakerConfig,
+}
+
+impl Default for ResilienceConfig {
+    fn default() -> Self {
+        Self {
+            call_timeout: Duration::from_millis(800),
+            max_retries: 2,
+            base_backoff: Duration::from_millis(20),
+            max_backoff: Duration::from_millis(200),
+            breaker: BreakerConfig::default(),
+        }
+    }
+}
+
+/// Settings of the circuit breaker.
+#[derive(Debug, Clone, Copy)]
+pub struct BreakerConfig {
+    /// How far back outcomes count.
+    pub window: Duration,
+    /// Fewer calls than this in the window never open the breaker.
+    pub min_calls: usize,
+    /// Open when at least this share of the window's calls failed.
+    pub failure_ratio: f64,
+    /// How long the breaker stays open before probing.
+    pub open_for: Duration,
+    /// Calls let through while half-open.
+    pub half_open_probes: u32,
+}
+
+impl Default for BreakerConfig {
+    fn default() -> Self {
+        Self {
+            window: Duration::from_secs(10),
+            min_calls: 10,
+            failure_ratio: 0.5,
+            open_for: Duration::from_secs(1),
+            half_open_probes: 3,
+        }
+    }
+}
+
+/// The breaker's state, for `/readyz` and logs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum BreakerState {
+    /// Calls go through; outcomes are counted.
+    Closed,
+    /// Calls fail at once.
+    Open,
+    /// A few probe calls go through.
+    HalfOpen,
+}
+
+impl BreakerState {
+    /// `closed`, `open` or `half_open`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Closed => "closed",
+            Self::Open => "open",
+            Self::HalfOpen => "half_open",
+        }
+    }
+}
+
+#[derive(Debug)]
+enum State {
+    Closed,
+    Open { until: Instant },
+    HalfOpen { admitted: u32, succeeded: u32 },
+}
+
+#[derive(Debug)]
+struct Breaker {
+    config: BreakerConfig,
+    state: State,
+    /// (when, failed) for the calls in the window.
+    outcomes: VecDeque<(Instant, bool)>,
+}
+
+/// Why a call did not reach the store.
+#[derive(Debug, thiserror::Error)]
+#[error("the circuit breaker is open: the store failed too often recently")]
+pub struct BreakerOpen;
+
+impl Breaker {
+    fn transition(&mut self, to: State) {
+        let from = self.public_state();
+        self.state = to;
+        let to = self.public_state();
+        if from != to {
+            match to {
+                BreakerState::Open => tracing::error!(
+                    from = from.as_str(),
+                    to = to.as_str(),
+                    "store circuit breaker opened"
+                ),
+                _ => tracing::warn!(
+                    from = from.as_str(),
+                    to = to.as_str(),
+                    "store circuit breaker changed state"
+                ),
+            }
+        }
+    }
+
+    fn public_state(&self) -> BreakerState {
+        match self.state {
+            State::Closed => BreakerState::Closed,
+            State::Open { .. } => BreakerState::Open,
+            State::HalfOpen { .. } => BreakerState::HalfOpen,
+        }
+    }
+
+    /// May a call go through now?
+    fn admit(&mut self, now: Instant) -> bool {
+        if let State::Open { until } = self.state {
+            if now < until {
+                return false;
+            }
+            // Open long enough: let probes through.
+            self.transition(State::HalfOpen {
+                admitted: 0,
+                succeeded: 0,
+            });
+        }
+        match &mut self.state {
+            State::HalfOpen { admitted, .. } if *admitted >= self.config.half_open_probes => false,
+            State::HalfOpen { admitted, .. } => {
+                *admitted += 1;
+                true
+            }
+            _ => true,
+        }
+    }
+
+    fn record(&mut self, now: Instant, failed: bool) {
+        match &mut self.state {
+            State::HalfOpen { succeeded, .. } => {
+                if failed {
+                    // A probe failed: the store is still unwell.
+                    self.transition(State::Open {
+                        until: now + self.config.open_for,
+                    });
+                } else {
+                    *succeeded += 1;
+                    if *succeeded >= self.config.half_open_probes {
+                        // Every probe answered: trust the store again, with a fresh window.
+                        self.outcomes.clear();
+                        self.transition(State::Closed);
+                    }
+                }
+            }
+            State::Open { .. } => {}
+            State::Closed => {
+                self.outcomes.push_back((now, failed));
+                while self
+                    .outcomes
+                    .front()
+                    .is_some_and(|(t, _)| now.duration_since(*t) > self.config.window)
+                {
+                    self.outcomes.pop_front();
+                }
+                let calls = self.outcomes.len();
+                let failures = self.outcomes.iter().filter(|(_, f)| *f).count();
+                if calls >= self.config.min_calls
+                    && failures as f64 >= self.config.failure_ratio * calls as f64
+                {
+                    // Too many failures in the window: stop sending calls for a while.
+                    self.transition(State::Open {
+                        until: now + self.config.open_for,
+                    });
+                }
+            }
+        }
+    }
+}
+
+/// A store wrapped in deadlines, retries and a circuit breaker.
+pub struct ResilientStore {
+    inner: Arc<dyn Backend>,
+    config: ResilienceConfig,
+    breaker: Mutex<Breaker>,
+}
+
+impl std::fmt::Debug for ResilientStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResilientStore")
+            .field("config", &self.config)
+            .field("breaker", &self.breaker_state())
+            .finish()
+    }
+}
+
+fn full_jitter(cap: Duration) -> Duration {
+    let mut b = [0u8; 8];
+    // Without randomness, back off by the whole cap (still bounded).
+    if getrandom::fill(&mut b).is_err() {
+        return cap;
+    }
+    let nanos = u64::try_from(cap.as_nanos()).unwrap_or(u64::MAX);
+    Duration::from_nanos(if nanos == 0 {
+        0
+    } else {
+        u64::from_le_bytes(b) % nanos
+    })
+}
+
+impl ResilientStore {
+    /// Wraps `inner`.
+    pub fn new(inner: Arc<dyn Backend>, config: ResilienceConfig) -> Self {
+        let breaker = Breaker {
+            config: config.breaker,
+            state: State::Closed,
+            outcomes: VecDeque::new(),
+        };
+        Self {
+            inner,
+            config,
+            breaker: Mutex::new(breaker),
+        }
+    }
+
+    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
+        self.breaker
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The breaker's state now.
+    pub fn breaker_state(&self) -> BreakerState {
+        self.breaker().public_state()
+    }
+
+    /// Runs `op` under the deadline, retrying when `retry` and the failure
+    /// is transient, with the breaker deciding whether to try at all.
+    async fn call<T, F, Fut>(&self, retry: bool, op: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let deadline = Instant::now() + self.config.call_timeout;
+        let mut attempt = 0u32;
+        loop {
+            if !self.breaker().admit(Instant::now()) {
+                return Err(StoreError::unavailable(BreakerOpen));
+            }
+            let outcome = tokio::time::timeout_at(deadline, op()).await;
+            let now = Instant::now();
+            let error = match outcome {
+                Ok(Ok(v)) => {
+                    self.breaker().record(now, false);
+                    return Ok(v);
+                }
+                // An answer, even "not found" or "conflict", means the store works.
+                Ok(Err(e)) if !e.is_retryable() => {
+                    self.breaker().record(now, false);
+                    return Err(e);
+                }
+                Ok(Err(e)) => e,
+                Err(_) => StoreError::unavailable("the store call ran past its deadline"),
+            };
+            self.breaker().record(now, true);
+            let cap = self
+                .config
+                .base_backoff
+                .saturating_mul(2u32.saturating_pow(attempt))
+                .min(self.config.max_backoff);
+            let pause = full_jitter(cap);
+            if !retry || attempt >= self.config.max_retries || now + pause >= deadline {
+                return Err(error);
+            }
+            tokio::time::sleep(pause).await;
+            attempt += 1;
+        }
+    }
+}
+
+#[async_trait]
+impl SessionStore for ResilientStore {
+    async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
+        self.call(false, || self.inner.create(key, record)).await
+    }
+    async fn load(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.call(true, || self.inner.load(key, now)).await
+    }
+    async fn renew(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+        policy: &ExpiryPolicy,
+    ) -> Result<Renewal, StoreError> {
+        // Renewing twice is harmless: the second finds nothing due.
+        self.call(true, || self.inner.renew(key, now, policy)).await
+    }
+    async fn update_attributes(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+        changes: &[AttributeChange],
+        if_version: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.call(false, || {
+            self.inner.update_attributes(key, now, changes, if_version)
+        })
+        .await
+    }
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        self.call(true, || self.inner.delete(key)).await
+    }
+    async fn cycle(
+        &self,
+        old: &SessionKey,
+        new: &SessionKey,
+        now: Millis,
+        changes: &CycleChanges,
+    ) -> Result<SessionRecord, StoreError> {
+        self.call(false, || self.inner.cycle(old, new, now, changes))
+            .await
+    }
+    async fn list_by_user(
+        &self,
+        user_id: &str,
+        now: Millis,
+    ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+        self.call(true, || self.inner.list_by_user(user_id, now))
+            .await
+    }
+    async fn delete_by_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionKey>,
+    ) -> Result<usize, StoreError> {
+        self.call(true, || self.inner.delete_by_user(user_id, except))
+            .await
+    }
+    async fn sweep(&self, now: Millis, limit: usize) -> Result<usize, StoreError> {
+        self.call(true, || self.inner.sweep(now, limit)).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.call(true, || self.inner.ping()).await
+    }
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
+    fn shards_by_user(&self) -> bool {
+        self.inner.shards_by_user()
+    }
+}
+
+#[async_trait]
+impl UserStore for ResilientStore {
+    async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        self.call(false, || self.inner.create_user(user)).await
+    }
+    async fn update_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        self.call(false, || self.inner.update_user(user)).await
+    }
+    async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.call(true, || self.inner.get_user(name)).await
+    }
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.call(true, || self.inner.list_users()).await
+    }
+}
