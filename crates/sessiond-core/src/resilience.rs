@@ -7,7 +7,8 @@
 //!   delete, listing, revoke-all, user reads, ping): a create, cycle,
 //!   attribute update or user write whose answer was lost may have happened,
 //!   and repeating it could conflict or count twice, so it is not repeated.
-//! - The breaker counts outcomes over a sliding window. `NotFound` and
+//! - The breaker counts the latest outcomes (the last `window_calls`, within
+//!   `window`). `NotFound` and
 //!   `Conflict` are answers, not failures; `Unavailable` and deadlines are
 //!   failures. Closed → Open when at least `min_calls` calls in the window
 //!   failed at `failure_ratio` or more; Open → HalfOpen after `open_for`;
@@ -63,6 +64,10 @@ impl Default for ResilienceConfig {
 pub struct BreakerConfig {
     /// How far back outcomes count.
     pub window: Duration,
+    /// At most this many of the latest outcomes count. A pure time window
+    /// would be dominated by the thousands of successes before an outage
+    /// and open far too late.
+    pub window_calls: usize,
     /// Fewer calls than this in the window never open the breaker.
     pub min_calls: usize,
     /// Open when at least this share of the window's calls failed.
@@ -77,6 +82,7 @@ impl Default for BreakerConfig {
     fn default() -> Self {
         Self {
             window: Duration::from_secs(10),
+            window_calls: 20,
             min_calls: 10,
             failure_ratio: 0.5,
             open_for: Duration::from_secs(1),
@@ -198,10 +204,11 @@ impl Breaker {
             State::Open { .. } => {}
             State::Closed => {
                 self.outcomes.push_back((now, failed));
-                while self
-                    .outcomes
-                    .front()
-                    .is_some_and(|(t, _)| now.duration_since(*t) > self.config.window)
+                while self.outcomes.len() > self.config.window_calls
+                    || self
+                        .outcomes
+                        .front()
+                        .is_some_and(|(t, _)| now.duration_since(*t) > self.config.window)
                 {
                     self.outcomes.pop_front();
                 }

@@ -232,3 +232,23 @@ async fn not_found_and_conflict_are_answers_and_never_open_the_breaker() {
     }
     assert_eq!(store.breaker_state(), BreakerState::Closed);
 }
+
+#[tokio::test(start_paused = true)]
+async fn an_outage_after_many_successes_still_opens_the_breaker_quickly() {
+    // Regression: a time-only window held the successes from before the
+    // outage, so the failure ratio stayed under the threshold for minutes.
+    let (flaky, store) = setup();
+    for _ in 0..5_000 {
+        store.load(&key(), 0).await.unwrap();
+    }
+    flaky.fail_next.store(u32::MAX, Ordering::SeqCst);
+    let mut failed_calls = 0;
+    while store.breaker_state() == BreakerState::Closed {
+        let _ = store.load(&key(), 0).await;
+        failed_calls += 1;
+        assert!(
+            failed_calls <= 20,
+            "the breaker did not open after {failed_calls} failing calls"
+        );
+    }
+}

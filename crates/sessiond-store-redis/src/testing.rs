@@ -362,3 +362,101 @@ impl ClusterDeployment {
         format!("redis+cluster://{}", hosts.join(","))
     }
 }
+
+/// What [`FaultProxy`] does to the traffic.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Fault {
+    /// Forward bytes as they come.
+    Pass,
+    /// Forward every chunk after this delay (each direction).
+    Latency(Duration),
+    /// Accept and read, never forward or answer.
+    Blackhole,
+    /// Close every new connection at once.
+    Refuse,
+}
+
+/// A TCP proxy on a free loopback port in front of `upstream`, whose
+/// behaviour tests change while traffic flows: real faults on real sockets.
+pub struct FaultProxy {
+    pub port: u16,
+    fault: std::sync::Arc<std::sync::Mutex<Fault>>,
+    conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl FaultProxy {
+    pub async fn start(upstream: u16) -> Self {
+        use tokio::io::{AsyncReadExt, AsyncWriteExt};
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let fault = std::sync::Arc::new(std::sync::Mutex::new(Fault::Pass));
+        let conns: std::sync::Arc<std::sync::Mutex<Vec<tokio::task::AbortHandle>>> =
+            Default::default();
+        let (f, c) = (fault.clone(), conns.clone());
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                if *f.lock().unwrap() == Fault::Refuse {
+                    drop(client);
+                    continue;
+                }
+                let Ok(server) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
+                else {
+                    continue;
+                };
+                let (cr, cw) = client.into_split();
+                let (sr, sw) = server.into_split();
+                let pipe = |fault: std::sync::Arc<std::sync::Mutex<Fault>>| {
+                    move |mut r: tokio::net::tcp::OwnedReadHalf,
+                          mut w: tokio::net::tcp::OwnedWriteHalf| async move {
+                        let mut buf = vec![0u8; 16 * 1024];
+                        loop {
+                            let n = match r.read(&mut buf).await {
+                                Ok(0) | Err(_) => break,
+                                Ok(n) => n,
+                            };
+                            let mode = *fault.lock().unwrap();
+                            match mode {
+                                Fault::Blackhole => continue,
+                                Fault::Latency(d) => tokio::time::sleep(d).await,
+                                Fault::Pass | Fault::Refuse => {}
+                            }
+                            if w.write_all(&buf[..n]).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                };
+                let up = tokio::spawn((pipe(f.clone()))(cr, sw));
+                let down = tokio::spawn((pipe(f.clone()))(sr, cw));
+                let mut guard = c.lock().unwrap();
+                guard.push(up.abort_handle());
+                guard.push(down.abort_handle());
+            }
+        });
+        Self {
+            port,
+            fault,
+            conns,
+            accept,
+        }
+    }
+
+    pub fn set(&self, fault: Fault) {
+        *self.fault.lock().unwrap() = fault;
+    }
+
+    /// Drops every open connection (both sides see it close).
+    pub fn cut_all(&self) {
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+}
+
+impl Drop for FaultProxy {
+    fn drop(&mut self) {
+        self.accept.abort();
+        self.cut_all();
+    }
+}
