@@ -161,6 +161,12 @@ impl Driver {
             .unwrap_or_default()
     }
 
+    /// Ends the WebDriver session, which closes Chrome.
+    async fn quit(&self) {
+        let url = format!("{}/session/{}", self.base, self.session);
+        let _ = self.http.delete(url).send().await;
+    }
+
     /// Fills the login form and submits it.
     async fn sign_in(&self, user: &str, password: &str) {
         self.type_into("input[name=username]", user).await;
@@ -187,6 +193,11 @@ impl Driver {
 
 impl Drop for Driver {
     fn drop(&mut self) {
+        // Chrome is chromedriver's child: end it first (a test that finished
+        // has already closed it with `quit`; this covers a failed one).
+        let _ = Command::new("pkill")
+            .args(["-9", "-P", &self.child.id().to_string()])
+            .status();
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -251,6 +262,7 @@ async fn a_person_signs_in_sees_their_devices_and_signs_out_in_a_real_browser() 
         browser.url().await.ends_with("/login"),
         "signed out for real"
     );
+    browser.quit().await;
 }
 
 #[tokio::test]
@@ -287,4 +299,5 @@ async fn a_cross_site_form_cannot_sign_a_browser_in() {
             .iter()
             .all(|c| c["name"] != "__Host-sessiond")
     );
+    browser.quit().await;
 }
