@@ -39,7 +39,7 @@ async fn sessions_survive_a_server_restart_on_the_file_store() {
 
 /// Starts the real binary on the file store in `dir` and waits for /healthz.
 async fn start_binary(dir: &std::path::Path, port: u16) -> std::process::Child {
-    let child = std::process::Command::new(env!("CARGO_BIN_EXE_sessiond"))
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sessiond"))
         .arg("--data-dir")
         .arg(dir)
         .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
@@ -59,6 +59,8 @@ async fn start_binary(dir: &std::path::Path, port: u16) -> std::process::Child {
         }
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+    let _ = child.kill();
+    let _ = child.wait();
     panic!("sessiond did not start");
 }
 
