@@ -74,6 +74,11 @@ impl<S: Send + Sync> FromRequestParts<S> for CurrentUser {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        // Take the principal a role layer already built rather than clone it
+        // (this runs on every authenticated request); without one, build it.
+        if let Some(p) = parts.extensions.remove::<Principal>() {
+            return Ok(CurrentUser(p));
+        }
         Principal::of(&parts.extensions)
             .map(CurrentUser)
             .ok_or_else(ApiError::unauthenticated)

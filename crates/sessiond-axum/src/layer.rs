@@ -176,9 +176,7 @@ impl Session {
 
     /// A CSRF token for this session, masked afresh on every call.
     pub fn csrf_token(&self) -> Option<String> {
-        lock(&self.0.current)
-            .as_ref()
-            .map(|v| csrf::mask(&v.session.record.csrf_secret))
+        self.with_current(|s| csrf::mask(&s.record.csrf_secret))
     }
 
     /// Logs a user in: ends the request's current session, if any (no session

@@ -401,6 +401,9 @@ impl SessionStore for ResilientStore {
     fn shards_by_user(&self) -> bool {
         self.inner.shards_by_user()
     }
+    fn expires_keys_itself(&self) -> bool {
+        self.inner.expires_keys_itself()
+    }
 }
 
 #[async_trait]

@@ -141,6 +141,12 @@ pub trait SessionStore: Send + Sync + 'static {
     /// A short name for logs and metrics ("memory", "file", "redis").
     fn backend_name(&self) -> &'static str;
 
+    /// Whether the backend drops expired sessions by itself (Redis TTLs), so
+    /// that [`SessionStore::sweep`] has nothing to do.
+    fn expires_keys_itself(&self) -> bool {
+        false
+    }
+
     /// Whether this store needs each session's key in its user's shard
     /// ([`crate::token::user_shard`]); the engine then generates tokens to
     /// match. Redis does, to keep a user's sessions in one Cluster slot.

@@ -583,6 +583,10 @@ impl SessionStore for RedisStore {
     fn shards_by_user(&self) -> bool {
         true
     }
+
+    fn expires_keys_itself(&self) -> bool {
+        true
+    }
 }
 
 #[async_trait]
