@@ -138,8 +138,9 @@ impl FileStore {
         &self.path
     }
 
-    /// Stops the writer after the queued writes are committed. Later calls
-    /// answer `Unavailable`. Dropping the last clone does the same.
+    /// Stops the writer after the queued writes are committed and waits for
+    /// its thread to end. Later calls answer `Unavailable`. Dropping the last
+    /// clone does the same; the file's lock is released with the last clone.
     pub async fn close(&self) {
         self.writer.close().await;
     }

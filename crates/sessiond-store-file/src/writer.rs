@@ -9,14 +9,13 @@
 //! nothing is ever half-written.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use redb::{Database, MultimapTable, ReadableMultimapTable, ReadableTable, Table};
 use sessiond_core::{
     AttributeChange, Clock, CycleChanges, ExpiryPolicy, Millis, Renewal, SessionKey, SessionRecord,
     StoreError, SystemClock, UserRecord, ops,
 };
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::FileStoreConfig;
 use crate::cache::NearCache;
@@ -66,7 +65,9 @@ type Job = (Op, Option<oneshot::Sender<Reply>>);
 #[derive(Clone)]
 pub(crate) struct Writer {
     tx: mpsc::Sender<Job>,
-    alive: Arc<AtomicBool>,
+    /// Becomes `true` once the writer thread has ended and dropped its handle
+    /// on the database, so `close` can promise the file lock is no longer ours.
+    exited: watch::Receiver<bool>,
 }
 
 fn closed() -> StoreError {
@@ -76,17 +77,17 @@ fn closed() -> StoreError {
 impl Writer {
     pub(crate) fn spawn(db: Arc<Database>, cache: Arc<NearCache>, config: FileStoreConfig) -> Self {
         let (tx, rx) = mpsc::channel::<Job>(config.max_batch * 8);
-        let alive = Arc::new(AtomicBool::new(true));
+        let (exited_tx, exited) = watch::channel(false);
         let interval = config.sweep_interval;
         let limit = config.sweep_batch;
-        let thread_alive = alive.clone();
         // Weak, so that dropping the last FileStore closes the channel and stops the writer.
         let sweep_tx = tx.downgrade();
         std::thread::Builder::new()
             .name("sessiond-file-writer".into())
             .spawn(move || {
                 run(&db, &cache, rx, &config);
-                thread_alive.store(false, Ordering::SeqCst);
+                drop(db);
+                let _ = exited_tx.send(true);
             })
             .map(drop)
             .unwrap_or_else(
@@ -107,7 +108,7 @@ impl Writer {
                     }
                 }
             });
-        Self { tx, alive }
+        Self { tx, exited }
     }
 
     pub(crate) async fn call(&self, op: Op) -> Result<Reply, StoreError> {
@@ -122,12 +123,16 @@ impl Writer {
         }
     }
 
+    /// Commits what is queued, stops the writer and waits until its thread
+    /// has let go of the database.
     pub(crate) async fn close(&self) {
         let _ = self.call(Op::Close).await;
+        let mut exited = self.exited.clone();
+        let _ = exited.wait_for(|done| *done).await;
     }
 
     pub(crate) fn alive(&self) -> Result<(), StoreError> {
-        if self.alive.load(Ordering::SeqCst) {
+        if !*self.exited.borrow() {
             Ok(())
         } else {
             Err(closed())

@@ -46,6 +46,31 @@ async fn dropping_the_store_releases_the_database_for_a_reopen() {
 }
 
 #[tokio::test]
+async fn a_closed_and_dropped_store_can_be_reopened_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let key = sessiond_core::SessionToken::generate().key();
+    let now = sessiond_core::Clock::now(&sessiond_core::SystemClock);
+    for round in 0..20 {
+        let store = FileStore::open(dir.path(), FileStoreConfig::default()).unwrap_or_else(|e| {
+            panic!("round {round}: the previous close left the file locked: {e}")
+        });
+        if round == 0 {
+            let record = sessiond_core::testing::sample_record("reopen", now, &Default::default());
+            sessiond_core::SessionStore::create(&store, &key, &record)
+                .await
+                .unwrap();
+        }
+        assert!(
+            sessiond_core::SessionStore::load(&store, &key, now)
+                .await
+                .unwrap()
+                .is_some()
+        );
+        store.close().await;
+    }
+}
+
+#[tokio::test]
 async fn the_background_sweeper_removes_expired_sessions_by_itself() {
     use sessiond_core::{Clock, SessionStore, SystemClock};
     let dir = tempfile::tempdir().unwrap();

@@ -37,33 +37,6 @@ async fn sessions_survive_a_server_restart_on_the_file_store() {
     app.stop().await;
 }
 
-/// Starts the real binary on the file store in `dir` and waits for /healthz.
-async fn start_binary(dir: &std::path::Path, port: u16) -> std::process::Child {
-    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_sessiond"))
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["serve", "--listen", &format!("127.0.0.1:{port}")])
-        .env("SESSIOND_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
-    let http = reqwest::Client::new();
-    for _ in 0..200 {
-        if http
-            .get(format!("http://127.0.0.1:{port}/healthz"))
-            .send()
-            .await
-            .is_ok()
-        {
-            return child;
-        }
-        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
-    }
-    let _ = child.kill();
-    let _ = child.wait();
-    panic!("sessiond did not start");
-}
-
 #[tokio::test]
 async fn sigterm_and_sigint_stop_the_server_cleanly_and_keep_the_sessions() {
     let dir = tempfile::tempdir().unwrap();
@@ -81,9 +54,8 @@ async fn sigterm_and_sigint_stop_the_server_cleanly_and_keep_the_sessions() {
     let http = reqwest::Client::new();
     let mut token = None;
     for signal in ["-TERM", "-INT"] {
-        let port = sessiond_store_redis::testing::free_port();
-        let mut child = start_binary(dir.path(), port).await;
-        let base = format!("http://127.0.0.1:{port}");
+        let mut node = process::Node::start_file(dir.path()).await;
+        let base = node.base.clone();
         if token.is_none() {
             let r = http
                 .post(format!("{base}/login"))
@@ -109,21 +81,7 @@ async fn sigterm_and_sigint_stop_the_server_cleanly_and_keep_the_sessions() {
             StatusCode::OK,
             "the session survived the previous stop"
         );
-        std::process::Command::new("kill")
-            .args([signal, &child.id().to_string()])
-            .status()
-            .unwrap();
-        let started = std::time::Instant::now();
-        let status = loop {
-            if let Some(s) = child.try_wait().unwrap() {
-                break s;
-            }
-            assert!(
-                started.elapsed() < std::time::Duration::from_secs(10),
-                "{signal} did not stop the server"
-            );
-            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
-        };
+        let status = node.stop_with(signal).await;
         assert!(status.success(), "{signal}: exit status {status}");
     }
     // The store was closed cleanly: it opens at once, with the session in it.
