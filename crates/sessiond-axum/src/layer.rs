@@ -194,6 +194,7 @@ impl Session {
             user_id: user_id.to_owned(),
             roles,
             client: self.client(),
+            ..Default::default()
         };
         let (token, session) = self.manager().create(new).await?;
         let record = session.record.clone();

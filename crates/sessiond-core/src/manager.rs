@@ -37,6 +37,8 @@ pub struct NewSession {
     pub roles: Vec<String>,
     /// Client metadata.
     pub client: ClientMeta,
+    /// Attributes written with the session in the same store call.
+    pub attributes: std::collections::BTreeMap<String, String>,
 }
 
 /// The engine: expiry policy, clock and store.
@@ -105,7 +107,7 @@ impl SessionManager {
             absolute_expires_at: self.policy.absolute_expiry(now),
             csrf_secret: random_secret(),
             client: new.client,
-            attributes: Default::default(),
+            attributes: new.attributes,
             version: 1,
         };
         let shard = self

@@ -17,6 +17,7 @@ struct State {
     sessions: HashMap<SessionKey, SessionRecord>,
     by_user: HashMap<String, HashSet<SessionKey>>,
     users: BTreeMap<String, UserRecord>,
+    settings: HashMap<String, Vec<u8>>,
 }
 
 impl State {
@@ -230,5 +231,23 @@ impl UserStore for MemoryStore {
 
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         Ok(self.state().users.values().cloned().collect())
+    }
+
+    async fn get_setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self.state().settings.get(name).cloned())
+    }
+
+    async fn swap_setting(
+        &self,
+        name: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        let mut state = self.state();
+        if state.settings.get(name).map(Vec::as_slice) != expected {
+            return Ok(false);
+        }
+        state.settings.insert(name.to_owned(), value.to_vec());
+        Ok(true)
     }
 }

@@ -420,4 +420,17 @@ impl UserStore for ResilientStore {
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         self.call(true, || self.inner.list_users()).await
     }
+    async fn get_setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.call(true, || self.inner.get_setting(name)).await
+    }
+    async fn swap_setting(
+        &self,
+        name: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        // Not repeated: a retry after a lost reply would see its own write and answer false.
+        self.call(false, || self.inner.swap_setting(name, expected, value))
+            .await
+    }
 }

@@ -155,8 +155,9 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 }
 
-/// Where user accounts live (in the same backend as the sessions, so every
-/// node sharing a store sees the same users).
+/// Where user accounts and server-wide settings live (in the same backend
+/// as the sessions, so every node sharing a store sees the same users and,
+/// for instance, the same JWT signing keys).
 #[async_trait]
 pub trait UserStore: Send + Sync + 'static {
     /// Adds a user; [`StoreError::Conflict`] if the name is taken.
@@ -167,6 +168,17 @@ pub trait UserStore: Send + Sync + 'static {
     async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
     /// Every user, sorted by name.
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// A setting's value (an opaque blob, at most a few KiB).
+    async fn get_setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
+    /// Compare-and-set: stores `value` only if the current value equals
+    /// `expected` (`None`: the setting does not exist yet). `false` when
+    /// another writer got there first; re-read and decide again.
+    async fn swap_setting(
+        &self,
+        name: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, StoreError>;
 }
 
 /// A backend that stores both sessions and users.

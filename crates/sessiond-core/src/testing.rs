@@ -167,7 +167,7 @@ fn new_session(user: &str) -> NewSession {
     NewSession {
         user_id: user.into(),
         roles: vec!["user".into()],
-        client: ClientMeta::default(),
+        ..Default::default()
     }
 }
 
@@ -721,6 +721,43 @@ pub mod cases {
         assert_eq!(store.get_user(&ghost.name).await.unwrap(), None);
         store.ping().await.unwrap();
     }
+
+    pub async fn settings_change_only_when_the_expected_value_matches(store: Arc<dyn Backend>) {
+        let name = unique_user("setting");
+        assert_eq!(store.get_setting(&name).await.unwrap(), None);
+        assert!(
+            !store.swap_setting(&name, Some(b"x"), b"one").await.unwrap(),
+            "a missing setting does not match a value"
+        );
+        assert!(store.swap_setting(&name, None, b"one").await.unwrap());
+        assert!(
+            !store.swap_setting(&name, None, b"two").await.unwrap(),
+            "a second create loses"
+        );
+        assert!(
+            !store
+                .swap_setting(&name, Some(b"stale"), b"two")
+                .await
+                .unwrap(),
+            "a stale expectation loses"
+        );
+        assert_eq!(
+            store.get_setting(&name).await.unwrap().as_deref(),
+            Some(&b"one"[..])
+        );
+        let big = vec![0xA5u8; 16 * 1024];
+        assert!(store.swap_setting(&name, Some(b"one"), &big).await.unwrap());
+        assert_eq!(store.get_setting(&name).await.unwrap(), Some(big.clone()));
+        // Concurrent writers with the same expectation: exactly one wins.
+        let mut racers = tokio::task::JoinSet::new();
+        for i in 0..8u8 {
+            let store = store.clone();
+            let (name, big) = (name.clone(), big.clone());
+            racers.spawn(async move { store.swap_setting(&name, Some(&big), &[i]).await.unwrap() });
+        }
+        let wins = racers.join_all().await;
+        assert_eq!(wins.iter().filter(|w| **w).count(), 1);
+    }
 }
 
 /// What a store factory returns: a store and a guard to keep alive, or
@@ -956,7 +993,8 @@ macro_rules! store_conformance_tests {
             an_update_after_delete_does_not_resurrect_the_session,
             an_update_with_a_stale_version_is_a_conflict,
             expired_sessions_are_never_returned_and_the_sweeper_removes_them,
-            users_are_created_once_updated_and_listed
+            users_are_created_once_updated_and_listed,
+            settings_change_only_when_the_expected_value_matches
         );
 
         #[test]

@@ -123,6 +123,12 @@ impl UserStore for Flaky {
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         self.inner.list_users().await
     }
+    async fn get_setting(&self, n: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get_setting(n).await
+    }
+    async fn swap_setting(&self, n: &str, e: Option<&[u8]>, v: &[u8]) -> Result<bool, StoreError> {
+        self.inner.swap_setting(n, e, v).await
+    }
 }
 
 fn setup() -> (Arc<Flaky>, ResilientStore) {

@@ -27,7 +27,7 @@ use sessiond_core::{
     SessionStore, StoreError, UserRecord, UserStore,
 };
 
-use crate::tables::{SESSIONS, USER_SESSIONS, USERS};
+use crate::tables::{SESSIONS, SETTINGS, USER_SESSIONS, USERS};
 use crate::writer::{Op, Reply, Writer};
 
 /// Errors opening a file store.
@@ -345,5 +345,31 @@ impl UserStore for FileStore {
             out.push(codec::decode_user(value.value())?);
         }
         Ok(out)
+    }
+
+    async fn get_setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(SETTINGS).map_err(unavailable)?;
+        Ok(table
+            .get(name)
+            .map_err(unavailable)?
+            .map(|v| v.value().to_vec()))
+    }
+
+    async fn swap_setting(
+        &self,
+        name: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        let op = Op::SwapSetting(
+            name.to_owned(),
+            expected.map(<[u8]>::to_vec),
+            value.to_vec(),
+        );
+        match self.writer.call(op).await? {
+            Reply::Existed(swapped) => Ok(swapped),
+            other => Err(other.unexpected()),
+        }
     }
 }

@@ -12,6 +12,9 @@ pub(crate) const EXPIRY: TableDefinition<'_, (u64, &[u8]), ()> = TableDefinition
 /// User name → encoded [`sessiond_core::UserRecord`].
 pub(crate) const USERS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("users_v1");
 
+/// Setting name → opaque value (e.g. the JWT key ring).
+pub(crate) const SETTINGS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("settings_v1");
+
 /// Creates every table, so readers never meet a missing one.
 pub(crate) fn create_all(db: &Database) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
@@ -19,6 +22,7 @@ pub(crate) fn create_all(db: &Database) -> Result<(), redb::Error> {
     txn.open_multimap_table(USER_SESSIONS)?;
     txn.open_table(EXPIRY)?;
     txn.open_table(USERS)?;
+    txn.open_table(SETTINGS)?;
     txn.commit()?;
     Ok(())
 }

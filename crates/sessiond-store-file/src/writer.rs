@@ -20,7 +20,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::FileStoreConfig;
 use crate::cache::NearCache;
 use crate::codec::{decode_session, decode_user, encode_session, encode_user, key_from_slice};
-use crate::tables::{EXPIRY, SESSIONS, USER_SESSIONS, USERS};
+use crate::tables::{EXPIRY, SESSIONS, SETTINGS, USER_SESSIONS, USERS};
 
 /// A write the writer thread performs.
 pub(crate) enum Op {
@@ -33,6 +33,8 @@ pub(crate) enum Op {
     Sweep(Millis, usize),
     /// Insert a user; `true`: only if new, `false`: only if it exists.
     PutUser(Box<UserRecord>, bool),
+    /// Compare-and-set of a setting: name, expected value, new value.
+    SwapSetting(String, Option<Vec<u8>>, Vec<u8>),
     Close,
 }
 
@@ -192,6 +194,7 @@ struct Tables<'t> {
     index: MultimapTable<'t, &'static str, &'static [u8]>,
     expiry: Table<'t, (u64, &'static [u8]), ()>,
     users: Table<'t, &'static str, &'static [u8]>,
+    settings: Table<'t, &'static str, &'static [u8]>,
     /// Sessions this transaction changed or removed (for the near-cache).
     touched: Vec<SessionKey>,
 }
@@ -204,6 +207,7 @@ fn commit_batch(db: &Database, ops: Vec<Op>) -> Result<(Vec<Reply>, Vec<SessionK
             index: txn.open_multimap_table(USER_SESSIONS)?,
             expiry: txn.open_table(EXPIRY)?,
             users: txn.open_table(USERS)?,
+            settings: txn.open_table(SETTINGS)?,
             touched: Vec::new(),
         };
         let replies = ops
@@ -364,6 +368,15 @@ fn apply(t: &mut Tables<'_>, op: Op) -> Result<Reply, redb::Error> {
                 t.users
                     .insert(user.name.as_str(), encode_user(&user).as_slice())?;
                 Reply::Done
+            }
+        }
+        Op::SwapSetting(name, expected, value) => {
+            let current = t.settings.get(name.as_str())?.map(|v| v.value().to_vec());
+            if current == expected {
+                t.settings.insert(name.as_str(), value.as_slice())?;
+                Reply::Existed(true)
+            } else {
+                Reply::Existed(false)
             }
         }
         Op::Close => Reply::Done,

@@ -65,6 +65,7 @@ fn main() {
                         user_id: format!("user{:06}", i / 2),
                         roles: vec!["user".into()],
                         client: ClientMeta { ip: Some("203.0.113.57".into()), user_agent: Some(DEVICE.into()) },
+                        ..Default::default()
                     };
                     sessions.create(new).await.unwrap();
                 }

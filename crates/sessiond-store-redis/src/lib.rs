@@ -272,6 +272,10 @@ impl RedisStore {
         format!("{}user:{name}", self.prefix)
     }
 
+    fn setting_key(&self, name: &str) -> String {
+        format!("{}setting:{name}", self.prefix)
+    }
+
     fn users_key(&self) -> String {
         format!("{}users", self.prefix)
     }
@@ -652,5 +656,33 @@ impl UserStore for RedisStore {
             }
         }
         Ok(out)
+    }
+    async fn get_setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.conn()
+            .get(self.setting_key(name))
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn swap_setting(
+        &self,
+        name: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        let key = self.setting_key(name);
+        let mut cmd = scripts::evalsha(&scripts::SWAP_SETTING, &[&key]);
+        cmd.arg(if expected.is_some() { "1" } else { "0" })
+            .arg(expected.unwrap_or_default())
+            .arg(value);
+        // Durable like a session write: a key ring lost in a failover would
+        // invalidate every access token signed with it.
+        match self.run_script(&scripts::SWAP_SETTING, cmd, true).await? {
+            Value::Int(n) => Ok(n == 1),
+            other => Err(StoreError::Corrupt(
+                format!("unexpected script reply {other:?}"),
+                None,
+            )),
+        }
     }
 }

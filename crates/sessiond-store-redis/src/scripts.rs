@@ -118,3 +118,20 @@ return n
 ",
     )
 });
+
+/// KEYS: setting. ARGV: '1' if a current value is expected ('0': none), the
+/// expected value, the new value. Returns 1 if it stored the new value, else 0.
+pub(crate) static SWAP_SETTING: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local cur = redis.call('GET', KEYS[1])
+if ARGV[1] == '1' then
+  if cur ~= ARGV[2] then return 0 end
+elseif cur then
+  return 0
+end
+redis.call('SET', KEYS[1], ARGV[3])
+return 1
+",
+    )
+});
