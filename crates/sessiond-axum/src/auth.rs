@@ -133,6 +133,9 @@ impl RequireRoleLayer {
             Requirement::AnyRole(roles) if roles.iter().any(|r| principal.has_role(r)) => {
                 Ok(principal)
             }
+            Requirement::AnyRole(_) if principal.method == AuthMethod::Bearer => {
+                Err(ApiError::insufficient_scope())
+            }
             Requirement::AnyRole(_) => Err(ApiError::forbidden()),
         }
     }

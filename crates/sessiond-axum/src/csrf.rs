@@ -100,6 +100,7 @@ pub fn same_origin(headers: &HeaderMap, allowed_origins: &[String]) -> Result<()
 #[derive(Debug, Clone, Default)]
 pub struct CsrfLayer {
     allowed_origins: Arc<[String]>,
+    exempt_paths: Arc<[String]>,
 }
 
 impl CsrfLayer {
@@ -115,6 +116,18 @@ impl CsrfLayer {
         self.allowed_origins = origins.into_iter().collect();
         self
     }
+
+    /// Paths whose handlers never act on the cookie session (the refresh
+    /// and revoke endpoints, whose credential is in the body): a cookie that
+    /// happens to ride along does not make them need a CSRF token.
+    #[must_use]
+    pub fn with_exempt_paths<I: IntoIterator<Item = S>, S: Into<String>>(
+        mut self,
+        paths: I,
+    ) -> Self {
+        self.exempt_paths = paths.into_iter().map(Into::into).collect();
+        self
+    }
 }
 
 impl<S> Layer<S> for CsrfLayer {
@@ -123,6 +136,7 @@ impl<S> Layer<S> for CsrfLayer {
         Csrf {
             inner,
             allowed_origins: self.allowed_origins.clone(),
+            exempt_paths: self.exempt_paths.clone(),
         }
     }
 }
@@ -132,6 +146,7 @@ impl<S> Layer<S> for CsrfLayer {
 pub struct Csrf<S> {
     inner: S,
     allowed_origins: Arc<[String]>,
+    exempt_paths: Arc<[String]>,
 }
 
 fn is_form(headers: &HeaderMap) -> bool {
@@ -165,7 +180,8 @@ where
             *req.method(),
             Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
         );
-        let secret = if safe {
+        let exempt = || self.exempt_paths.iter().any(|p| p == req.uri().path());
+        let secret = if safe || exempt() {
             None
         } else {
             req.extensions()

@@ -3,6 +3,9 @@
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, StatusCode, header};
 
+/// The challenge every 401 carries (RFC 6750 §3).
+const BEARER_CHALLENGE: &str = "Bearer realm=\"sessiond\"";
+
 /// An error answer with a stable machine-readable `code`.
 #[derive(Debug, Clone)]
 pub struct ApiError {
@@ -15,7 +18,7 @@ pub struct ApiError {
     /// Seconds for a `Retry-After` header (429, 503).
     pub retry_after: Option<u64>,
     /// A `WWW-Authenticate` challenge to send with a 401.
-    pub www_authenticate: Option<&'static str>,
+    pub www_authenticate: Option<std::borrow::Cow<'static, str>>,
 }
 
 impl ApiError {
@@ -32,11 +35,51 @@ impl ApiError {
 
     /// 401: no valid session.
     pub fn unauthenticated() -> Self {
-        Self::new(
-            StatusCode::UNAUTHORIZED,
-            "unauthenticated",
-            "a valid session is required",
-        )
+        Self {
+            // RFC 6750 §3: a request without credentials gets the bare challenge.
+            www_authenticate: Some(BEARER_CHALLENGE.into()),
+            ..Self::new(
+                StatusCode::UNAUTHORIZED,
+                "unauthenticated",
+                "a valid session is required",
+            )
+        }
+    }
+
+    /// 401 for a bearer token that is malformed, invalid or expired (RFC 6750 `invalid_token`).
+    pub fn invalid_token(description: &str) -> Self {
+        Self {
+            www_authenticate: Some(
+                format!(
+                    "{BEARER_CHALLENGE}, error=\"invalid_token\", error_description=\"{description}\""
+                )
+                .into(),
+            ),
+            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description)
+        }
+    }
+
+    /// 400 for an `Authorization: Bearer` header without a usable token (RFC 6750 `invalid_request`).
+    pub fn invalid_bearer_request(description: &str) -> Self {
+        Self {
+            www_authenticate: Some(
+                format!(
+                    "{BEARER_CHALLENGE}, error=\"invalid_request\", error_description=\"{description}\""
+                )
+                .into(),
+            ),
+            ..Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+        }
+    }
+
+    /// 403 for a bearer caller without the role (RFC 6750 `insufficient_scope`).
+    pub fn insufficient_scope() -> Self {
+        Self {
+            www_authenticate: Some(
+                format!("{BEARER_CHALLENGE}, error=\"insufficient_scope\"").into(),
+            ),
+            ..Self::forbidden()
+        }
     }
 
     /// 403: authenticated but lacking a role.
@@ -128,11 +171,10 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if let Some(challenge) = self.www_authenticate {
-            headers.insert(
-                header::WWW_AUTHENTICATE,
-                HeaderValue::from_static(challenge),
-            );
+        if let Some(challenge) = self.www_authenticate
+            && let Ok(value) = HeaderValue::try_from(challenge.as_ref())
+        {
+            headers.insert(header::WWW_AUTHENTICATE, value);
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response

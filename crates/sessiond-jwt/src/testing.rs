@@ -114,6 +114,7 @@ pub fn attack_tokens(ring: &KeyRing, good: &AccessClaims) -> Vec<(&'static str, 
         ("missing kid", sign(&no_kid, &good_json)),
         ("typ JWT instead of at+jwt", sign(&plain_jwt, &good_json)),
         ("signed by another key with the same kid", other_issuer_key),
+        ("9 KB token", format!("{h}.{}.{sig}", "A".repeat(9 * 1024))),
         (
             "100 KB token",
             format!("{h}.{}.{sig}", "A".repeat(100 * 1024)),

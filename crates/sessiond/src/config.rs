@@ -65,6 +65,22 @@ pub struct ServerConfig {
     pub login_throttle_window_secs: u64,
     /// Log format: `text` or `json`.
     pub log_format: String,
+    /// Signature algorithm of access tokens: `EdDSA` (default), `ES256`,
+    /// `RS256`, or `HS256` (a shared secret: only if you ask for it).
+    pub jwt_algorithm: String,
+    /// `iss` of access tokens (use the server's public URL).
+    pub jwt_issuer: String,
+    /// `aud` of access tokens.
+    pub jwt_audience: String,
+    /// Access-token lifetime, seconds.
+    pub access_token_ttl_secs: u64,
+    /// Clock skew tolerated when verifying access tokens, seconds (at most 300).
+    pub jwt_leeway_secs: u64,
+    /// How long a just-spent refresh token still returns the same successor
+    /// (concurrent refreshes from one client), seconds.
+    pub refresh_grace_secs: u64,
+    /// Rotate the signing key after this many days; 0: only with `sessiond keys rotate`.
+    pub key_rotation_days: u64,
 }
 
 impl Default for ServerConfig {
@@ -95,6 +111,13 @@ impl Default for ServerConfig {
             login_failures_per_ip: 50,
             login_throttle_window_secs: 15 * 60,
             log_format: "text".into(),
+            jwt_algorithm: "EdDSA".into(),
+            jwt_issuer: "sessiond".into(),
+            jwt_audience: "sessiond".into(),
+            access_token_ttl_secs: 300,
+            jwt_leeway_secs: 30,
+            refresh_grace_secs: 5,
+            key_rotation_days: 30,
         }
     }
 }
@@ -154,6 +177,21 @@ impl ServerConfig {
         if self.max_concurrent_hashes == 0 {
             return bad("max_concurrent_hashes must be at least 1");
         }
+        if let Err(e) = self.jwt_algorithm.parse::<sessiond_jwt::Algorithm>() {
+            return Err(ConfigError::Invalid(e.to_string()));
+        }
+        if !(30..=3600).contains(&self.access_token_ttl_secs) {
+            return bad("access_token_ttl_secs must be 30-3600: access tokens are not revocable");
+        }
+        if self.jwt_leeway_secs > 300 {
+            return bad("jwt_leeway_secs must be at most 300");
+        }
+        if self.refresh_grace_secs > 60 {
+            return bad("refresh_grace_secs must be at most 60");
+        }
+        if self.jwt_issuer.is_empty() || self.jwt_audience.is_empty() {
+            return bad("jwt_issuer and jwt_audience must not be empty");
+        }
         Ok(())
     }
 
@@ -163,6 +201,22 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             absolute_lifetime: Duration::from_secs(self.absolute_lifetime_secs),
             renewal_threshold: Duration::from_secs(self.renewal_threshold_secs),
+        }
+    }
+
+    /// The access-token settings.
+    pub fn tokens(&self) -> crate::tokens::TokenSettings {
+        crate::tokens::TokenSettings {
+            algorithm: self
+                .jwt_algorithm
+                .parse()
+                .unwrap_or(sessiond_jwt::Algorithm::EdDSA),
+            rules: sessiond_jwt::Rules::new(&self.jwt_issuer, &self.jwt_audience)
+                .with_leeway(self.jwt_leeway_secs),
+            access_ttl: Duration::from_secs(self.access_token_ttl_secs),
+            refresh_grace: Duration::from_secs(self.refresh_grace_secs),
+            rotate_after: (self.key_rotation_days > 0)
+                .then(|| Duration::from_secs(self.key_rotation_days * 86_400)),
         }
     }
 

@@ -8,6 +8,8 @@
 //!   password), `admin`, `pages` (HTML), `health`.
 //! - `middleware.rs`: JSON errors for every failure, header limits, security headers.
 //! - `password.rs`: argon2id on the blocking pool, bounded. `throttle.rs`: login throttling.
+//! - `tokens.rs`: the shared JWT key ring, access tokens, refresh families
+//!   (rotation, grace window, theft detection); `routes/token.rs` serves them.
 //! - `users.rs`: user management for the CLI.
 
 pub mod config;
@@ -18,6 +20,7 @@ pub mod routes;
 pub mod startup;
 pub mod state;
 pub mod throttle;
+pub mod tokens;
 pub mod users;
 
 pub use config::ServerConfig;

@@ -49,6 +49,18 @@ enum Command {
     /// Manage users.
     #[command(subcommand)]
     User(UserCommand),
+    /// Manage the access-token signing keys (shared by every node on the store).
+    #[command(subcommand)]
+    Keys(KeysCommand),
+}
+
+#[derive(Subcommand)]
+enum KeysCommand {
+    /// Retire the active signing key and sign with a new one. Tokens signed
+    /// with the old key stay valid until they expire.
+    Rotate,
+    /// List the keys: kid, algorithm, created, retired.
+    List,
 }
 
 #[derive(Subcommand)]
@@ -200,6 +212,27 @@ async fn main() -> Result<()> {
                         .with_context(|| format!("reading {}", file.display()))?;
                     let (added, skipped) = users::import(backend, &text).await?;
                     println!("imported {added} users; {} existed already", skipped.len());
+                }
+            }
+            store.close().await;
+        }
+        Command::Keys(cmd) => {
+            let store = StoreHandle::open(&config)
+                .await
+                .context("opening the store (is a server running on this data directory?)")?;
+            let tokens =
+                sessiond::tokens::TokenService::new(store.backend.clone(), config.tokens());
+            match cmd {
+                KeysCommand::Rotate => {
+                    let kid = tokens.rotate().await?;
+                    println!("rotated: new signing key {kid}");
+                }
+                KeysCommand::List => {
+                    for (kid, alg, created, retired) in tokens.describe().await? {
+                        let state =
+                            retired.map_or("active".to_owned(), |at| format!("retired {at}"));
+                        println!("{kid}\t{alg}\tcreated {created}\t{state}");
+                    }
                 }
             }
             store.close().await;

@@ -10,7 +10,9 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::{delete, get, post};
 use http::StatusCode;
-use sessiond_axum::{CsrfLayer, RequireRoleLayer, SessionLayer};
+use sessiond_axum::{
+    BearerLayer, CsrfLayer, RequireLiveSessionLayer, RequireRoleLayer, SessionLayer,
+};
 use sessiond_core::SessionManager;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -18,7 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::config::ServerConfig;
 use crate::middleware;
-use crate::routes::{account, admin, auth, health, pages};
+use crate::routes::{account, admin, auth, health, pages, token};
 use crate::state::{AppState, SharedState, StoreHandle};
 
 /// A built server, bound to its port, not yet serving.
@@ -66,6 +68,12 @@ impl Application {
                     source,
                 })?;
         let state = Arc::new(AppState::new(config, store, sessions)?);
+        // Read (or create) the key ring now so the first token request does
+        // not pay for it; if the store is down, the first use retries.
+        if let Err(e) = state.tokens.maintain().await {
+            tracing::warn!(error = %e, "the signing key ring is not loaded yet");
+        }
+        state.tokens.spawn_maintenance(Duration::from_secs(60));
         Ok(Self { listener, state })
     }
 
@@ -95,8 +103,14 @@ impl Application {
 
 /// The routes (role tiers as route layers), without the server-wide layers.
 pub fn router(state: SharedState) -> Router {
-    let signed_in = Router::new()
+    // Bearer callers reach these with the access token alone (no store
+    // round trip for the token): revocation takes effect at its expiry.
+    let stateless = Router::new()
         .route("/api/profile", get(account::profile))
+        .route_layer(RequireRoleLayer::authenticated());
+    // These act on sessions or the account: a bearer caller's session must be live.
+    let live = RequireLiveSessionLayer::new(state.sessions.clone());
+    let signed_in = Router::new()
         .route("/api/sessions", get(account::list))
         .route("/api/sessions/revoke-others", post(account::revoke_others))
         .route("/api/sessions/{id}", delete(account::revoke))
@@ -106,18 +120,25 @@ pub fn router(state: SharedState) -> Router {
             "/api/session/attributes",
             axum::routing::patch(account::patch_attributes),
         )
+        .route_layer(live.clone())
         .route_layer(RequireRoleLayer::authenticated());
     let admin = Router::new()
         .route(
             "/api/admin/users/{name}/sessions",
             get(admin::list_user_sessions).delete(admin::revoke_user_sessions),
         )
+        .route("/api/admin/keys/rotate", post(admin::rotate_signing_key))
+        .route_layer(live)
         .route_layer(RequireRoleLayer::role("admin"));
     let public = Router::new()
         .route("/", get(pages::home))
         .route("/login", get(auth::login_page).post(auth::login))
         .route("/logout", post(auth::logout))
         .route("/api/csrf", get(account::csrf))
+        .route("/api/token", post(token::issue))
+        .route("/api/token/refresh", post(token::refresh))
+        .route("/api/token/revoke", post(token::revoke))
+        .route("/.well-known/jwks.json", get(token::jwks))
         .route("/api/public/ping", get(health::healthz))
         .route("/assets/app.css", get(pages::stylesheet))
         .route("/healthz", get(health::healthz))
@@ -125,6 +146,7 @@ pub fn router(state: SharedState) -> Router {
 
     Router::new()
         .merge(public)
+        .merge(stateless)
         .merge(signed_in)
         .merge(admin)
         .with_state(state)
@@ -160,8 +182,14 @@ pub fn service(
             Duration::from_secs(config.request_timeout_secs),
         ))
         .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        // Before the session layer: a bearer request's cookie is dropped.
+        .layer(BearerLayer::new(state.tokens.clone()))
         .layer(SessionLayer::new(state.sessions.clone()).with_cookie(config.cookie()))
         // CSRF needs the session the session layer loaded.
-        .layer(CsrfLayer::new().with_allowed_origins(config.allowed_origins.clone()))
+        .layer(
+            CsrfLayer::new()
+                .with_allowed_origins(config.allowed_origins.clone())
+                .with_exempt_paths(["/api/token/refresh", "/api/token/revoke"]),
+        )
         .service(router(state.clone()))
 }

@@ -108,6 +108,8 @@ pub struct AppState {
     pub user_throttle: Throttle,
     /// Failed logins per client IP.
     pub ip_throttle: Throttle,
+    /// Access tokens and refresh families.
+    pub tokens: Arc<crate::tokens::TokenService>,
     /// The configuration.
     pub config: ServerConfig,
 }
@@ -128,6 +130,10 @@ impl AppState {
             hasher: Hasher::new(config.max_concurrent_hashes)?,
             user_throttle: Throttle::new(config.login_failures_per_user, window),
             ip_throttle: Throttle::new(config.login_failures_per_ip, window),
+            tokens: Arc::new(crate::tokens::TokenService::new(
+                store.backend.clone(),
+                config.tokens(),
+            )),
             store,
             config,
         })

@@ -182,7 +182,11 @@ pub async fn change_password(
         Ok(n) => n,
         Err(e) => return ApiError::from(e).into_response(),
     };
-    if let Err(e) = session.cycle(None).await {
+    // A cookie session gets a fresh token (privilege change); a bearer
+    // caller's family keeps going (its refresh token is rotated on use).
+    if session.verified().is_some()
+        && let Err(e) = session.cycle(None).await
+    {
         return ApiError::from(e).into_response();
     }
     tracing::info!(target: "sessiond::security", event = "password_changed", user = %name, revoked);

@@ -58,3 +58,16 @@ pub async fn revoke_user_sessions(
         Err(e) => ApiError::from(e).into_response(),
     }
 }
+
+/// `POST /api/admin/keys/rotate`: retires the active signing key (every node
+/// picks up the new one; tokens signed with the old key stay valid until
+/// they expire).
+pub async fn rotate_signing_key(State(app): State<SharedState>, admin: CurrentUser) -> Response {
+    match app.tokens.rotate().await {
+        Ok(kid) => {
+            tracing::info!(target: "sessiond::security", event = "signing_key_rotated_by_admin", admin = %admin.user_id(), kid = %kid);
+            Json(json!({ "kid": kid })).into_response()
+        }
+        Err(e) => ApiError::from(e).into_response(),
+    }
+}

@@ -131,50 +131,10 @@ pub async fn login(
         tracing::warn!(target: "sessiond::security", event = "csrf_rejected", reason = "login form token", route = "/login");
         return fail(ApiError::csrf_failed("missing or wrong form token"));
     }
-    if req.username.is_empty() || req.username.len() > MAX_NAME || req.password.len() > MAX_PASSWORD
-    {
-        return fail(invalid_credentials());
-    }
-    let ip = peer.ip().to_string();
-    let blocked = app
-        .user_throttle
-        .blocked(&req.username)
-        .into_iter()
-        .chain(app.ip_throttle.blocked(&ip))
-        .max();
-    if let Some(wait) = blocked {
-        tracing::warn!(target: "sessiond::security", event = "login_throttled", client_ip = %ip);
-        return fail(
-            ApiError::new(
-                StatusCode::TOO_MANY_REQUESTS,
-                "too_many_attempts",
-                "too many failed logins; try again later",
-            )
-            .with_retry_after(wait),
-        );
-    }
-    let user = match app.store.backend.get_user(&req.username).await {
-        Ok(u) => u,
-        Err(e) => return fail(e.into()),
+    let user = match check_credentials(&app, &req.username, req.password, peer).await {
+        Ok(user) => user,
+        Err(e) => return fail(e),
     };
-    let verified = app
-        .hasher
-        .verify(req.password, user.as_ref().map(|u| u.password_hash.clone()))
-        .await;
-    let user = match (verified, user) {
-        (Ok(true), Some(user)) => user,
-        (Ok(_), _) => {
-            app.user_throttle.record_failure(&req.username);
-            app.ip_throttle.record_failure(&ip);
-            tracing::warn!(target: "sessiond::security", event = "login_failed", client_ip = %ip);
-            return fail(invalid_credentials());
-        }
-        (Err(e), _) => {
-            tracing::error!(error = %e, "password verification failed");
-            return fail(ApiError::internal());
-        }
-    };
-    app.user_throttle.reset(&user.name);
     let record = match session.login(&user.name, user.roles.clone()).await {
         Ok(r) => r,
         Err(e) => return fail(e.into()),
@@ -191,6 +151,57 @@ pub async fn login(
         "csrf_token": session.csrf_token(),
     }))
     .into_response()
+}
+
+/// Throttling, lookup and password check, shared by cookie login and token
+/// issuance: 429 when throttled, 401 `invalid_credentials` for a wrong name
+/// or password (indistinguishable, and equally slow), 503 when the store is down.
+pub async fn check_credentials(
+    app: &SharedState,
+    username: &str,
+    password: String,
+    peer: SocketAddr,
+) -> Result<sessiond_core::UserRecord, ApiError> {
+    if username.is_empty() || username.len() > MAX_NAME || password.len() > MAX_PASSWORD {
+        return Err(invalid_credentials());
+    }
+    let ip = peer.ip().to_string();
+    let blocked = app
+        .user_throttle
+        .blocked(username)
+        .into_iter()
+        .chain(app.ip_throttle.blocked(&ip))
+        .max();
+    if let Some(wait) = blocked {
+        tracing::warn!(target: "sessiond::security", event = "login_throttled", client_ip = %ip);
+        return Err(ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too_many_attempts",
+            "too many failed logins; try again later",
+        )
+        .with_retry_after(wait));
+    }
+    let user = app.store.backend.get_user(username).await?;
+    let verified = app
+        .hasher
+        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
+        .await;
+    match (verified, user) {
+        (Ok(true), Some(user)) => {
+            app.user_throttle.reset(&user.name);
+            Ok(user)
+        }
+        (Ok(_), _) => {
+            app.user_throttle.record_failure(username);
+            app.ip_throttle.record_failure(&ip);
+            tracing::warn!(target: "sessiond::security", event = "login_failed", client_ip = %ip);
+            Err(invalid_credentials())
+        }
+        (Err(e), _) => {
+            tracing::error!(error = %e, "password verification failed");
+            Err(ApiError::internal())
+        }
+    }
 }
 
 /// `POST /logout`: deletes the session and clears the cookie. A form post is

@@ -5,6 +5,7 @@ pub mod admin;
 pub mod auth;
 pub mod health;
 pub mod pages;
+pub mod token;
 
 use serde::Serialize;
 use sessiond_core::Session;
