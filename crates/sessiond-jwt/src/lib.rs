@@ -25,6 +25,7 @@
 //! # Ok(()) }
 //! ```
 
+mod cache;
 mod claims;
 mod keys;
 #[cfg(feature = "remote")]
@@ -34,6 +35,7 @@ mod verify;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use cache::VerifiedCache;
 pub use claims::{ACCESS_TOKEN_TYPE, AccessClaims};
 pub use keys::{Algorithm, Jwk, Jwks, KeyError, KeyRing, SigningKey};
 #[cfg(feature = "remote")]

@@ -5,6 +5,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, RwLock};
 
+use crate::cache::VerifiedCache;
 use crate::claims::AccessClaims;
 use crate::keys::Jwks;
 use crate::verify::{KeySet, Rules, TokenVerifier, VerifyError, peek};
@@ -28,6 +29,7 @@ pub struct RemoteJwks {
     /// Serialises fetches: concurrent misses wait for one request.
     fetching: Mutex<()>,
     min_refetch: Duration,
+    verified: VerifiedCache,
 }
 
 struct Cached {
@@ -54,6 +56,7 @@ impl RemoteJwks {
             }),
             fetching: Mutex::new(()),
             min_refetch: Duration::from_secs(10),
+            verified: VerifiedCache::default(),
         }
     }
 
@@ -139,6 +142,19 @@ fn parse_max_age(value: &str) -> Option<u64> {
 #[async_trait::async_trait]
 impl TokenVerifier for RemoteJwks {
     async fn verify(&self, token: &str) -> Result<AccessClaims, VerifyError> {
+        {
+            let cached = self.keys.read().await;
+            if cached
+                .fetched_at
+                .is_some_and(|at| at.elapsed() < cached.max_age)
+                && let Ok(claims) =
+                    cached
+                        .set
+                        .verify_cached_only(token, &self.rules, &self.verified)
+            {
+                return Ok(claims);
+            }
+        }
         // Shape, size and header first: garbage never causes a fetch.
         let peeked = peek(token, &self.rules)?;
         let (stale, known) = {
@@ -154,6 +170,8 @@ impl TokenVerifier for RemoteJwks {
             self.refresh(self.min_refetch).await?;
         }
         let set = self.keys.read().await.set.clone();
-        set.verify_peeked(token, &peeked, &self.rules)
+        let claims = set.verify_peeked(token, &peeked, &self.rules)?;
+        self.verified.insert(token, &peeked.kid, &claims);
+        Ok(claims)
     }
 }

@@ -6,6 +6,7 @@ use std::fmt;
 use jsonwebtoken::errors::ErrorKind;
 use jsonwebtoken::{DecodingKey, Validation};
 
+use crate::cache::VerifiedCache;
 use crate::claims::{ACCESS_TOKEN_TYPE, AccessClaims};
 use crate::keys::{Algorithm, Jwks};
 
@@ -197,6 +198,40 @@ impl KeySet {
     pub fn verify(&self, token: &str, rules: &Rules) -> Result<AccessClaims, VerifyError> {
         let peeked = peek(token, rules)?;
         self.verify_peeked(token, &peeked, rules)
+    }
+
+    /// [`KeySet::verify`], remembering tokens that verified in `cache` so
+    /// that the next presentation of the same token skips the signature check.
+    pub fn verify_cached(
+        &self,
+        token: &str,
+        rules: &Rules,
+        cache: &VerifiedCache,
+    ) -> Result<AccessClaims, VerifyError> {
+        if let Ok(claims) = self.verify_cached_only(token, rules, cache) {
+            return Ok(claims);
+        }
+        let peeked = peek(token, rules)?;
+        let claims = self.verify_peeked(token, &peeked, rules)?;
+        cache.insert(token, &peeked.kid, &claims);
+        Ok(claims)
+    }
+
+    /// The cached claims of `token`, if it verified before and still would.
+    pub(crate) fn verify_cached_only(
+        &self,
+        token: &str,
+        rules: &Rules,
+        cache: &VerifiedCache,
+    ) -> Result<AccessClaims, ()> {
+        let now = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or_default();
+        if token.len() > rules.max_token_bytes {
+            return Err(());
+        }
+        cache.get(token, self, rules, now).ok_or(())
     }
 
     pub(crate) fn verify_peeked(

@@ -267,3 +267,35 @@ async fn a_remote_verifier_without_reachable_keys_refuses_rather_than_accepts() 
         Err(VerifyError::Unavailable(_))
     ));
 }
+
+#[test]
+fn a_cached_token_is_rechecked_for_expiry_and_for_its_key_on_every_hit() {
+    let mut ring = KeyRing::generate(Algorithm::EdDSA, now()).unwrap();
+    let cache = sessiond_jwt::VerifiedCache::default();
+    let mut c = claims(ISS, AUD, "alice", now());
+    c.exp = now() - 10; // inside the default 30 s leeway
+    let token = ring.active().sign(&c).unwrap();
+    let keys = ring.key_set();
+    assert_eq!(keys.verify_cached(&token, &rules(), &cache), Ok(c.clone()));
+    assert_eq!(cache.len(), 1, "remembered");
+    assert_eq!(keys.verify_cached(&token, &rules(), &cache), Ok(c));
+    // The same cached token under stricter rules: expiry is checked again.
+    assert_eq!(
+        keys.verify_cached(&token, &rules().with_leeway(0), &cache),
+        Err(VerifyError::Expired)
+    );
+
+    let fresh = ring.active().sign(&claims(ISS, AUD, "bob", now())).unwrap();
+    assert!(keys.verify_cached(&fresh, &rules(), &cache).is_ok());
+    ring.rotate(Algorithm::EdDSA, now()).unwrap();
+    ring.prune(now() + 1_000, 1);
+    assert_eq!(
+        ring.key_set().verify_cached(&fresh, &rules(), &cache),
+        Err(VerifyError::UnknownKey),
+        "a pruned key's tokens are not served from the cache"
+    );
+    // Anything but the exact bytes misses the cache and fails verification.
+    let mut tampered = fresh.clone();
+    tampered.pop();
+    assert!(keys.verify_cached(&tampered, &rules(), &cache).is_err());
+}

@@ -159,7 +159,8 @@ pub fn router(state: SharedState) -> Router {
 /// every request: measured at ~5% of the CPU of `GET /api/profile`).
 /// Outermost first: header limit, JSON errors and security headers
 /// (`GuardLayer`); panics become a 500; the request deadline; the body
-/// limit; the session; CSRF.
+/// limit; bearer tokens (which drop a bearer request's cookie); the
+/// session; CSRF.
 pub fn service(
     state: SharedState,
 ) -> impl tower::Service<

@@ -26,7 +26,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sessiond_core::token::secrets_equal;
 use sessiond_core::{AttributeChange, Backend, SessionKey, SessionManager, StoreError};
-use sessiond_jwt::{AccessClaims, Algorithm, KeyError, KeyRing, KeySet, Rules, TokenVerifier};
+use sessiond_jwt::{
+    AccessClaims, Algorithm, KeyError, KeyRing, KeySet, Rules, TokenVerifier, VerifiedCache,
+};
 use sha2::{Digest, Sha256};
 
 /// The store setting that holds the key ring.
@@ -108,6 +110,8 @@ pub struct TokenService {
     loaded: RwLock<Option<Arc<Loaded>>>,
     /// When the ring was last read because of an unknown `kid` or a miss.
     last_forced_reload: Mutex<Option<Instant>>,
+    /// Tokens that verified (a client repeats its token until it expires).
+    verified: VerifiedCache,
 }
 
 fn unix_secs() -> u64 {
@@ -125,6 +129,7 @@ impl TokenService {
             settings,
             loaded: RwLock::new(None),
             last_forced_reload: Mutex::new(None),
+            verified: VerifiedCache::default(),
         }
     }
 
@@ -330,10 +335,10 @@ impl TokenVerifier for TokenService {
                 VerifyError::Unavailable("the signing keys are not loaded".into())
             })?,
         };
-        match loaded.keys.verify(token, rules) {
+        match loaded.keys.verify_cached(token, rules, &self.verified) {
             // Another node may have rotated: read the ring and try once more.
             Err(VerifyError::UnknownKey) => match self.forced_reload().await {
-                Some(fresh) => fresh.keys.verify(token, rules),
+                Some(fresh) => fresh.keys.verify_cached(token, rules, &self.verified),
                 None => Err(VerifyError::UnknownKey),
             },
             other => other,
