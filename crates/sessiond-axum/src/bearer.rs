@@ -162,15 +162,49 @@ where
 /// and password changes take effect at once rather than when the token
 /// expires. One store round trip (plus a renewal write when due). Cookie
 /// callers pass unchanged: their session was already checked.
+///
+/// When the store is unavailable the answer depends on [`StoreDownPolicy`]:
+/// by default the token's signature is trusted (its short lifetime bounds the
+/// staleness) and the request goes on, marked with [`Degraded`] in its
+/// extensions; with [`StoreDownPolicy::FailClosed`] it is a 503.
 #[derive(Debug, Clone)]
 pub struct RequireLiveSessionLayer {
     sessions: SessionManager,
+    when_store_down: StoreDownPolicy,
 }
+
+/// What [`RequireLiveSessionLayer`] does with a bearer request when the store
+/// cannot say whether the session is live.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum StoreDownPolicy {
+    /// Accept the token on its signature alone (the default): a revocation
+    /// made during the outage takes effect when the token expires.
+    #[default]
+    TrustSignature,
+    /// Answer 503 `store_unavailable`.
+    FailClosed,
+}
+
+/// Marks a bearer request let through on its signature alone because the
+/// store was down (see [`StoreDownPolicy::TrustSignature`]).
+#[derive(Debug, Clone, Copy)]
+pub struct Degraded;
 
 impl RequireLiveSessionLayer {
     /// Checks sessions with `sessions`.
     pub fn new(sessions: SessionManager) -> Self {
-        Self { sessions }
+        Self {
+            sessions,
+            when_store_down: StoreDownPolicy::default(),
+        }
+    }
+
+    /// Sets what happens when the store is down.
+    #[must_use]
+    pub fn with_store_down_policy(mut self, policy: StoreDownPolicy) -> Self {
+        self.when_store_down = policy;
+        self
     }
 }
 
@@ -180,6 +214,7 @@ impl<S> Layer<S> for RequireLiveSessionLayer {
         RequireLiveSession {
             inner,
             sessions: self.sessions.clone(),
+            when_store_down: self.when_store_down,
         }
     }
 }
@@ -189,6 +224,7 @@ impl<S> Layer<S> for RequireLiveSessionLayer {
 pub struct RequireLiveSession<S> {
     inner: S,
     sessions: SessionManager,
+    when_store_down: StoreDownPolicy,
 }
 
 impl<S> Service<Request<Body>> for RequireLiveSession<S>
@@ -204,7 +240,7 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, req: Request<Body>) -> Self::Future {
+    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
         let key = match req.extensions().get::<Principal>() {
             Some(p) if p.method == AuthMethod::Bearer => p.session,
             _ => return Box::pin(self.inner.call(req)),
@@ -212,10 +248,22 @@ where
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let sessions = self.sessions.clone();
+        let policy = self.when_store_down;
         Box::pin(async move {
             match sessions.verify_key(key).await {
                 Ok(Some(_)) => inner.call(req).await,
                 Ok(None) => Ok(ApiError::invalid_token("the session has ended").into_response()),
+                Err(sessiond_core::StoreError::Unavailable(_))
+                    if policy == StoreDownPolicy::TrustSignature =>
+                {
+                    tracing::warn!(
+                        target: "sessiond::security",
+                        event = "bearer_accepted_degraded",
+                        "store unavailable: bearer token accepted on its signature alone"
+                    );
+                    req.extensions_mut().insert(Degraded);
+                    inner.call(req).await
+                }
                 Err(e) => Ok(ApiError::from(e).into_response()),
             }
         })

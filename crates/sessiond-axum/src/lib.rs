@@ -26,7 +26,7 @@ pub mod error;
 pub mod layer;
 
 pub use auth::{AuthMethod, CurrentUser, Principal, RequireRoleLayer};
-pub use bearer::{BearerLayer, RequireLiveSessionLayer};
+pub use bearer::{BearerLayer, Degraded, RequireLiveSessionLayer, StoreDownPolicy};
 pub use cookie::{CookieConfig, SameSite};
 pub use csrf::CsrfLayer;
 pub use error::ApiError;

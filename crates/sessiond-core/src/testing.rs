@@ -1013,3 +1013,111 @@ macro_rules! store_conformance_tests {
         )*
     };
 }
+
+/// A store that can be switched off: while down, every call fails with
+/// [`StoreError::Unavailable`] (what a dead Redis looks like to the engine).
+pub struct Switchable<S: ?Sized> {
+    inner: Arc<S>,
+    down: std::sync::atomic::AtomicBool,
+}
+
+impl<S: ?Sized> Switchable<S> {
+    /// Wraps `inner`, up.
+    pub fn new(inner: Arc<S>) -> Self {
+        Self {
+            inner,
+            down: std::sync::atomic::AtomicBool::new(false),
+        }
+    }
+
+    /// Turns the outage on or off.
+    pub fn set_down(&self, down: bool) {
+        self.down.store(down, Ordering::SeqCst);
+    }
+
+    fn check(&self) -> Result<(), StoreError> {
+        if self.down.load(Ordering::SeqCst) {
+            Err(StoreError::unavailable("switched off by the test"))
+        } else {
+            Ok(())
+        }
+    }
+}
+
+#[async_trait]
+impl<S: SessionStore + ?Sized> SessionStore for Switchable<S> {
+    async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.create(key, record).await
+    }
+    async fn load(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+    ) -> Result<Option<SessionRecord>, StoreError> {
+        self.check()?;
+        self.inner.load(key, now).await
+    }
+    async fn renew(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+        policy: &ExpiryPolicy,
+    ) -> Result<Renewal, StoreError> {
+        self.check()?;
+        self.inner.renew(key, now, policy).await
+    }
+    async fn update_attributes(
+        &self,
+        key: &SessionKey,
+        now: Millis,
+        changes: &[AttributeChange],
+        if_version: Option<u64>,
+    ) -> Result<u64, StoreError> {
+        self.check()?;
+        self.inner
+            .update_attributes(key, now, changes, if_version)
+            .await
+    }
+    async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
+        self.check()?;
+        self.inner.delete(key).await
+    }
+    async fn cycle(
+        &self,
+        old: &SessionKey,
+        new: &SessionKey,
+        now: Millis,
+        changes: &CycleChanges,
+    ) -> Result<SessionRecord, StoreError> {
+        self.check()?;
+        self.inner.cycle(old, new, now, changes).await
+    }
+    async fn list_by_user(
+        &self,
+        user_id: &str,
+        now: Millis,
+    ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
+        self.check()?;
+        self.inner.list_by_user(user_id, now).await
+    }
+    async fn delete_by_user(
+        &self,
+        user_id: &str,
+        except: Option<&SessionKey>,
+    ) -> Result<usize, StoreError> {
+        self.check()?;
+        self.inner.delete_by_user(user_id, except).await
+    }
+    async fn sweep(&self, now: Millis, limit: usize) -> Result<usize, StoreError> {
+        self.check()?;
+        self.inner.sweep(now, limit).await
+    }
+    async fn ping(&self) -> Result<(), StoreError> {
+        self.check()?;
+        self.inner.ping().await
+    }
+    fn backend_name(&self) -> &'static str {
+        self.inner.backend_name()
+    }
+}

@@ -81,6 +81,11 @@ pub struct ServerConfig {
     pub refresh_grace_secs: u64,
     /// Rotate the signing key after this many days; 0: only with `sessiond keys rotate`.
     pub key_rotation_days: u64,
+    /// Bearer requests on routes that check the session, while the store is
+    /// down: `trust_signature` (default: the token's lifetime bounds the
+    /// staleness) or `fail_closed` (503). Cookie sessions always fail closed:
+    /// without the store there is nothing to check them against.
+    pub bearer_when_store_down: sessiond_axum::StoreDownPolicy,
 }
 
 impl Default for ServerConfig {
@@ -118,6 +123,7 @@ impl Default for ServerConfig {
             jwt_leeway_secs: 30,
             refresh_grace_secs: 5,
             key_rotation_days: 30,
+            bearer_when_store_down: sessiond_axum::StoreDownPolicy::TrustSignature,
         }
     }
 }

@@ -109,7 +109,8 @@ pub fn router(state: SharedState) -> Router {
         .route("/api/profile", get(account::profile))
         .route_layer(RequireRoleLayer::authenticated());
     // These act on sessions or the account: a bearer caller's session must be live.
-    let live = RequireLiveSessionLayer::new(state.sessions.clone());
+    let live = RequireLiveSessionLayer::new(state.sessions.clone())
+        .with_store_down_policy(state.config.bearer_when_store_down);
     let signed_in = Router::new()
         .route("/api/sessions", get(account::list))
         .route("/api/sessions/revoke-others", post(account::revoke_others))
