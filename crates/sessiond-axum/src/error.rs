@@ -92,7 +92,10 @@ impl ApiError {
     }
 
     /// 403: CSRF check failed.
-    pub fn csrf_failed(why: &str) -> Self {
+    pub fn csrf_failed(why: &'static str) -> Self {
+        // Counted here so that every CSRF refusal, by the layer or by a login
+        // form, shows in `sessiond_csrf_rejections_total`.
+        metrics::counter!("sessiond_csrf_rejections_total", "reason" => why).increment(1);
         Self::new(
             StatusCode::FORBIDDEN,
             "csrf_failed",

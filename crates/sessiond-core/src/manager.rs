@@ -119,7 +119,10 @@ impl SessionManager {
             let token = shard.map_or_else(SessionToken::generate, SessionToken::generate_in_shard);
             let key = token.key();
             match self.store.create(&key, &record).await {
-                Ok(()) => return Ok((token, Session { key, record })),
+                Ok(()) => {
+                    metrics::counter!("sessiond_sessions_created_total").increment(1);
+                    return Ok((token, Session { key, record }));
+                }
                 Err(StoreError::Conflict) if attempt + 1 < CREATE_ATTEMPTS => attempt += 1,
                 Err(e) => return Err(e),
             }
@@ -200,7 +203,11 @@ impl SessionManager {
 
     /// Ends one session (logout).
     pub async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        self.store.delete(key).await
+        let existed = self.store.delete(key).await?;
+        if existed {
+            metrics::counter!("sessiond_sessions_revoked_total").increment(1);
+        }
+        Ok(existed)
     }
 
     /// The user's live sessions, newest first.
@@ -227,7 +234,9 @@ impl SessionManager {
         user_id: &str,
         except: Option<&SessionKey>,
     ) -> Result<usize, StoreError> {
-        self.store.delete_by_user(user_id, except).await
+        let n = self.store.delete_by_user(user_id, except).await?;
+        metrics::counter!("sessiond_sessions_revoked_total").increment(n as u64);
+        Ok(n)
     }
 
     /// Ends one of the user's sessions by its public key; `NotFound` if the
@@ -235,7 +244,7 @@ impl SessionManager {
     pub async fn revoke_one(&self, user_id: &str, key: &SessionKey) -> Result<(), StoreError> {
         match self.store.load(key, self.now()).await? {
             Some(record) if record.user_id == user_id => {
-                self.store.delete(key).await?;
+                self.delete(key).await?;
                 Ok(())
             }
             _ => Err(StoreError::NotFound),

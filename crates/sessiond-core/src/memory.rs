@@ -195,6 +195,10 @@ impl SessionStore for MemoryStore {
         Ok(expired.len())
     }
 
+    async fn count(&self) -> Result<Option<u64>, StoreError> {
+        Ok(Some(self.state().sessions.len() as u64))
+    }
+
     async fn ping(&self) -> Result<(), StoreError> {
         Ok(())
     }

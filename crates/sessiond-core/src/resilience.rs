@@ -111,6 +111,15 @@ impl BreakerState {
             Self::HalfOpen => "half_open",
         }
     }
+
+    /// The value of the `sessiond_store_breaker_state` gauge: 0 closed, 1 half-open, 2 open.
+    pub fn as_gauge(self) -> f64 {
+        match self {
+            Self::Closed => 0.0,
+            Self::HalfOpen => 1.0,
+            Self::Open => 2.0,
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -122,6 +131,8 @@ enum State {
 
 #[derive(Debug)]
 struct Breaker {
+    /// The backend's name, for metric labels.
+    backend: &'static str,
     config: BreakerConfig,
     state: State,
     /// (when, failed) for the calls in the window.
@@ -139,6 +150,10 @@ impl Breaker {
         self.state = to;
         let to = self.public_state();
         if from != to {
+            metrics::gauge!("sessiond_store_breaker_state", "backend" => self.backend)
+                .set(to.as_gauge());
+            metrics::counter!("sessiond_store_breaker_transitions_total", "backend" => self.backend, "to" => to.as_str())
+                .increment(1);
             match to {
                 BreakerState::Open => tracing::error!(
                     from = from.as_str(),
@@ -260,7 +275,10 @@ fn full_jitter(cap: Duration) -> Duration {
 impl ResilientStore {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn Backend>, config: ResilienceConfig) -> Self {
+        let backend = inner.backend_name();
+        metrics::gauge!("sessiond_store_breaker_state", "backend" => backend).set(0.0);
         let breaker = Breaker {
+            backend,
             config: config.breaker,
             state: State::Closed,
             outcomes: VecDeque::new(),
@@ -285,7 +303,40 @@ impl ResilientStore {
 
     /// Runs `op` under the deadline, retrying when `retry` and the failure
     /// is transient, with the breaker deciding whether to try at all.
-    async fn call<T, F, Fut>(&self, retry: bool, op: F) -> Result<T, StoreError>
+    /// One store call through the breaker, deadline and retries, measured
+    /// as `sessiond_store_operations_total` / `_duration_seconds` by `name`.
+    async fn call<T, F, Fut>(&self, name: &'static str, retry: bool, op: F) -> Result<T, StoreError>
+    where
+        F: Fn() -> Fut,
+        Fut: Future<Output = Result<T, StoreError>>,
+    {
+        let backend = self.inner.backend_name();
+        let started = Instant::now();
+        let span = tracing::debug_span!("store", backend, op = name);
+        let result =
+            tracing::Instrument::instrument(self.attempts(backend, name, retry, op), span).await;
+        let outcome = match &result {
+            Ok(_) => "ok",
+            Err(StoreError::NotFound) => "not_found",
+            Err(StoreError::Conflict) => "conflict",
+            Err(StoreError::Unavailable(e)) if e.is::<BreakerOpen>() => "rejected",
+            Err(StoreError::Unavailable(_)) => "unavailable",
+            Err(_) => "corrupt",
+        };
+        metrics::counter!("sessiond_store_operations_total", "backend" => backend, "op" => name, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("sessiond_store_operation_duration_seconds", "backend" => backend, "op" => name)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn attempts<T, F, Fut>(
+        &self,
+        backend: &'static str,
+        name: &'static str,
+        retry: bool,
+        op: F,
+    ) -> Result<T, StoreError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
@@ -321,6 +372,8 @@ impl ResilientStore {
             if !retry || attempt >= self.config.max_retries || now + pause >= deadline {
                 return Err(error);
             }
+            metrics::counter!("sessiond_store_retries_total", "backend" => backend, "op" => name)
+                .increment(1);
             tokio::time::sleep(pause).await;
             attempt += 1;
         }
@@ -330,14 +383,15 @@ impl ResilientStore {
 #[async_trait]
 impl SessionStore for ResilientStore {
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
-        self.call(false, || self.inner.create(key, record)).await
+        self.call("create", false, || self.inner.create(key, record))
+            .await
     }
     async fn load(
         &self,
         key: &SessionKey,
         now: Millis,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        self.call(true, || self.inner.load(key, now)).await
+        self.call("load", true, || self.inner.load(key, now)).await
     }
     async fn renew(
         &self,
@@ -346,7 +400,8 @@ impl SessionStore for ResilientStore {
         policy: &ExpiryPolicy,
     ) -> Result<Renewal, StoreError> {
         // Renewing twice is harmless: the second finds nothing due.
-        self.call(true, || self.inner.renew(key, now, policy)).await
+        self.call("renew", true, || self.inner.renew(key, now, policy))
+            .await
     }
     async fn update_attributes(
         &self,
@@ -355,13 +410,13 @@ impl SessionStore for ResilientStore {
         changes: &[AttributeChange],
         if_version: Option<u64>,
     ) -> Result<u64, StoreError> {
-        self.call(false, || {
+        self.call("update_attributes", false, || {
             self.inner.update_attributes(key, now, changes, if_version)
         })
         .await
     }
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        self.call(true, || self.inner.delete(key)).await
+        self.call("delete", true, || self.inner.delete(key)).await
     }
     async fn cycle(
         &self,
@@ -370,7 +425,7 @@ impl SessionStore for ResilientStore {
         now: Millis,
         changes: &CycleChanges,
     ) -> Result<SessionRecord, StoreError> {
-        self.call(false, || self.inner.cycle(old, new, now, changes))
+        self.call("cycle", false, || self.inner.cycle(old, new, now, changes))
             .await
     }
     async fn list_by_user(
@@ -378,22 +433,30 @@ impl SessionStore for ResilientStore {
         user_id: &str,
         now: Millis,
     ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
-        self.call(true, || self.inner.list_by_user(user_id, now))
-            .await
+        self.call("list_by_user", true, || {
+            self.inner.list_by_user(user_id, now)
+        })
+        .await
     }
     async fn delete_by_user(
         &self,
         user_id: &str,
         except: Option<&SessionKey>,
     ) -> Result<usize, StoreError> {
-        self.call(true, || self.inner.delete_by_user(user_id, except))
-            .await
+        self.call("delete_by_user", true, || {
+            self.inner.delete_by_user(user_id, except)
+        })
+        .await
     }
     async fn sweep(&self, now: Millis, limit: usize) -> Result<usize, StoreError> {
-        self.call(true, || self.inner.sweep(now, limit)).await
+        self.call("sweep", true, || self.inner.sweep(now, limit))
+            .await
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        self.call(true, || self.inner.ping()).await
+        self.call("ping", true, || self.inner.ping()).await
+    }
+    async fn count(&self) -> Result<Option<u64>, StoreError> {
+        self.call("count", true, || self.inner.count()).await
     }
     fn backend_name(&self) -> &'static str {
         self.inner.backend_name()
@@ -409,19 +472,24 @@ impl SessionStore for ResilientStore {
 #[async_trait]
 impl UserStore for ResilientStore {
     async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        self.call(false, || self.inner.create_user(user)).await
+        self.call("create_user", false, || self.inner.create_user(user))
+            .await
     }
     async fn update_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        self.call(false, || self.inner.update_user(user)).await
+        self.call("update_user", false, || self.inner.update_user(user))
+            .await
     }
     async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.call(true, || self.inner.get_user(name)).await
+        self.call("get_user", true, || self.inner.get_user(name))
+            .await
     }
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        self.call(true, || self.inner.list_users()).await
+        self.call("list_users", true, || self.inner.list_users())
+            .await
     }
     async fn get_setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.call(true, || self.inner.get_setting(name)).await
+        self.call("get_setting", true, || self.inner.get_setting(name))
+            .await
     }
     async fn swap_setting(
         &self,
@@ -430,7 +498,9 @@ impl UserStore for ResilientStore {
         value: &[u8],
     ) -> Result<bool, StoreError> {
         // Not repeated: a retry after a lost reply would see its own write and answer false.
-        self.call(false, || self.inner.swap_setting(name, expected, value))
-            .await
+        self.call("swap_setting", false, || {
+            self.inner.swap_setting(name, expected, value)
+        })
+        .await
     }
 }

@@ -135,6 +135,13 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Stores whose backend expires keys by itself may do nothing.
     async fn sweep(&self, now: Millis, limit: usize) -> Result<usize, StoreError>;
 
+    /// About how many sessions the store holds (expired ones not yet swept
+    /// included), if it can say in O(1): the `sessiond_sessions_live` gauge.
+    /// `None` for stores that cannot (Redis shares its keyspace).
+    async fn count(&self) -> Result<Option<u64>, StoreError> {
+        Ok(None)
+    }
+
     /// Answers `Ok` when the store can serve requests (readiness).
     async fn ping(&self) -> Result<(), StoreError>;
 

@@ -152,9 +152,13 @@ impl FileStore {
     ) -> Result<Option<SessionRecord>, StoreError> {
         let epoch = match self.cache.get(key) {
             cache::Lookup::Hit(record) => {
+                metrics::counter!("sessiond_file_cache_hits_total").increment(1);
                 return Ok(record.is_live(now).then(|| (*record).clone()));
             }
-            cache::Lookup::Miss(epoch) => epoch,
+            cache::Lookup::Miss(epoch) => {
+                metrics::counter!("sessiond_file_cache_misses_total").increment(1);
+                epoch
+            }
         };
         let txn = self.db.begin_read().map_err(unavailable)?;
         let table = txn.open_table(SESSIONS).map_err(unavailable)?;
@@ -290,6 +294,13 @@ impl SessionStore for FileStore {
             Reply::Count(n) => Ok(n),
             other => Err(other.unexpected()),
         }
+    }
+
+    async fn count(&self) -> Result<Option<u64>, StoreError> {
+        use redb::ReadableTableMetadata as _;
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(SESSIONS).map_err(unavailable)?;
+        Ok(Some(table.len().map_err(unavailable)?))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -86,6 +86,16 @@ pub struct ServerConfig {
     /// staleness) or `fail_closed` (503). Cookie sessions always fail closed:
     /// without the store there is nothing to check them against.
     pub bearer_when_store_down: sessiond_axum::StoreDownPolicy,
+    /// Serve Prometheus metrics at `/metrics` and record them.
+    pub metrics_enabled: bool,
+    /// Serve `/metrics` on this address instead of the main listener (so it
+    /// need not be public).
+    pub metrics_listen: Option<SocketAddr>,
+    /// One log line per request (target `sessiond::access`).
+    pub access_log: bool,
+    /// OpenTelemetry OTLP/gRPC endpoint for traces (`http://collector:4317`);
+    /// needs a build with the `otel` feature.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for ServerConfig {
@@ -124,6 +134,10 @@ impl Default for ServerConfig {
             refresh_grace_secs: 5,
             key_rotation_days: 30,
             bearer_when_store_down: sessiond_axum::StoreDownPolicy::TrustSignature,
+            metrics_enabled: true,
+            metrics_listen: None,
+            access_log: true,
+            otlp_endpoint: None,
         }
     }
 }

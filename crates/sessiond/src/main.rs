@@ -110,17 +110,41 @@ fn read_password(from_stdin: bool) -> Result<String> {
     Ok(first)
 }
 
-fn init_logging(format: &str) {
-    use tracing_subscriber::EnvFilter;
+/// Logs to stderr (`log_format`: `json` for production, readable text for a
+/// terminal), filtered by `SESSIOND_LOG`; spans to OTLP when configured.
+fn init_logging(config: &ServerConfig) -> Result<()> {
+    use tracing_subscriber::prelude::*;
+    use tracing_subscriber::{EnvFilter, fmt};
     let filter = EnvFilter::try_from_env("SESSIOND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    if format == "json" {
-        builder.json().init();
+    let logs = if config.log_format == "json" {
+        fmt::layer().json().with_writer(std::io::stderr).boxed()
     } else {
-        builder.init();
+        fmt::layer().with_writer(std::io::stderr).boxed()
+    };
+    let registry = tracing_subscriber::registry().with(logs.with_filter(filter));
+    #[cfg(feature = "otel")]
+    {
+        let otel = match &config.otlp_endpoint {
+            // Store calls and password hashing are debug spans: exported, not logged.
+            Some(endpoint) => Some(
+                sessiond::telemetry::otlp_layer(endpoint)
+                    .context("setting up OTLP export")?
+                    .with_filter(EnvFilter::new("info,sessiond=debug,sessiond_core=debug")),
+            ),
+            None => None,
+        };
+        registry.with(otel).init();
     }
+    #[cfg(not(feature = "otel"))]
+    {
+        registry.init();
+        if config.otlp_endpoint.is_some() {
+            tracing::warn!(
+                "otlp_endpoint is set but this build has no `otel` feature; no traces are exported"
+            );
+        }
+    }
+    Ok(())
 }
 
 async fn shutdown_signal() {
@@ -162,7 +186,7 @@ async fn main() -> Result<()> {
             if let Some(addr) = listen {
                 config.listen = addr;
             }
-            init_logging(&config.log_format);
+            init_logging(&config)?;
             let store = StoreHandle::open(&config)
                 .await
                 .context("opening the store")?;

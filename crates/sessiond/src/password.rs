@@ -73,6 +73,18 @@ impl Hasher {
 
     /// Hashes a new password.
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        let started = std::time::Instant::now();
+        let result = tracing::Instrument::instrument(
+            self.hash_inner(password),
+            tracing::debug_span!("password_hash", op = "hash"),
+        )
+        .await;
+        metrics::histogram!("sessiond_password_hash_duration_seconds", "op" => "hash")
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn hash_inner(&self, password: String) -> Result<String, HashError> {
         let _permit = self
             .permits
             .acquire()
@@ -86,6 +98,22 @@ impl Hasher {
     /// Verifies `password` against `hash`, or against a dummy hash when the
     /// user is unknown (`None`): same cost, same `false`.
     pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, HashError> {
+        let started = std::time::Instant::now();
+        let result = tracing::Instrument::instrument(
+            self.verify_inner(password, hash),
+            tracing::debug_span!("password_hash", op = "verify"),
+        )
+        .await;
+        metrics::histogram!("sessiond_password_hash_duration_seconds", "op" => "verify")
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn verify_inner(
+        &self,
+        password: String,
+        hash: Option<String>,
+    ) -> Result<bool, HashError> {
         let _permit = self
             .permits
             .acquire()

@@ -20,12 +20,15 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::config::ServerConfig;
 use crate::middleware;
+use crate::observe::ObserveLayer;
 use crate::routes::{account, admin, auth, health, pages, token};
 use crate::state::{AppState, SharedState, StoreHandle};
 
 /// A built server, bound to its port, not yet serving.
 pub struct Application {
     listener: TcpListener,
+    /// `/metrics` on its own address (`metrics_listen`).
+    metrics_listener: Option<TcpListener>,
     state: SharedState,
 }
 
@@ -67,6 +70,17 @@ impl Application {
                     addr: config.listen,
                     source,
                 })?;
+        let metrics_listener = match (config.metrics_enabled, config.metrics_listen) {
+            (true, Some(addr)) => Some(
+                TcpListener::bind(addr)
+                    .await
+                    .map_err(|source| BuildError::Bind { addr, source })?,
+            ),
+            _ => None,
+        };
+        if config.metrics_enabled && crate::observe::metrics_handle().is_none() {
+            tracing::warn!("another metrics recorder is installed; /metrics will be empty");
+        }
         let state = Arc::new(AppState::new(config, store, sessions)?);
         // Read (or create) the key ring now so the first token request does
         // not pay for it; if the store is down, the first use retries.
@@ -74,7 +88,11 @@ impl Application {
             tracing::warn!(error = %e, "the signing key ring is not loaded yet");
         }
         state.tokens.spawn_maintenance(Duration::from_secs(60));
-        Ok(Self { listener, state })
+        Ok(Self {
+            listener,
+            metrics_listener,
+            state,
+        })
     }
 
     /// The bound address.
@@ -91,11 +109,25 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         use axum::ServiceExt as _;
+        let gauges = self.state.config.metrics_enabled.then(|| {
+            crate::observe::spawn_gauges(self.state.store.backend.clone(), Duration::from_secs(5))
+        });
+        let metrics_server = self.metrics_listener.map(|listener| {
+            let app = Router::new().route("/metrics", get(health::metrics));
+            tokio::spawn(async move {
+                if let Err(e) = axum::serve(listener, app).await {
+                    tracing::error!(error = %e, "the metrics listener failed");
+                }
+            })
+        });
         let service =
             service(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
         let served = axum::serve(self.listener, service)
             .with_graceful_shutdown(shutdown)
             .await;
+        for task in [gauges, metrics_server].into_iter().flatten() {
+            task.abort();
+        }
         self.state.store.close().await;
         served
     }
@@ -144,6 +176,12 @@ pub fn router(state: SharedState) -> Router {
         .route("/assets/app.css", get(pages::stylesheet))
         .route("/healthz", get(health::healthz))
         .route("/readyz", get(health::readyz));
+    // On the main listener unless it has its own (`metrics_listen`).
+    let public = if state.config.metrics_enabled && state.config.metrics_listen.is_none() {
+        public.route("/metrics", get(health::metrics))
+    } else {
+        public
+    };
 
     Router::new()
         .merge(public)
@@ -174,8 +212,12 @@ pub fn service(
 + Sync
 + 'static {
     let config = &state.config;
+    let observe = (config.metrics_enabled || config.access_log)
+        .then(|| ObserveLayer::new(config.metrics_enabled, config.access_log));
     tower::ServiceBuilder::new()
-        // Outermost, so that even a panic's 500 gets the JSON shape and headers.
+        // Outermost, to time and count everything, refusals included.
+        .option_layer(observe)
+        // Then, so that even a panic's 500 gets the JSON shape and headers.
         .layer(middleware::GuardLayer::new(config.header_limit_bytes))
         .map_response(axum::response::IntoResponse::into_response)
         .layer(CatchPanicLayer::new())

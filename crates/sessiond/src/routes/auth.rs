@@ -173,6 +173,7 @@ pub async fn check_credentials(
         .chain(app.ip_throttle.blocked(&ip))
         .max();
     if let Some(wait) = blocked {
+        metrics::counter!("sessiond_logins_total", "outcome" => "throttled").increment(1);
         tracing::warn!(target: "sessiond::security", event = "login_throttled", client_ip = %ip);
         return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
@@ -188,12 +189,14 @@ pub async fn check_credentials(
         .await;
     match (verified, user) {
         (Ok(true), Some(user)) => {
+            metrics::counter!("sessiond_logins_total", "outcome" => "success").increment(1);
             app.user_throttle.reset(&user.name);
             Ok(user)
         }
         (Ok(_), _) => {
             app.user_throttle.record_failure(username);
             app.ip_throttle.record_failure(&ip);
+            metrics::counter!("sessiond_logins_total", "outcome" => "bad_credentials").increment(1);
             tracing::warn!(target: "sessiond::security", event = "login_failed", client_ip = %ip);
             Err(invalid_credentials())
         }

@@ -36,3 +36,23 @@ pub async fn readyz(State(app): State<SharedState>) -> Response {
         }
     }
 }
+
+/// `GET /metrics`: Prometheus text format.
+pub async fn metrics() -> Response {
+    match crate::observe::metrics_handle() {
+        Some(handle) => (
+            [(
+                http::header::CONTENT_TYPE,
+                "text/plain; version=0.0.4; charset=utf-8",
+            )],
+            handle.render(),
+        )
+            .into_response(),
+        None => ApiError::new(
+            http::StatusCode::NOT_FOUND,
+            "not_found",
+            "metrics are not recorded by this process",
+        )
+        .into_response(),
+    }
+}

@@ -157,6 +157,7 @@ pub async fn issue(
         Ok(t) => t,
         Err(e) => return ApiError::from(e).into_response(),
     };
+    metrics::counter!("sessiond_tokens_issued_total").increment(1);
     tracing::info!(target: "sessiond::security", event = "token_issued", user = %user, sid = %family.key.handle());
     token_response(
         access,
@@ -192,6 +193,8 @@ pub async fn refresh(State(app): State<SharedState>, body: JsonOrForm<RefreshReq
             roles,
             replayed,
         }) => {
+            let outcome = if replayed { "grace_replay" } else { "rotated" };
+            metrics::counter!("sessiond_token_refreshes_total", "outcome" => outcome).increment(1);
             if replayed {
                 tracing::info!(target: "sessiond::security", event = "refresh_replayed_in_grace", user = %user, sid = %token.key.handle());
             }
@@ -203,10 +206,16 @@ pub async fn refresh(State(app): State<SharedState>, body: JsonOrForm<RefreshReq
             }
         }
         Ok(Refreshed::Theft { user }) => {
+            metrics::counter!("sessiond_token_refreshes_total", "outcome" => "reuse_detected")
+                .increment(1);
             tracing::warn!(target: "sessiond::security", event = "refresh_token_reused", user = %user, sid = %presented.key.handle(), "a spent refresh token came back: the family is revoked");
             invalid_grant().into_response()
         }
-        Ok(Refreshed::Invalid) => invalid_grant().into_response(),
+        Ok(Refreshed::Invalid) => {
+            metrics::counter!("sessiond_token_refreshes_total", "outcome" => "invalid")
+                .increment(1);
+            invalid_grant().into_response()
+        }
         Err(e) => ApiError::from(e).into_response(),
     }
 }
