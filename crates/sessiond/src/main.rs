@@ -187,6 +187,10 @@ async fn main() -> Result<()> {
                 config.listen = addr;
             }
             init_logging(&config)?;
+            if config.metrics_enabled {
+                // Before the store opens, so that its first metrics are recorded.
+                let _ = sessiond::observe::metrics_handle();
+            }
             let store = StoreHandle::open(&config)
                 .await
                 .context("opening the store")?;

@@ -391,17 +391,34 @@ where
 
 /// Refreshes gauges that are read rather than counted (live sessions) every
 /// `every`, until the returned task is aborted.
-pub fn spawn_gauges(
-    store: Arc<dyn sessiond_core::Backend>,
-    every: Duration,
-) -> tokio::task::JoinHandle<()> {
+pub fn spawn_gauges(store: crate::StoreHandle, every: Duration) -> tokio::task::JoinHandle<()> {
+    let backend = store.backend.backend_name();
+    // Zero series for the store's retry counter, so the dashboard and alerts
+    // see 0 rather than nothing until the first retry.
+    for op in [
+        "load",
+        "renew",
+        "delete",
+        "list_by_user",
+        "delete_by_user",
+        "get_user",
+    ] {
+        metrics::counter!("sessiond_store_retries_total", "backend" => backend, "op" => op)
+            .increment(0);
+    }
     tokio::spawn(async move {
         let mut tick = tokio::time::interval(every);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tick.tick().await;
-            if let Ok(Some(n)) = store.count().await {
+            if let Ok(Some(n)) = store.backend.count().await {
                 metrics::gauge!("sessiond_sessions_live").set(n as f64);
+            }
+            // Also set on every transition; this covers a recorder installed
+            // after the store was opened.
+            if let Some(state) = store.breaker_state() {
+                metrics::gauge!("sessiond_store_breaker_state", "backend" => backend)
+                    .set(state.as_gauge());
             }
             if let Some(handle) = metrics_handle() {
                 // Drains histogram samples into buckets; without it they pile up between scrapes.

@@ -110,7 +110,7 @@ impl Application {
     ) -> std::io::Result<()> {
         use axum::ServiceExt as _;
         let gauges = self.state.config.metrics_enabled.then(|| {
-            crate::observe::spawn_gauges(self.state.store.backend.clone(), Duration::from_secs(5))
+            crate::observe::spawn_gauges(self.state.store.clone(), Duration::from_secs(5))
         });
         let metrics_server = self.metrics_listener.map(|listener| {
             let app = Router::new().route("/metrics", get(health::metrics));

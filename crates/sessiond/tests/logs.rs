@@ -100,6 +100,58 @@ async fn no_token_cookie_csrf_token_or_password_appears_in_any_log_line() {
     secrets.push(cookie_value(
         &session_set_cookie(r.headers(), "__Host-sessiond").unwrap(),
     ));
+
+    // Tokens: issue, use, refresh, replay a spent refresh token (theft), revoke.
+    let http = reqwest::Client::new();
+    let pair: serde_json::Value = http
+        .post(format!("{}/api/token", app.base))
+        .json(&json!({"username": "bob", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let access = pair["access_token"].as_str().unwrap().to_owned();
+    let refresh = pair["refresh_token"].as_str().unwrap().to_owned();
+    let r = http
+        .get(format!("{}/api/sessions", app.base))
+        .bearer_auth(&access)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let next: serde_json::Value = http
+        .post(format!("{}/api/token/refresh", app.base))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let next_refresh = next["refresh_token"].as_str().unwrap().to_owned();
+    app.clock.advance(std::time::Duration::from_secs(10)); // past the grace window
+    let r = http
+        .post(format!("{}/api/token/refresh", app.base))
+        .json(&json!({"refresh_token": refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "reuse is refused");
+    let r = http
+        .post(format!("{}/api/token/revoke", app.base))
+        .json(&json!({"token": next_refresh}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    for t in [&access, &refresh, &next_refresh] {
+        secrets.push(t.clone());
+        // The secret parts alone: a JWT's signature, a refresh token's secret.
+        secrets.push(t.rsplit('.').next().unwrap().to_owned());
+    }
+    secrets.push(next["access_token"].as_str().unwrap().to_owned());
     app.stop().await;
 
     let logs = String::from_utf8_lossy(&buffer.0.lock().unwrap()).into_owned();
@@ -111,6 +163,14 @@ async fn no_token_cookie_csrf_token_or_password_appears_in_any_log_line() {
     assert!(
         logs.contains("login_succeeded") && logs.contains("login_failed"),
         "security events are logged"
+    );
+    assert!(
+        logs.contains("refresh_token_reused") && logs.contains("token_issued"),
+        "token security events are logged"
+    );
+    assert!(
+        logs.contains("request_id=") && logs.contains("sessiond::access"),
+        "one access-log line per request, with its request id"
     );
     for secret in &secrets {
         assert!(!secret.is_empty());
