@@ -32,6 +32,84 @@ use crate::store::{Backend, CycleChanges, Renewal, SessionStore, StoreError, Use
 use crate::time::Millis;
 use crate::token::SessionKey;
 
+/// A store operation, for metric labels and cached metric handles.
+#[derive(Debug, Clone, Copy)]
+enum Op {
+    Create,
+    Load,
+    Renew,
+    UpdateAttributes,
+    Delete,
+    Cycle,
+    ListByUser,
+    DeleteByUser,
+    Sweep,
+    Ping,
+    Count,
+    CreateUser,
+    UpdateUser,
+    GetUser,
+    ListUsers,
+    GetSetting,
+    SwapSetting,
+}
+
+impl Op {
+    const COUNT: usize = 17;
+
+    fn name(self) -> &'static str {
+        match self {
+            Op::Create => "create",
+            Op::Load => "load",
+            Op::Renew => "renew",
+            Op::UpdateAttributes => "update_attributes",
+            Op::Delete => "delete",
+            Op::Cycle => "cycle",
+            Op::ListByUser => "list_by_user",
+            Op::DeleteByUser => "delete_by_user",
+            Op::Sweep => "sweep",
+            Op::Ping => "ping",
+            Op::Count => "count",
+            Op::CreateUser => "create_user",
+            Op::UpdateUser => "update_user",
+            Op::GetUser => "get_user",
+            Op::ListUsers => "list_users",
+            Op::GetSetting => "get_setting",
+            Op::SwapSetting => "swap_setting",
+        }
+    }
+}
+
+/// The outcomes `sessiond_store_operations_total` distinguishes.
+const OUTCOMES: [&str; 6] = [
+    "ok",
+    "not_found",
+    "conflict",
+    "unavailable",
+    "rejected",
+    "corrupt",
+];
+
+/// Metric handles, made on first use (the registry lookup per call cost
+/// more than the rest of a cached session check).
+struct StoreMetrics {
+    operations: Vec<std::sync::OnceLock<metrics::Counter>>,
+    durations: Vec<std::sync::OnceLock<metrics::Histogram>>,
+    retries: Vec<std::sync::OnceLock<metrics::Counter>>,
+}
+
+impl StoreMetrics {
+    fn new() -> Self {
+        Self {
+            operations: (0..Op::COUNT * OUTCOMES.len())
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
+            durations: (0..Op::COUNT).map(|_| std::sync::OnceLock::new()).collect(),
+            retries: (0..Op::COUNT).map(|_| std::sync::OnceLock::new()).collect(),
+        }
+    }
+}
+
 /// Settings of [`ResilientStore`].
 #[derive(Debug, Clone, Copy)]
 pub struct ResilienceConfig {
@@ -247,6 +325,7 @@ pub struct ResilientStore {
     inner: Arc<dyn Backend>,
     config: ResilienceConfig,
     breaker: Mutex<Breaker>,
+    metrics: StoreMetrics,
 }
 
 impl std::fmt::Debug for ResilientStore {
@@ -287,6 +366,7 @@ impl ResilientStore {
             inner,
             config,
             breaker: Mutex::new(breaker),
+            metrics: StoreMetrics::new(),
         }
     }
 
@@ -305,59 +385,72 @@ impl ResilientStore {
     /// is transient, with the breaker deciding whether to try at all.
     /// One store call through the breaker, deadline and retries, measured
     /// as `sessiond_store_operations_total` / `_duration_seconds` by `name`.
-    async fn call<T, F, Fut>(&self, name: &'static str, retry: bool, op: F) -> Result<T, StoreError>
+    async fn call<T, F, Fut>(&self, which: Op, retry: bool, op: F) -> Result<T, StoreError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let backend = self.inner.backend_name();
-        let started = Instant::now();
+        let name = which.name();
         let span = tracing::debug_span!("store", backend, op = name);
-        let result =
-            tracing::Instrument::instrument(self.attempts(backend, name, retry, op), span).await;
+        let (result, elapsed) =
+            tracing::Instrument::instrument(self.attempts(backend, which, retry, op), span).await;
         let outcome = match &result {
-            Ok(_) => "ok",
-            Err(StoreError::NotFound) => "not_found",
-            Err(StoreError::Conflict) => "conflict",
-            Err(StoreError::Unavailable(e)) if e.is::<BreakerOpen>() => "rejected",
-            Err(StoreError::Unavailable(_)) => "unavailable",
-            Err(_) => "corrupt",
+            Ok(_) => 0,
+            Err(StoreError::NotFound) => 1,
+            Err(StoreError::Conflict) => 2,
+            Err(StoreError::Unavailable(e)) if e.is::<BreakerOpen>() => 4,
+            Err(StoreError::Unavailable(_)) => 3,
+            Err(_) => 5,
         };
-        metrics::counter!("sessiond_store_operations_total", "backend" => backend, "op" => name, "outcome" => outcome)
+        self.metrics.operations[which as usize * OUTCOMES.len() + outcome]
+            .get_or_init(|| {
+                metrics::counter!("sessiond_store_operations_total", "backend" => backend, "op" => name, "outcome" => OUTCOMES[outcome])
+            })
             .increment(1);
-        metrics::histogram!("sessiond_store_operation_duration_seconds", "backend" => backend, "op" => name)
-            .record(started.elapsed().as_secs_f64());
+        self.metrics.durations[which as usize]
+            .get_or_init(|| {
+                metrics::histogram!("sessiond_store_operation_duration_seconds", "backend" => backend, "op" => name)
+            })
+            .record(elapsed.as_secs_f64());
         result
     }
 
     async fn attempts<T, F, Fut>(
         &self,
         backend: &'static str,
-        name: &'static str,
+        which: Op,
         retry: bool,
         op: F,
-    ) -> Result<T, StoreError>
+    ) -> (Result<T, StoreError>, Duration)
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
-        let deadline = Instant::now() + self.config.call_timeout;
+        // Clock readings are reused (admission, deadline, breaker, the
+        // duration metric): on a cached session check they add up.
+        let started = Instant::now();
+        let deadline = started + self.config.call_timeout;
         let mut attempt = 0u32;
+        let mut admitted_at = started;
         loop {
-            if !self.breaker().admit(Instant::now()) {
-                return Err(StoreError::unavailable(BreakerOpen));
+            if !self.breaker().admit(admitted_at) {
+                return (
+                    Err(StoreError::unavailable(BreakerOpen)),
+                    admitted_at - started,
+                );
             }
             let outcome = tokio::time::timeout_at(deadline, op()).await;
             let now = Instant::now();
             let error = match outcome {
                 Ok(Ok(v)) => {
                     self.breaker().record(now, false);
-                    return Ok(v);
+                    return (Ok(v), now - started);
                 }
                 // An answer, even "not found" or "conflict", means the store works.
                 Ok(Err(e)) if !e.is_retryable() => {
                     self.breaker().record(now, false);
-                    return Err(e);
+                    return (Err(e), now - started);
                 }
                 Ok(Err(e)) => e,
                 Err(_) => StoreError::unavailable("the store call ran past its deadline"),
@@ -370,12 +463,16 @@ impl ResilientStore {
                 .min(self.config.max_backoff);
             let pause = full_jitter(cap);
             if !retry || attempt >= self.config.max_retries || now + pause >= deadline {
-                return Err(error);
+                return (Err(error), now - started);
             }
-            metrics::counter!("sessiond_store_retries_total", "backend" => backend, "op" => name)
+            self.metrics.retries[which as usize]
+                .get_or_init(|| {
+                    metrics::counter!("sessiond_store_retries_total", "backend" => backend, "op" => which.name())
+                })
                 .increment(1);
             tokio::time::sleep(pause).await;
             attempt += 1;
+            admitted_at = Instant::now();
         }
     }
 }
@@ -383,7 +480,7 @@ impl ResilientStore {
 #[async_trait]
 impl SessionStore for ResilientStore {
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
-        self.call("create", false, || self.inner.create(key, record))
+        self.call(Op::Create, false, || self.inner.create(key, record))
             .await
     }
     async fn load(
@@ -391,7 +488,8 @@ impl SessionStore for ResilientStore {
         key: &SessionKey,
         now: Millis,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        self.call("load", true, || self.inner.load(key, now)).await
+        self.call(Op::Load, true, || self.inner.load(key, now))
+            .await
     }
     async fn renew(
         &self,
@@ -400,7 +498,7 @@ impl SessionStore for ResilientStore {
         policy: &ExpiryPolicy,
     ) -> Result<Renewal, StoreError> {
         // Renewing twice is harmless: the second finds nothing due.
-        self.call("renew", true, || self.inner.renew(key, now, policy))
+        self.call(Op::Renew, true, || self.inner.renew(key, now, policy))
             .await
     }
     async fn update_attributes(
@@ -410,13 +508,13 @@ impl SessionStore for ResilientStore {
         changes: &[AttributeChange],
         if_version: Option<u64>,
     ) -> Result<u64, StoreError> {
-        self.call("update_attributes", false, || {
+        self.call(Op::UpdateAttributes, false, || {
             self.inner.update_attributes(key, now, changes, if_version)
         })
         .await
     }
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        self.call("delete", true, || self.inner.delete(key)).await
+        self.call(Op::Delete, true, || self.inner.delete(key)).await
     }
     async fn cycle(
         &self,
@@ -425,15 +523,17 @@ impl SessionStore for ResilientStore {
         now: Millis,
         changes: &CycleChanges,
     ) -> Result<SessionRecord, StoreError> {
-        self.call("cycle", false, || self.inner.cycle(old, new, now, changes))
-            .await
+        self.call(Op::Cycle, false, || {
+            self.inner.cycle(old, new, now, changes)
+        })
+        .await
     }
     async fn list_by_user(
         &self,
         user_id: &str,
         now: Millis,
     ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
-        self.call("list_by_user", true, || {
+        self.call(Op::ListByUser, true, || {
             self.inner.list_by_user(user_id, now)
         })
         .await
@@ -443,20 +543,20 @@ impl SessionStore for ResilientStore {
         user_id: &str,
         except: Option<&SessionKey>,
     ) -> Result<usize, StoreError> {
-        self.call("delete_by_user", true, || {
+        self.call(Op::DeleteByUser, true, || {
             self.inner.delete_by_user(user_id, except)
         })
         .await
     }
     async fn sweep(&self, now: Millis, limit: usize) -> Result<usize, StoreError> {
-        self.call("sweep", true, || self.inner.sweep(now, limit))
+        self.call(Op::Sweep, true, || self.inner.sweep(now, limit))
             .await
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        self.call("ping", true, || self.inner.ping()).await
+        self.call(Op::Ping, true, || self.inner.ping()).await
     }
     async fn count(&self) -> Result<Option<u64>, StoreError> {
-        self.call("count", true, || self.inner.count()).await
+        self.call(Op::Count, true, || self.inner.count()).await
     }
     fn backend_name(&self) -> &'static str {
         self.inner.backend_name()
@@ -472,23 +572,23 @@ impl SessionStore for ResilientStore {
 #[async_trait]
 impl UserStore for ResilientStore {
     async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        self.call("create_user", false, || self.inner.create_user(user))
+        self.call(Op::CreateUser, false, || self.inner.create_user(user))
             .await
     }
     async fn update_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        self.call("update_user", false, || self.inner.update_user(user))
+        self.call(Op::UpdateUser, false, || self.inner.update_user(user))
             .await
     }
     async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.call("get_user", true, || self.inner.get_user(name))
+        self.call(Op::GetUser, true, || self.inner.get_user(name))
             .await
     }
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        self.call("list_users", true, || self.inner.list_users())
+        self.call(Op::ListUsers, true, || self.inner.list_users())
             .await
     }
     async fn get_setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.call("get_setting", true, || self.inner.get_setting(name))
+        self.call(Op::GetSetting, true, || self.inner.get_setting(name))
             .await
     }
     async fn swap_setting(
@@ -498,7 +598,7 @@ impl UserStore for ResilientStore {
         value: &[u8],
     ) -> Result<bool, StoreError> {
         // Not repeated: a retry after a lost reply would see its own write and answer false.
-        self.call("swap_setting", false, || {
+        self.call(Op::SwapSetting, false, || {
             self.inner.swap_setting(name, expected, value)
         })
         .await

@@ -152,11 +152,11 @@ impl FileStore {
     ) -> Result<Option<SessionRecord>, StoreError> {
         let epoch = match self.cache.get(key) {
             cache::Lookup::Hit(record) => {
-                metrics::counter!("sessiond_file_cache_hits_total").increment(1);
+                cache_counter(&CACHE_HITS, "sessiond_file_cache_hits_total").increment(1);
                 return Ok(record.is_live(now).then(|| (*record).clone()));
             }
             cache::Lookup::Miss(epoch) => {
-                metrics::counter!("sessiond_file_cache_misses_total").increment(1);
+                cache_counter(&CACHE_MISSES, "sessiond_file_cache_misses_total").increment(1);
                 epoch
             }
         };
@@ -172,6 +172,18 @@ impl FileStore {
         }
         Ok(live)
     }
+}
+
+static CACHE_HITS: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+static CACHE_MISSES: std::sync::OnceLock<metrics::Counter> = std::sync::OnceLock::new();
+
+/// A counter handle made on first use: a registry lookup on every read would
+/// cost more than the cache hit it counts.
+fn cache_counter(
+    slot: &'static std::sync::OnceLock<metrics::Counter>,
+    name: &'static str,
+) -> &'static metrics::Counter {
+    slot.get_or_init(|| metrics::counter!(name))
 }
 
 #[async_trait]

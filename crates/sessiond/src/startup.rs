@@ -20,7 +20,7 @@ use tower_http::timeout::TimeoutLayer;
 
 use crate::config::ServerConfig;
 use crate::middleware;
-use crate::observe::ObserveLayer;
+use crate::observe::{AccessLog, ObserveLayer};
 use crate::routes::{account, admin, auth, health, pages, token};
 use crate::state::{AppState, SharedState, StoreHandle};
 
@@ -212,8 +212,15 @@ pub fn service(
 + Sync
 + 'static {
     let config = &state.config;
-    let observe = (config.metrics_enabled || config.access_log)
-        .then(|| ObserveLayer::new(config.metrics_enabled, config.access_log));
+    let access_log = config
+        .access_log
+        .then(|| AccessLog::stderr(config.log_format == "json"))
+        .flatten();
+    // A request span per request only when traces are exported: with the
+    // text or JSON logs alone it would cost more than it gives.
+    let spans = cfg!(feature = "otel") && config.otlp_endpoint.is_some();
+    let observe = (config.metrics_enabled || access_log.is_some() || spans)
+        .then(|| ObserveLayer::new(config.metrics_enabled, access_log, spans));
     tower::ServiceBuilder::new()
         // Outermost, to time and count everything, refusals included.
         .option_layer(observe)

@@ -168,10 +168,7 @@ async fn no_token_cookie_csrf_token_or_password_appears_in_any_log_line() {
         logs.contains("refresh_token_reused") && logs.contains("token_issued"),
         "token security events are logged"
     );
-    assert!(
-        logs.contains("request_id=") && logs.contains("sessiond::access"),
-        "one access-log line per request, with its request id"
-    );
+    // (The access log has its own writer: tests/observability.rs reads it.)
     for secret in &secrets {
         assert!(!secret.is_empty());
         assert!(

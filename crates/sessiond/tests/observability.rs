@@ -245,3 +245,85 @@ async fn metrics_can_move_to_their_own_listener_or_be_turned_off() {
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
     off.stop().await;
 }
+
+#[tokio::test]
+async fn the_real_server_logs_one_json_line_per_request_with_its_request_id() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = sessiond::ServerConfig {
+        data_dir: dir.path().to_owned(),
+        ..test_config()
+    };
+    {
+        let store = StoreHandle::open_file(&config).unwrap();
+        sessiond::users::add(store.backend.as_ref(), "alice", PASSWORD.into(), "user")
+            .await
+            .unwrap();
+        store.close().await;
+    }
+    let mut node = common::process::Node::start_file_with(
+        dir.path(),
+        &[("SESSIOND_LOG", "info"), ("SESSIOND_LOG_FORMAT", "json")],
+    )
+    .await;
+    let http = reqwest::Client::new();
+    let traceparent = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let r = http
+        .get(format!("{}/healthz", node.base))
+        .header("x-request-id", "obs-1")
+        .header("traceparent", traceparent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.headers()["x-request-id"], "obs-1");
+    let r = http
+        .get(format!("{}/api/profile", node.base))
+        .header("x-request-id", "obs-2")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = http
+        .post(format!("{}/login", node.base))
+        .json(&json!({"username": "alice", "password": "not-her-password"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let stderr = node.stop_and_read_stderr("-TERM").await;
+
+    let lines: Vec<Value> = stderr
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap_or_else(|_| panic!("not a JSON line: {l}")))
+        .collect();
+    let access = |id: &str| {
+        lines
+            .iter()
+            .find(|l| l["target"] == "sessiond::access" && l["span"]["request_id"] == id)
+            .unwrap_or_else(|| panic!("no access line for {id} in {stderr}"))
+            .clone()
+    };
+    let first = access("obs-1");
+    assert_eq!(first["span"]["route"], "/healthz");
+    assert_eq!(first["span"]["method"], "GET");
+    assert_eq!(
+        first["span"]["trace_id"],
+        "4bf92f3577b34da6a3ce929d0e0e4736"
+    );
+    assert_eq!(first["fields"]["status"], 200);
+    assert!(first["fields"]["latency_ms"].as_f64().unwrap() >= 0.0);
+    assert_eq!(access("obs-2")["fields"]["status"], 401);
+    assert_eq!(
+        lines
+            .iter()
+            .filter(|l| l["target"] == "sessiond::access")
+            .count(),
+        3 + 1, // the three requests above and the harness's /healthz poll that got through
+        "one line per request: {stderr}"
+    );
+    assert!(
+        lines
+            .iter()
+            .any(|l| l["target"] == "sessiond::security" && l["fields"]["event"] == "login_failed"),
+        "security events are distinct, searchable lines"
+    );
+}

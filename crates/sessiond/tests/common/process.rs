@@ -8,6 +8,8 @@ use std::time::{Duration, Instant};
 pub struct Node {
     pub child: Child,
     pub base: String,
+    /// Everything the process writes to stderr, once it has ended.
+    stderr: Option<std::thread::JoinHandle<String>>,
 }
 
 impl Node {
@@ -18,7 +20,21 @@ impl Node {
 
     /// Starts `sessiond --data-dir DIR serve` (the embedded file store).
     pub async fn start_file(dir: &Path) -> Node {
-        Node::launch(&["--data-dir".as_ref(), dir.as_os_str()], &[]).await
+        Node::start_file_with(dir, &[]).await
+    }
+
+    /// [`Node::start_file`] with extra environment variables.
+    pub async fn start_file_with(dir: &Path, envs: &[(&str, &str)]) -> Node {
+        Node::launch(&["--data-dir".as_ref(), dir.as_os_str()], envs).await
+    }
+
+    /// Stops the process with `signal` and returns all it wrote to stderr.
+    pub async fn stop_and_read_stderr(&mut self, signal: &str) -> String {
+        self.stop_with(signal).await;
+        self.stderr
+            .take()
+            .map(|h| h.join().unwrap_or_default())
+            .unwrap_or_default()
     }
 
     /// Starts `sessiond GLOBAL_ARGS serve` on a free port and waits for
@@ -69,7 +85,11 @@ impl Node {
             );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
-        Node { child, base }
+        Node {
+            child,
+            base,
+            stderr: Some(captured),
+        }
     }
 
     /// Sends `signal` (e.g. "-TERM") and waits up to 10 s for the process to end.
