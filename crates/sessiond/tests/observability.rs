@@ -249,17 +249,7 @@ async fn metrics_can_move_to_their_own_listener_or_be_turned_off() {
 #[tokio::test]
 async fn the_real_server_logs_one_json_line_per_request_with_its_request_id() {
     let dir = tempfile::tempdir().unwrap();
-    let config = sessiond::ServerConfig {
-        data_dir: dir.path().to_owned(),
-        ..test_config()
-    };
-    {
-        let store = StoreHandle::open_file(&config).unwrap();
-        sessiond::users::add(store.backend.as_ref(), "alice", PASSWORD.into(), "user")
-            .await
-            .unwrap();
-        store.close().await;
-    }
+    seed_file_store(dir.path()).await;
     let mut node = common::process::Node::start_file_with(
         dir.path(),
         &[("SESSIOND_LOG", "info"), ("SESSIOND_LOG_FORMAT", "json")],

@@ -40,17 +40,7 @@ async fn sessions_survive_a_server_restart_on_the_file_store() {
 #[tokio::test]
 async fn sigterm_and_sigint_stop_the_server_cleanly_and_keep_the_sessions() {
     let dir = tempfile::tempdir().unwrap();
-    let config = sessiond::ServerConfig {
-        data_dir: dir.path().to_owned(),
-        ..test_config()
-    };
-    {
-        let store = StoreHandle::open_file(&config).unwrap();
-        sessiond::users::add(store.backend.as_ref(), "alice", PASSWORD.into(), "user")
-            .await
-            .unwrap();
-        store.close().await;
-    }
+    let config = seed_file_store(dir.path()).await;
     let http = reqwest::Client::new();
     let mut token = None;
     for signal in ["-TERM", "-INT"] {

@@ -40,6 +40,22 @@ pub fn test_config() -> ServerConfig {
     }
 }
 
+/// Creates user `alice` (role user, password [`PASSWORD`]) in a file store
+/// in `dir` and closes it, for tests that then start the real binary there.
+/// Returns the configuration pointing at `dir`.
+pub async fn seed_file_store(dir: &std::path::Path) -> ServerConfig {
+    let config = ServerConfig {
+        data_dir: dir.to_owned(),
+        ..test_config()
+    };
+    let store = StoreHandle::open_file(&config).unwrap();
+    users::add(store.backend.as_ref(), "alice", PASSWORD.into(), "user")
+        .await
+        .unwrap();
+    store.close().await;
+    config
+}
+
 /// A server on the memory store with users `alice`, `bob` (role user) and `root` (admin).
 pub async fn spawn_app() -> TestApp {
     spawn_app_on(
