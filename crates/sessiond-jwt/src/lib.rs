@@ -9,6 +9,9 @@
 //!   never the header's choice; `iss`, `aud`, `exp`, `nbf` are required and
 //!   checked with a bounded leeway; oversized or malformed tokens are refused
 //!   before any parsing.
+//! - [`VerifiedCache`]: tokens that verified, by their exact bytes, so a
+//!   token presented again skips the signature check (each hit re-checks
+//!   `exp`, `nbf` and the key).
 //! - [`TokenVerifier`]: what a bearer-token middleware needs. The server
 //!   implements it over its own key ring; another service uses
 //!   [`RemoteJwks`] (feature `remote`) with nothing but the JWKS URL:
