@@ -63,7 +63,7 @@ pub struct ServerConfig {
     pub login_failures_per_ip: u32,
     /// The throttling window, seconds.
     pub login_throttle_window_secs: u64,
-    /// Log format: `text` or `json`.
+    /// Log format: `auto` (JSON unless stderr is a terminal), `json` or `text`.
     pub log_format: String,
     /// Signature algorithm of access tokens: `EdDSA` (default), `ES256`,
     /// `RS256`, or `HS256` (a shared secret: only if you ask for it).
@@ -125,7 +125,7 @@ impl Default for ServerConfig {
             login_failures_per_user: 5,
             login_failures_per_ip: 50,
             login_throttle_window_secs: 15 * 60,
-            log_format: "text".into(),
+            log_format: "auto".into(),
             jwt_algorithm: "EdDSA".into(),
             jwt_issuer: "sessiond".into(),
             jwt_audience: "sessiond".into(),
@@ -194,6 +194,9 @@ impl ServerConfig {
         {
             return bad("cookie_name must be letters, digits, '-' or '_'");
         }
+        if !["auto", "json", "text"].contains(&self.log_format.as_str()) {
+            return bad("log_format must be auto, json or text");
+        }
         if self.max_concurrent_hashes == 0 {
             return bad("max_concurrent_hashes must be at least 1");
         }
@@ -221,6 +224,17 @@ impl ServerConfig {
             idle_timeout: Duration::from_secs(self.idle_timeout_secs),
             absolute_lifetime: Duration::from_secs(self.absolute_lifetime_secs),
             renewal_threshold: Duration::from_secs(self.renewal_threshold_secs),
+        }
+    }
+
+    /// Whether logs are JSON: `json`, or `auto` (the default) when stderr is
+    /// not a terminal (a service manager or a container runtime collects it).
+    pub fn json_logs(&self) -> bool {
+        use std::io::IsTerminal as _;
+        match self.log_format.as_str() {
+            "json" => true,
+            "text" => false,
+            _ => !std::io::stderr().is_terminal(),
         }
     }
 
@@ -268,6 +282,26 @@ mod tests {
             assert_eq!(c.cookie_same_site, SameSite::Lax);
             Ok(())
         });
+    }
+
+    #[test]
+    fn logs_are_json_or_text_as_asked_and_other_formats_are_refused() {
+        let json = ServerConfig {
+            log_format: "json".into(),
+            ..ServerConfig::default()
+        };
+        assert!(json.json_logs());
+        let text = ServerConfig {
+            log_format: "text".into(),
+            ..ServerConfig::default()
+        };
+        assert!(!text.json_logs());
+        let odd = ServerConfig {
+            log_format: "yaml".into(),
+            ..ServerConfig::default()
+        };
+        assert!(odd.validate().is_err());
+        assert!(ServerConfig::default().validate().is_ok());
     }
 
     #[test]

@@ -116,7 +116,7 @@ fn init_logging(config: &ServerConfig) -> Result<()> {
     use tracing_subscriber::prelude::*;
     use tracing_subscriber::{EnvFilter, fmt};
     let filter = EnvFilter::try_from_env("SESSIOND_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
-    let logs = if config.log_format == "json" {
+    let logs = if config.json_logs() {
         fmt::layer().json().with_writer(std::io::stderr).boxed()
     } else {
         fmt::layer().with_writer(std::io::stderr).boxed()

@@ -214,7 +214,7 @@ pub fn service(
     let config = &state.config;
     let access_log = config
         .access_log
-        .then(|| AccessLog::stderr(config.log_format == "json"))
+        .then(|| AccessLog::stderr(config.json_logs()))
         .flatten();
     // A request span per request only when traces are exported: with the
     // text or JSON logs alone it would cost more than it gives.
