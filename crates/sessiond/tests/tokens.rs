@@ -134,6 +134,37 @@ async fn a_wrong_password_gets_no_token_and_counts_toward_throttling() {
         error_code(r).await,
         (StatusCode::BAD_REQUEST, "invalid_json".into())
     );
+    // The same per-user throttle as cookie logins: after the allowed
+    // failures, even the right password waits.
+    for _ in 1..app.config.login_failures_per_user {
+        let r = app
+            .client()
+            .http
+            .post(format!("{}/api/token", app.base))
+            .json(&json!({"username": "alice", "password": "wrong"}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = app
+        .client()
+        .http
+        .post(format!("{}/api/token", app.base))
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert!(r.headers().contains_key("retry-after"));
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::TOO_MANY_REQUESTS, "too_many_attempts".into())
+    );
+    // And a cookie login for the same user is throttled too: one counter.
+    assert_eq!(
+        app.client().login("alice", PASSWORD).await,
+        StatusCode::TOO_MANY_REQUESTS
+    );
 }
 
 #[tokio::test]
