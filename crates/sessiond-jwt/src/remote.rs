@@ -114,7 +114,7 @@ impl RemoteJwks {
         }
         let max_age = response
             .headers()
-            .get(http_cache_control())
+            .get(reqwest::header::CACHE_CONTROL)
             .and_then(|v| v.to_str().ok())
             .and_then(parse_max_age)
             .unwrap_or(300)
@@ -126,10 +126,6 @@ impl RemoteJwks {
         let jwks: Jwks = serde_json::from_slice(&body).map_err(|e| e.to_string())?;
         Ok((KeySet::from_jwks(&jwks), Duration::from_secs(max_age)))
     }
-}
-
-fn http_cache_control() -> &'static str {
-    "cache-control"
 }
 
 fn parse_max_age(value: &str) -> Option<u64> {

@@ -177,10 +177,6 @@ fn describe() {
     }
 }
 
-/// The request id of a request (in its extensions).
-#[derive(Debug, Clone)]
-pub struct RequestId(pub HeaderValue);
-
 /// The statuses whose counters are cached; others go through the registry.
 const STATUSES: [u16; 16] = [
     200, 201, 204, 303, 400, 401, 403, 404, 405, 409, 413, 415, 429, 431, 500, 503,
@@ -383,10 +379,10 @@ where
         self.inner.poll_ready(cx)
     }
 
-    fn call(&mut self, mut req: Request<Body>) -> Self::Future {
+    fn call(&mut self, req: Request<Body>) -> Self::Future {
         let started = Instant::now();
-        // A HeaderValue: cloning it for the extensions, the log and the
-        // answer shares one buffer.
+        // A HeaderValue: cloning it for the log and the answer shares one
+        // buffer.
         let id: HeaderValue = match req.headers().get(&X_REQUEST_ID) {
             Some(v) if usable_request_id(v).is_some() => v.clone(),
             _ => HeaderValue::from_maybe_shared(bytes::Bytes::from(new_request_id()))
@@ -420,7 +416,6 @@ where
         } else {
             tracing::Span::none()
         };
-        req.extensions_mut().insert(RequestId(id.clone()));
         let response = span.in_scope(|| self.inner.call(req));
         Box::pin(async move {
             let mut response = if state.spans {

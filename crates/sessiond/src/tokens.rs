@@ -247,12 +247,13 @@ impl TokenService {
     pub async fn maintain(&self) -> Result<(), TokenError> {
         let loaded = self.reload().await?;
         let now = unix_secs();
-        if let Some(after) = self.settings.rotate_after
-            && loaded.ring.active().created_at() + after.as_secs() <= now
-        {
-            self.rotate().await?;
-        }
-        let loaded = self.reload().await?;
+        let loaded = match self.settings.rotate_after {
+            Some(after) if loaded.ring.active().created_at() + after.as_secs() <= now => {
+                self.rotate().await?;
+                self.reload().await?
+            }
+            _ => loaded,
+        };
         let keep = self.settings.access_ttl.as_secs() + self.settings.rules.leeway_secs + 60;
         if loaded.ring.keys().iter().any(|k| {
             k.retired_at()
@@ -435,6 +436,36 @@ pub fn new_family() -> Result<([u8; 32], BTreeMap<String, String>), TokenError> 
     Ok((secret, attributes))
 }
 
+/// A refresh family's attributes, read from its session record.
+struct Family<'a>(&'a BTreeMap<String, String>);
+
+impl<'a> Family<'a> {
+    /// `None` unless the session was made for a token family.
+    fn of(attributes: &'a BTreeMap<String, String>) -> Option<Self> {
+        (attributes.get(attr::KIND).map(String::as_str) == Some("token"))
+            .then_some(Self(attributes))
+    }
+
+    fn get(&self, name: &str) -> Option<&'a str> {
+        self.0.get(name).map(String::as_str)
+    }
+
+    /// Whether attribute `name` holds `digest` (constant time).
+    fn holds(&self, name: &str, digest: &str) -> bool {
+        self.get(name)
+            .is_some_and(|d| secrets_equal(d.as_bytes(), digest.as_bytes()))
+    }
+
+    /// Whether `digest` is one of the remembered spent secrets (the previous
+    /// one included: each rotation adds the secret it spends).
+    fn was_spent(&self, digest: &str) -> bool {
+        self.get(attr::SPENT).is_some_and(|list| {
+            list.split(',')
+                .any(|s| secrets_equal(s.as_bytes(), short(digest).as_bytes()))
+        })
+    }
+}
+
 /// The refresh token of a family created with [`new_family`].
 pub fn family_token(key: SessionKey, secret: [u8; 32]) -> RefreshToken {
     RefreshToken { key, secret }
@@ -476,16 +507,13 @@ pub async fn refresh(
             return Ok(Refreshed::Invalid);
         };
         let record = verified.session.record;
-        let get = |name: &str| record.attributes.get(name).map(String::as_str);
-        if get(attr::KIND) != Some("token") {
+        let Some(family) = Family::of(&record.attributes) else {
             return Ok(Refreshed::Invalid);
-        }
-        let matches = |name: &str| {
-            get(name).is_some_and(|d| secrets_equal(d.as_bytes(), presented_digest.as_bytes()))
         };
-        if matches(attr::CURRENT) {
+        if family.holds(attr::CURRENT, &presented_digest) {
             let next = random32()?;
-            let mut spent: Vec<&str> = get(attr::SPENT)
+            let mut spent: Vec<&str> = family
+                .get(attr::SPENT)
                 .map(|s| s.split(',').filter(|p| !p.is_empty()).collect())
                 .unwrap_or_default();
             spent.push(short(&presented_digest));
@@ -508,8 +536,8 @@ pub async fn refresh(
                             key: presented.key,
                             secret: next,
                         },
-                        user: record.user_id,
-                        roles: record.roles,
+                        user: record.user_id.clone(),
+                        roles: record.roles.clone(),
                         replayed: false,
                     });
                 }
@@ -519,32 +547,31 @@ pub async fn refresh(
                 Err(e) => return Err(e.into()),
             }
         }
-        let rotated_at: u64 = get(attr::ROTATED_AT)
+        let rotated_at: u64 = family
+            .get(attr::ROTATED_AT)
             .and_then(|t| t.parse().ok())
             .unwrap_or(0);
         let grace_ms = u64::try_from(grace.as_millis()).unwrap_or(u64::MAX);
-        if matches(attr::PREVIOUS)
+        if family.holds(attr::PREVIOUS, &presented_digest)
             && sessions.now() <= rotated_at.saturating_add(grace_ms)
-            && let Some(next) = get(attr::SEALED_NEXT).and_then(|s| open(&presented.secret, s))
+            && let Some(next) = family
+                .get(attr::SEALED_NEXT)
+                .and_then(|s| open(&presented.secret, s))
         {
             return Ok(Refreshed::Rotated {
                 token: RefreshToken {
                     key: presented.key,
                     secret: next,
                 },
-                user: record.user_id,
-                roles: record.roles,
+                user: record.user_id.clone(),
+                roles: record.roles.clone(),
                 replayed: true,
             });
         }
-        let was_spent = get(attr::SPENT).is_some_and(|list| {
-            list.split(',')
-                .any(|s| secrets_equal(s.as_bytes(), short(&presented_digest).as_bytes()))
-        });
-        if was_spent {
+        if family.was_spent(&presented_digest) {
             sessions.delete(&presented.key).await?;
             return Ok(Refreshed::Theft {
-                user: record.user_id,
+                user: record.user_id.clone(),
             });
         }
         return Ok(Refreshed::Invalid);
@@ -563,21 +590,10 @@ pub async fn revoke(
         return Ok(false);
     };
     let d = digest(&presented.secret);
-    let get = |name: &str| record.attributes.get(name).map(String::as_str);
-    let known = get(attr::KIND) == Some("token")
-        && (get(attr::CURRENT).is_some_and(|c| secrets_equal(c.as_bytes(), d.as_bytes()))
-            || get(attr::PREVIOUS).is_some_and(|c| secrets_equal(c.as_bytes(), d.as_bytes()))
-            || get(attr::SPENT).is_some_and(|l| {
-                l.split(',')
-                    .any(|s| secrets_equal(s.as_bytes(), short(&d).as_bytes()))
-            }));
+    let known = Family::of(&record.attributes)
+        .is_some_and(|f| f.holds(attr::CURRENT, &d) || f.was_spent(&d));
     if !known {
         return Ok(false);
     }
     Ok(sessions.delete(&presented.key).await?)
-}
-
-/// Whether a session is a refresh family (for the devices list).
-pub fn is_family(attributes: &BTreeMap<String, String>) -> bool {
-    attributes.get(attr::KIND).map(String::as_str) == Some("token")
 }

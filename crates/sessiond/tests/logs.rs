@@ -103,12 +103,8 @@ async fn no_token_cookie_csrf_token_or_password_appears_in_any_log_line() {
 
     // Tokens: issue, use, refresh, replay a spent refresh token (theft), revoke.
     let http = reqwest::Client::new();
-    let pair: serde_json::Value = http
-        .post(format!("{}/api/token", app.base))
-        .json(&json!({"username": "bob", "password": PASSWORD}))
-        .send()
+    let pair: serde_json::Value = token_request(&app.base, "bob", PASSWORD)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

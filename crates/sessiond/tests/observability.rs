@@ -35,12 +35,8 @@ async fn exercise(app: &TestApp) {
     let rb = c2.request(Method::POST, "/api/sessions/revoke-others");
     assert_eq!(c2.send(rb).await.status(), StatusCode::FORBIDDEN);
     // Tokens: issue, a refused bearer token, refresh, reuse after the grace window.
-    let pair: Value = http
-        .post(format!("{}/api/token", app.base))
-        .json(&json!({"username": "bob", "password": PASSWORD}))
-        .send()
+    let pair: Value = token_request(&app.base, "bob", PASSWORD)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::process::{Node, add_user};
-use common::{PASSWORD, cookie_value, session_set_cookie};
+use common::{PASSWORD, cookie_value, session_set_cookie, token_request};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sessiond_store_redis::testing::{self, ClusterDeployment, SentinelDeployment};
@@ -239,12 +239,8 @@ async fn with_redis_down_a_cookie_request_gets_a_fast_503_never_a_401_and_recove
         .build()
         .unwrap();
     let (cookie, _) = login(&http, &node.base, "alice").await.unwrap();
-    let tokens: Value = http
-        .post(format!("{}/api/token", node.base))
-        .json(&json!({"username": "alice", "password": PASSWORD}))
-        .send()
+    let tokens: Value = token_request(&node.base, "alice", PASSWORD)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();

@@ -36,14 +36,7 @@ async fn pair(r: reqwest::Response) -> Pair {
 }
 
 async fn issue(app: &TestApp, user: &str) -> Pair {
-    let r = app
-        .client()
-        .http
-        .post(format!("{}/api/token", app.base))
-        .json(&json!({"username": user, "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let r = token_request(&app.base, user, PASSWORD).await;
     pair(r).await
 }
 
@@ -109,14 +102,7 @@ async fn credentials_give_an_eddsa_at_jwt_that_opens_the_profile_without_a_store
 #[tokio::test]
 async fn a_wrong_password_gets_no_token_and_counts_toward_throttling() {
     let app = spawn_app().await;
-    let r = app
-        .client()
-        .http
-        .post(format!("{}/api/token", app.base))
-        .json(&json!({"username": "alice", "password": "wrong"}))
-        .send()
-        .await
-        .unwrap();
+    let r = token_request(&app.base, "alice", "wrong").await;
     assert_eq!(
         error_code(r).await,
         (StatusCode::UNAUTHORIZED, "invalid_credentials".into())
@@ -137,24 +123,10 @@ async fn a_wrong_password_gets_no_token_and_counts_toward_throttling() {
     // The same per-user throttle as cookie logins: after the allowed
     // failures, even the right password waits.
     for _ in 1..app.config.login_failures_per_user {
-        let r = app
-            .client()
-            .http
-            .post(format!("{}/api/token", app.base))
-            .json(&json!({"username": "alice", "password": "wrong"}))
-            .send()
-            .await
-            .unwrap();
+        let r = token_request(&app.base, "alice", "wrong").await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
-    let r = app
-        .client()
-        .http
-        .post(format!("{}/api/token", app.base))
-        .json(&json!({"username": "alice", "password": PASSWORD}))
-        .send()
-        .await
-        .unwrap();
+    let r = token_request(&app.base, "alice", PASSWORD).await;
     assert!(r.headers().contains_key("retry-after"));
     assert_eq!(
         error_code(r).await,

@@ -40,6 +40,16 @@ pub fn test_config() -> ServerConfig {
     }
 }
 
+/// `POST {base}/api/token` with JSON credentials.
+pub async fn token_request(base: &str, user: &str, password: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{base}/api/token"))
+        .json(&json!({"username": user, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Creates user `alice` (role user, password [`PASSWORD`]) in a file store
 /// in `dir` and closes it, for tests that then start the real binary there.
 /// Returns the configuration pointing at `dir`.
