@@ -14,7 +14,9 @@
 //! - `<shard>` is two hex digits: the first byte of the session key, which
 //!   the engine makes equal to the user's shard ([`sessiond_core::token::user_shard`]).
 //!   A user's sessions and index therefore share a hash tag, hence a Cluster
-//!   slot, and every multi-key change is one atomic Lua script ([`scripts`]).
+//!   slot, and every multi-key change is one atomic Lua script ([`scripts`]),
+//!   except `create` on a Cluster: two single-key scripts (hash, then index
+//!   entry), which keep working while the slot migrates (see `create`).
 //! - Users: `{prefix}user:<name>` (JSON) and the set `{prefix}users`.
 //!
 //! Verifying a session is one `HGETALL`. Renewal is one script call, made
@@ -361,15 +363,48 @@ impl SessionStore for RedisStore {
             self.session_key(key),
             self.index_key(shard, &record.user_id),
         );
-        let mut cmd = evalsha(&scripts::CREATE, &[&skey, &index]);
-        cmd.arg(Self::member(key))
-            .arg(record.expires_at())
-            .arg(record.absolute_expires_at)
-            .arg(record.created_at);
-        for (k, v) in encode(record) {
-            cmd.arg(k).arg(v);
-        }
-        match int(&self.run_script(&scripts::CREATE, cmd, true).await?)? {
+        let created = if self.cluster {
+            // Two single-key steps instead of one script over both keys:
+            // while the user's slot migrates between masters, a script over
+            // a key that has moved and one that has not gets TRYAGAIN until
+            // the move ends (logins would fail for its whole length), but a
+            // single-key step is redirected (ASK) and succeeds. The session
+            // goes first, so a listing never sees an entry without its hash
+            // (it would drop it as stale). Until the index step succeeds
+            // nobody holds the token (it is returned only after this), so a
+            // failure in between leaves an unusable, unlisted hash, which
+            // is deleted here if Redis allows, and expires anyway. Each step
+            // is durable on its own: during a move they may land on
+            // different masters, and WAIT counts one node's writes.
+            let mut cmd = evalsha(&scripts::SESSION_ADD, &[&skey]);
+            cmd.arg(record.expires_at());
+            for (k, v) in encode(record) {
+                cmd.arg(k).arg(v);
+            }
+            let created = self.run_script(&scripts::SESSION_ADD, cmd, true).await?;
+            if int(&created)? == 1 {
+                let mut cmd = evalsha(&scripts::INDEX_ADD, &[&index]);
+                cmd.arg(Self::member(key))
+                    .arg(record.absolute_expires_at)
+                    .arg(record.created_at);
+                if let Err(e) = self.run_script(&scripts::INDEX_ADD, cmd, true).await {
+                    let _: Result<i64, _> = self.conn().del(&skey).await;
+                    return Err(e);
+                }
+            }
+            created
+        } else {
+            let mut cmd = evalsha(&scripts::CREATE, &[&skey, &index]);
+            cmd.arg(Self::member(key))
+                .arg(record.expires_at())
+                .arg(record.absolute_expires_at)
+                .arg(record.created_at);
+            for (k, v) in encode(record) {
+                cmd.arg(k).arg(v);
+            }
+            self.run_script(&scripts::CREATE, cmd, true).await?
+        };
+        match int(&created)? {
             0 => Err(StoreError::Conflict),
             _ => Ok(()),
         }

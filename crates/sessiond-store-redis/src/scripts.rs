@@ -32,6 +32,33 @@ return 1
     )
 });
 
+/// Cluster create, step 2. KEYS: index. ARGV: member, absolute, created (as
+/// in [`CREATE`]). Single-key, so it still runs while the slot migrates.
+pub(crate) static INDEX_ADD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', ARGV[3])
+redis.call('ZADD', KEYS[1], ARGV[2], ARGV[1])
+redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'NX')
+redis.call('PEXPIREAT', KEYS[1], ARGV[2], 'GT')
+return 1
+",
+    )
+});
+
+/// Cluster create, step 1. KEYS: session. ARGV: expire-at, then field, value, …
+/// Returns 0 if the key exists.
+pub(crate) static SESSION_ADD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], unpack(ARGV, 2))
+redis.call('PEXPIREAT', KEYS[1], ARGV[1])
+return 1
+",
+    )
+});
+
 /// KEYS: session. ARGV: now, threshold, idle. Returns the new idle expiry, -1 or -2.
 pub(crate) static RENEW: LazyLock<Script> = LazyLock::new(|| {
     Script::new(

@@ -125,7 +125,12 @@ async fn sessions_stay_usable_while_their_slot_migrates_between_masters() {
                     match sessions.verify(t).await {
                         Ok(Some(_)) => ok.fetch_add(1, Ordering::Relaxed),
                         Ok(None) => wrong.fetch_add(1, Ordering::Relaxed),
-                        Err(_) => unavailable.fetch_add(1, Ordering::Relaxed),
+                        Err(e) => {
+                            if unavailable.load(Ordering::Relaxed) < 5 {
+                                eprintln!("verification during the move failed: {e:?}");
+                            }
+                            unavailable.fetch_add(1, Ordering::Relaxed)
+                        }
                     };
                 }
                 match sessions.create(new()).await {
@@ -149,7 +154,15 @@ async fn sessions_stay_usable_while_their_slot_migrates_between_masters() {
         source.id.clone(),
         target.id.clone(),
     );
-    let others: Vec<u16> = all.iter().map(|m| m.port).collect();
+    // The order `redis-cli --cluster reshard` uses and CLUSTER SETSLOT's
+    // documentation prescribes: the target first, then the source, then the
+    // rest; the other way round the two bounce clients with MOVED between them.
+    let mut others: Vec<u16> = vec![dst, src];
+    others.extend(
+        all.iter()
+            .map(|m| m.port)
+            .filter(|p| *p != src && *p != dst),
+    );
     tokio::task::spawn_blocking(move || {
         let slot = slot.to_string();
         command(dst, &["CLUSTER", "SETSLOT", &slot, "IMPORTING", &src_id]).unwrap();
@@ -205,17 +218,24 @@ async fn sessions_stay_usable_while_their_slot_migrates_between_masters() {
         0,
         "a live session was reported missing during the move"
     );
-    // Most verifications are answered during the move (ASK redirections);
-    // a few time out while the client's connection is busy with TRYAGAIN
-    // retries (91 of 6 390 in one CI run on 2 cores) and get a 503.
+    // Verifications follow ASK redirections and creates are two single-key
+    // steps, so both keep working through the move: 0 failures of either in
+    // every local run. The 1% allowance is for a response timeout on a CI
+    // machine whose 2 cores also run the six Redis processes.
     let (answered, refused) = (
         ok.load(Ordering::Relaxed),
         unavailable.load(Ordering::Relaxed),
     );
     assert!(
-        refused * 10 <= answered + refused,
-        "more than 10% of verifications failed during the move: {refused} of {}",
+        refused * 100 <= answered + refused,
+        "more than 1% of verifications failed during the move: {refused} of {}",
         answered + refused
+    );
+    let failed = create_failed.load(Ordering::Relaxed);
+    assert!(
+        failed * 100 <= created.len() + failed,
+        "more than 1% of logins failed during the move: {failed} of {}",
+        created.len() + failed
     );
     assert_eq!(
         sessions.revoke_user(user, None).await.unwrap(),
