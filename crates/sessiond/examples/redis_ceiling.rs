@@ -14,7 +14,8 @@
 //! ```
 //!
 //! The third argument is the command: `get` (a 100-byte string, like the
-//! peers' blobs) or `hgetall` (a 6-field hash shaped like sessiond's).
+//! peers' blobs), `hgetall` (a 6-field hash shaped like sessiond's first
+//! layout) or `hgetall2` (the same bytes in 2 fields, the current layout).
 
 use std::sync::Arc;
 
@@ -30,7 +31,7 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Ceiling {
     conn: MultiplexedConnection,
-    hash: bool,
+    hash: Option<Vec<(&'static str, String)>>,
 }
 
 #[tokio::main]
@@ -41,28 +42,31 @@ async fn main() -> anyhow::Result<()> {
         .unwrap_or_else(|| "redis://127.0.0.1:6390".into());
     let listen = args.next().unwrap_or_else(|| "127.0.0.1:8105".into());
     let hash = match args.next().as_deref() {
-        None | Some("get") => false,
-        Some("hgetall") => true,
-        Some(other) => anyhow::bail!("unknown command {other}: get or hgetall"),
+        None | Some("get") => None,
+        Some("hgetall") => Some(vec![
+            ("m", "x".repeat(57)),
+            ("x", "y".repeat(32)),
+            ("e", "1795000000000".into()),
+            ("i", "1795000000000".into()),
+            ("l", "1795000000000".into()),
+            ("v", "1".into()),
+        ]),
+        Some("hgetall2") => Some(vec![
+            ("m", "x".repeat(90)),
+            ("t", "1795000000000:1795000000000:1795000000000:1".into()),
+        ]),
+        Some(other) => anyhow::bail!("unknown command {other}: get, hgetall or hgetall2"),
     };
+    let kind = if hash.is_some() { "hash" } else { "get" };
     let client = redis::Client::open(url)?;
     let mut conn = client.get_multiplexed_async_connection().await?;
     for i in 0..1000 {
-        let key = format!(
-            "ceiling:{}:dummy-cookie-{i:04}",
-            if hash { "hash" } else { "get" }
-        );
-        if hash {
+        let key = format!("ceiling:{kind}:dummy-cookie-{i:04}");
+        if let Some(fields) = &hash {
+            let _: () = redis::cmd("DEL").arg(&key).query_async(&mut conn).await?;
             let _: () = redis::cmd("HSET")
                 .arg(&key)
-                .arg(&[
-                    ("m", "x".repeat(57)),
-                    ("x", "y".repeat(32)),
-                    ("e", "1795000000000".into()),
-                    ("i", "1795000000000".into()),
-                    ("l", "1795000000000".into()),
-                    ("v", "1".into()),
-                ])
+                .arg(fields)
                 .query_async(&mut conn)
                 .await?;
         } else {
@@ -77,10 +81,7 @@ async fn main() -> anyhow::Result<()> {
         .route("/api/profile", get(profile))
         .with_state(Arc::new(Ceiling { conn, hash }));
     let listener = tokio::net::TcpListener::bind(&listen).await?;
-    eprintln!(
-        "redis ceiling ({}) on {listen}",
-        if hash { "HGETALL" } else { "GET" }
-    );
+    eprintln!("redis ceiling ({kind}) on {listen}");
     axum::serve(listener, app).await?;
     Ok(())
 }
@@ -91,9 +92,12 @@ async fn profile(State(c): State<Arc<Ceiling>>, headers: HeaderMap) -> impl Into
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once('='))
         .map_or("", |(_, id)| id);
-    let key = format!("ceiling:{}:{id}", if c.hash { "hash" } else { "get" });
+    let key = format!(
+        "ceiling:{}:{id}",
+        if c.hash.is_some() { "hash" } else { "get" }
+    );
     let mut conn = c.conn.clone();
-    let found = if c.hash {
+    let found = if c.hash.is_some() {
         redis::cmd("HGETALL")
             .arg(&key)
             .query_async::<Vec<(Vec<u8>, Vec<u8>)>>(&mut conn)
