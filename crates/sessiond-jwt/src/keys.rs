@@ -81,6 +81,9 @@ pub enum KeyError {
     /// Signing failed.
     #[error("cannot sign: {0}")]
     Sign(#[from] jsonwebtoken::errors::Error),
+    /// A sealed (encrypted) ring or its key-encryption key is wrong.
+    #[error("{0}")]
+    Sealed(String),
 }
 
 /// A key as the ring stores it. `secret` is the private key (PKCS#8 DER for

@@ -9,6 +9,8 @@
 //!   never the header's choice; `iss`, `aud`, `exp`, `nbf` are required and
 //!   checked with a bounded leeway; oversized or malformed tokens are refused
 //!   before any parsing.
+//! - [`KeyEncryptionKey`]: the ring sealed (XChaCha20-Poly1305) before it
+//!   goes into a store that others may read.
 //! - [`VerifiedCache`]: tokens that verified, by their exact bytes, so a
 //!   token presented again skips the signature check (each hit re-checks
 //!   `exp`, `nbf` and the key).
@@ -33,6 +35,7 @@ mod claims;
 mod keys;
 #[cfg(feature = "remote")]
 mod remote;
+mod sealed;
 mod verify;
 
 #[cfg(feature = "testing")]
@@ -43,4 +46,5 @@ pub use claims::{ACCESS_TOKEN_TYPE, AccessClaims};
 pub use keys::{Algorithm, Jwk, Jwks, KeyError, KeyRing, SigningKey};
 #[cfg(feature = "remote")]
 pub use remote::RemoteJwks;
+pub use sealed::{KeyEncryptionKey, is_sealed};
 pub use verify::{KeySet, Rules, TokenVerifier, VerifyError};

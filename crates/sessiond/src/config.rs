@@ -81,6 +81,14 @@ pub struct ServerConfig {
     pub refresh_grace_secs: u64,
     /// Rotate the signing key after this many days; 0: only with `sessiond keys rotate`.
     pub key_rotation_days: u64,
+    /// A file holding a 256-bit key (base64, as `sessiond keys new-encryption-key`
+    /// prints) that encrypts the signing key ring in the store. Set it on
+    /// every node whenever others can read the store (a shared Redis, its
+    /// replicas and backups): a readable private key mints tokens for anyone.
+    pub key_encryption_key_file: Option<PathBuf>,
+    /// The key read from `key_encryption_key_file` by [`ServerConfig::load`].
+    #[serde(skip)]
+    pub key_encryption_key: Option<sessiond_jwt::KeyEncryptionKey>,
     /// Bearer requests on routes that check the session, while the store is
     /// down: `trust_signature` (default: the token's lifetime bounds the
     /// staleness) or `fail_closed` (503). Cookie sessions always fail closed:
@@ -133,6 +141,8 @@ impl Default for ServerConfig {
             jwt_leeway_secs: 30,
             refresh_grace_secs: 5,
             key_rotation_days: 30,
+            key_encryption_key_file: None,
+            key_encryption_key: None,
             bearer_when_store_down: sessiond_axum::StoreDownPolicy::TrustSignature,
             metrics_enabled: true,
             metrics_listen: None,
@@ -169,11 +179,24 @@ impl ServerConfig {
         if let Some(path) = file {
             figment = figment.merge(Toml::file_exact(path));
         }
-        let config: ServerConfig = figment
+        let mut config: ServerConfig = figment
             .merge(Env::prefixed("SESSIOND_").filter(|k| !not_config(k.as_str())))
             .extract()
             .map_err(Box::new)?;
         config.validate()?;
+        if let Some(path) = &config.key_encryption_key_file {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                ConfigError::Invalid(format!(
+                    "cannot read key_encryption_key_file {}: {e}",
+                    path.display()
+                ))
+            })?;
+            config.key_encryption_key = Some(
+                sessiond_jwt::KeyEncryptionKey::from_text(&text).map_err(|e| {
+                    ConfigError::Invalid(format!("key_encryption_key_file {}: {e}", path.display()))
+                })?,
+            );
+        }
         Ok(config)
     }
 
@@ -251,6 +274,7 @@ impl ServerConfig {
             refresh_grace: Duration::from_secs(self.refresh_grace_secs),
             rotate_after: (self.key_rotation_days > 0)
                 .then(|| Duration::from_secs(self.key_rotation_days * 86_400)),
+            encryption: self.key_encryption_key.clone(),
         }
     }
 
@@ -268,6 +292,27 @@ impl ServerConfig {
 #[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_key_encryption_key_is_read_from_its_file_and_a_bad_one_stops_the_load() {
+        figment::Jail::expect_with(|jail| {
+            let key = sessiond_jwt::KeyEncryptionKey::generate_text().expect("a key");
+            jail.create_file("kek", &format!("{key}\n"))?;
+            jail.create_file("short", "c2hvcnQ")?;
+            jail.set_env("SESSIOND_KEY_ENCRYPTION_KEY_FILE", "kek");
+            let c = ServerConfig::load(None).expect("loads");
+            let read = c.tokens().encryption.expect("the key is read");
+            let sealed = read.seal(b"x", b"c").expect("seals");
+            let same = sessiond_jwt::KeyEncryptionKey::from_text(&key).expect("parses");
+            assert_eq!(same.open(&sealed, b"c").expect("opens"), b"x");
+            for bad in ["short", "missing"] {
+                jail.set_env("SESSIOND_KEY_ENCRYPTION_KEY_FILE", bad);
+                let e = ServerConfig::load(None).expect_err("a bad key file is an error");
+                assert!(e.to_string().contains("key_encryption_key_file"), "{e}");
+            }
+            Ok(())
+        });
+    }
 
     #[test]
     fn environment_variables_override_defaults_and_unrelated_ones_are_ignored() {

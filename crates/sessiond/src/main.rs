@@ -61,6 +61,8 @@ enum KeysCommand {
     Rotate,
     /// List the keys: kid, algorithm, created, retired.
     List,
+    /// Print a new random key-encryption key (for `key_encryption_key_file`).
+    NewEncryptionKey,
 }
 
 #[derive(Subcommand)]
@@ -244,23 +246,23 @@ async fn main() -> Result<()> {
             }
             store.close().await;
         }
-        Command::Keys(cmd) => {
+        Command::Keys(KeysCommand::NewEncryptionKey) => {
+            // A new key needs no store: print it and leave.
+            println!("{}", sessiond_jwt::KeyEncryptionKey::generate_text()?);
+        }
+        Command::Keys(cmd @ (KeysCommand::Rotate | KeysCommand::List)) => {
             let store = StoreHandle::open(&config)
                 .await
                 .context("opening the store (is a server running on this data directory?)")?;
             let tokens =
                 sessiond::tokens::TokenService::new(store.backend.clone(), config.tokens());
-            match cmd {
-                KeysCommand::Rotate => {
-                    let kid = tokens.rotate().await?;
-                    println!("rotated: new signing key {kid}");
-                }
-                KeysCommand::List => {
-                    for (kid, alg, created, retired) in tokens.describe().await? {
-                        let state =
-                            retired.map_or("active".to_owned(), |at| format!("retired {at}"));
-                        println!("{kid}\t{alg}\tcreated {created}\t{state}");
-                    }
+            if matches!(cmd, KeysCommand::Rotate) {
+                let kid = tokens.rotate().await?;
+                println!("rotated: new signing key {kid}");
+            } else {
+                for (kid, alg, created, retired) in tokens.describe().await? {
+                    let state = retired.map_or("active".to_owned(), |at| format!("retired {at}"));
+                    println!("{kid}\t{alg}\tcreated {created}\t{state}");
                 }
             }
             store.close().await;

@@ -23,6 +23,8 @@ use crate::middleware;
 use crate::observe::{AccessLog, ObserveLayer};
 use crate::routes::{account, admin, auth, health, pages, token};
 use crate::state::{AppState, SharedState, StoreHandle};
+use crate::tokens::TokenError;
+use sessiond_jwt::KeyError;
 
 /// A built server, bound to its port, not yet serving.
 pub struct Application {
@@ -48,6 +50,11 @@ pub enum BuildError {
     /// The password hasher could not be set up.
     #[error(transparent)]
     Hasher(#[from] crate::password::HashError),
+    /// The signing key ring in the store cannot be opened with this node's
+    /// key-encryption key (or it has none): a configuration error, unlike a
+    /// store that is down.
+    #[error("the signing key ring cannot be read: {0}")]
+    KeyRing(String),
 }
 
 impl Application {
@@ -84,8 +91,18 @@ impl Application {
         let state = Arc::new(AppState::new(config, store, sessions)?);
         // Read (or create) the key ring now so the first token request does
         // not pay for it; if the store is down, the first use retries.
-        if let Err(e) = state.tokens.maintain().await {
-            tracing::warn!(error = %e, "the signing key ring is not loaded yet");
+        match state.tokens.maintain().await {
+            Ok(()) => {}
+            Err(TokenError::Key(e @ KeyError::Sealed(_))) => {
+                return Err(BuildError::KeyRing(e.to_string()));
+            }
+            Err(e) => tracing::warn!(error = %e, "the signing key ring is not loaded yet"),
+        }
+        if state.config.key_encryption_key.is_none() && state.config.store.is_some() {
+            tracing::warn!(
+                "the signing keys are stored unencrypted in a shared store: set key_encryption_key_file \
+                 (anyone who can read the store, its replicas or backups could mint access tokens)"
+            );
         }
         state.tokens.spawn_maintenance(Duration::from_secs(60));
         Ok(Self {

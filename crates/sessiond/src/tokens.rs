@@ -27,7 +27,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use sessiond_core::token::secrets_equal;
 use sessiond_core::{AttributeChange, Backend, SessionKey, SessionManager, StoreError};
 use sessiond_jwt::{
-    AccessClaims, Algorithm, KeyError, KeyRing, KeySet, Rules, TokenVerifier, VerifiedCache,
+    AccessClaims, Algorithm, KeyEncryptionKey, KeyError, KeyRing, KeySet, Rules, TokenVerifier,
+    VerifiedCache, is_sealed,
 };
 use sha2::{Digest, Sha256};
 
@@ -68,6 +69,9 @@ pub struct TokenSettings {
     pub refresh_grace: Duration,
     /// Rotate the signing key when it is this old; `None`: only by command.
     pub rotate_after: Option<Duration>,
+    /// Seals the key ring before it goes into the store; `None`: stored in
+    /// the clear (fine for a store only this host can read).
+    pub encryption: Option<KeyEncryptionKey>,
 }
 
 /// Errors of the token machinery.
@@ -150,20 +154,58 @@ impl TokenService {
         loaded
     }
 
+    /// The ring as it goes into the store: sealed when a key-encryption key
+    /// is configured.
+    fn seal(&self, ring: &KeyRing) -> Result<Vec<u8>, TokenError> {
+        let bytes = ring.to_bytes();
+        Ok(match &self.settings.encryption {
+            Some(kek) => kek.seal(&bytes, KEY_RING.as_bytes())?,
+            None => bytes,
+        })
+    }
+
+    /// The ring from its stored bytes, sealed or in the clear.
+    fn open(&self, stored: &[u8]) -> Result<KeyRing, TokenError> {
+        if !is_sealed(stored) {
+            return Ok(KeyRing::from_bytes(stored)?);
+        }
+        let Some(kek) = &self.settings.encryption else {
+            return Err(KeyError::Sealed(
+                "the key ring in the store is encrypted: configure the same key_encryption_key_file as the other nodes".into(),
+            )
+            .into());
+        };
+        Ok(KeyRing::from_bytes(
+            &kek.open(stored, KEY_RING.as_bytes())?,
+        )?)
+    }
+
     /// Reads the ring from the store, creating it (or moving it to the
-    /// configured algorithm) when needed.
+    /// configured algorithm, or sealing a ring found in the clear) when needed.
     async fn reload(&self) -> Result<Arc<Loaded>, TokenError> {
         for _ in 0..5 {
             let Some(stored) = self.store.get_setting(KEY_RING).await? else {
                 let ring = KeyRing::generate(self.settings.algorithm, unix_secs())?;
-                let bytes = ring.to_bytes();
+                let bytes = self.seal(&ring)?;
                 if self.store.swap_setting(KEY_RING, None, &bytes).await? {
-                    tracing::info!(kid = ring.active().kid(), alg = %self.settings.algorithm, "created the signing key ring");
+                    tracing::info!(kid = ring.active().kid(), alg = %self.settings.algorithm, sealed = self.settings.encryption.is_some(), "created the signing key ring");
                     return Ok(self.install(Loaded::new(ring, bytes)));
                 }
                 continue; // another node created it first: read theirs
             };
-            let ring = KeyRing::from_bytes(&stored)?;
+            let ring = self.open(&stored)?;
+            if self.settings.encryption.is_some() && !is_sealed(&stored) {
+                // A key-encryption key was configured for an existing ring.
+                let sealed = self.seal(&ring)?;
+                if self
+                    .store
+                    .swap_setting(KEY_RING, Some(&stored), &sealed)
+                    .await?
+                {
+                    tracing::info!(target: "sessiond::security", event = "signing_keys_sealed", "the signing key ring in the store is now encrypted");
+                }
+                continue;
+            }
             if ring.active().alg() != self.settings.algorithm {
                 // The configured algorithm changed: rotate to it (old tokens keep verifying).
                 self.change(&stored, |ring| {
@@ -185,11 +227,11 @@ impl TokenService {
         expected: &[u8],
         f: impl FnOnce(&mut KeyRing) -> Result<bool, KeyError>,
     ) -> Result<bool, TokenError> {
-        let mut ring = KeyRing::from_bytes(expected)?;
+        let mut ring = self.open(expected)?;
         if !f(&mut ring)? {
             return Ok(true);
         }
-        let bytes = ring.to_bytes();
+        let bytes = self.seal(&ring)?;
         Ok(self
             .store
             .swap_setting(KEY_RING, Some(expected), &bytes)

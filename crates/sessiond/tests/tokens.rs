@@ -538,3 +538,118 @@ async fn another_service_verifies_tokens_with_only_the_jwks_url() {
     );
     assert!(other_audience.verify(&p.access).await.is_err());
 }
+
+fn kek(text: &str) -> sessiond_jwt::KeyEncryptionKey {
+    sessiond_jwt::KeyEncryptionKey::from_text(text).unwrap()
+}
+
+fn sealed_config(key: &str) -> sessiond::ServerConfig {
+    let mut config = test_config();
+    config.key_encryption_key = Some(kek(key));
+    config
+}
+
+#[tokio::test]
+async fn with_a_key_encryption_key_the_store_holds_no_readable_private_key() {
+    let key = sessiond_jwt::KeyEncryptionKey::generate_text().unwrap();
+    let store = Arc::new(MemoryStore::new());
+    let app = spawn_app_on(
+        StoreHandle::from_backend(store.clone()),
+        sealed_config(&key),
+    )
+    .await;
+    let p = issue(&app, "alice").await;
+    assert_eq!(
+        bearer(&app, Method::GET, "/api/profile", &p.access)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+    let stored = app
+        .store
+        .get_setting(sessiond::tokens::KEY_RING)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sessiond_jwt::is_sealed(&stored), "the ring is sealed");
+    let text = String::from_utf8_lossy(&stored);
+    for word in ["secret", "kid", "EdDSA", "keys"] {
+        assert!(!text.contains(word), "{word} is readable in the store");
+    }
+    // A second node with the same key reads the ring and accepts the token.
+    let b = spawn_app_on(StoreHandle::from_backend(store), sealed_config(&key)).await;
+    assert_eq!(
+        bearer(&b, Method::GET, "/api/profile", &p.access)
+            .await
+            .status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn configuring_a_key_encryption_key_seals_an_existing_ring_and_logs_nobody_out() {
+    let store = Arc::new(MemoryStore::new());
+    let clear = spawn_app_on(StoreHandle::from_backend(store.clone()), test_config()).await;
+    let before = issue(&clear, "alice").await;
+    let stored = clear
+        .store
+        .get_setting(sessiond::tokens::KEY_RING)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!sessiond_jwt::is_sealed(&stored), "no key: in the clear");
+    clear.stop().await;
+
+    let key = sessiond_jwt::KeyEncryptionKey::generate_text().unwrap();
+    let sealed = spawn_app_on(StoreHandle::from_backend(store), sealed_config(&key)).await;
+    let stored = sealed
+        .store
+        .get_setting(sessiond::tokens::KEY_RING)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(sessiond_jwt::is_sealed(&stored), "sealed at start");
+    assert_eq!(
+        bearer(&sealed, Method::GET, "/api/profile", &before.access)
+            .await
+            .status(),
+        StatusCode::OK,
+        "a token signed before the sealing still verifies (same keys)"
+    );
+    assert_eq!(
+        refresh(&sealed, &before.refresh).await.status(),
+        StatusCode::OK
+    );
+}
+
+#[tokio::test]
+async fn a_node_without_the_right_key_encryption_key_refuses_to_start() {
+    let store = Arc::new(MemoryStore::new());
+    let key = sessiond_jwt::KeyEncryptionKey::generate_text().unwrap();
+    let _first = spawn_app_on(
+        StoreHandle::from_backend(store.clone()),
+        sealed_config(&key),
+    )
+    .await;
+    let other = sessiond_jwt::KeyEncryptionKey::generate_text().unwrap();
+    for (config, why) in [
+        (test_config(), "no key"),
+        (sealed_config(&other), "another key"),
+    ] {
+        let backend: Arc<dyn sessiond_core::Backend> = store.clone();
+        let sessions = sessiond_core::SessionManager::new(backend, config.policy());
+        let built = sessiond::Application::build_with(
+            config,
+            StoreHandle::from_backend(store.clone()),
+            sessions,
+        )
+        .await;
+        let Err(e) = built else {
+            panic!("{why}: the node started")
+        };
+        assert!(
+            matches!(e, sessiond::startup::BuildError::KeyRing(_)),
+            "{why}: {e}"
+        );
+    }
+}
