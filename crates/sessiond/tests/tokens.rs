@@ -60,6 +60,12 @@ async fn bearer(app: &TestApp, method: Method, path: &str, token: &str) -> reqwe
         .unwrap()
 }
 
+async fn profile_status(app: &TestApp, token: &str) -> StatusCode {
+    bearer(app, Method::GET, "/api/profile", token)
+        .await
+        .status()
+}
+
 fn segment(token: &str, i: usize) -> Value {
     let part = token.split('.').nth(i).unwrap();
     serde_json::from_slice(
@@ -395,12 +401,7 @@ async fn bearer_errors_follow_rfc_6750() {
 async fn every_attack_token_gets_401_invalid_token() {
     let app = spawn_app().await;
     // The server's own ring, as stored, to forge tokens with the real kid.
-    let stored = app
-        .store
-        .get_setting(sessiond::tokens::KEY_RING)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_ring(&app).await;
     let ring = sessiond_jwt::KeyRing::from_bytes(&stored).unwrap();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -411,12 +412,7 @@ async fn every_attack_token_gets_401_invalid_token() {
     good.sid = segment(&p.access, 1)["sid"].as_str().unwrap().to_owned();
     // The helper's valid token is accepted, so every refusal below is for the attack.
     let valid = ring.active().sign(&good).unwrap();
-    assert_eq!(
-        bearer(&app, Method::GET, "/api/profile", &valid)
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(profile_status(&app, &valid).await, StatusCode::OK);
     for (name, token) in sessiond_jwt::testing::attack_tokens(&ring, &good) {
         if token.is_empty() {
             continue; // "Bearer " with nothing: a malformed request, 400 (see above)
@@ -494,12 +490,7 @@ async fn nodes_sharing_a_store_share_the_key_ring_and_follow_a_rotation() {
     let a = spawn_app_on(StoreHandle::from_backend(store.clone()), test_config()).await;
     let b = spawn_app_on(StoreHandle::from_backend(store.clone()), test_config()).await;
     let from_a = issue(&a, "alice").await;
-    assert_eq!(
-        bearer(&b, Method::GET, "/api/profile", &from_a.access)
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(profile_status(&b, &from_a.access).await, StatusCode::OK);
     // A refresh on node B of a family made on node A.
     let from_b = pair(refresh(&b, &from_a.refresh).await).await;
     // Rotate on A; B has never seen the new kid and must not refuse it.
@@ -511,12 +502,7 @@ async fn nodes_sharing_a_store_share_the_key_ring_and_follow_a_rotation() {
         StatusCode::OK
     );
     let rotated = pair(refresh(&a, &from_b.refresh).await).await;
-    assert_eq!(
-        bearer(&b, Method::GET, "/api/profile", &rotated.access)
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(profile_status(&b, &rotated.access).await, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -539,6 +525,15 @@ async fn another_service_verifies_tokens_with_only_the_jwks_url() {
     assert!(other_audience.verify(&p.access).await.is_err());
 }
 
+/// The key ring's bytes as the store holds them.
+async fn stored_ring(app: &TestApp) -> Vec<u8> {
+    app.store
+        .get_setting(sessiond::tokens::KEY_RING)
+        .await
+        .unwrap()
+        .expect("a key ring")
+}
+
 fn kek(text: &str) -> sessiond_jwt::KeyEncryptionKey {
     sessiond_jwt::KeyEncryptionKey::from_text(text).unwrap()
 }
@@ -559,18 +554,8 @@ async fn with_a_key_encryption_key_the_store_holds_no_readable_private_key() {
     )
     .await;
     let p = issue(&app, "alice").await;
-    assert_eq!(
-        bearer(&app, Method::GET, "/api/profile", &p.access)
-            .await
-            .status(),
-        StatusCode::OK
-    );
-    let stored = app
-        .store
-        .get_setting(sessiond::tokens::KEY_RING)
-        .await
-        .unwrap()
-        .unwrap();
+    assert_eq!(profile_status(&app, &p.access).await, StatusCode::OK);
+    let stored = stored_ring(&app).await;
     assert!(sessiond_jwt::is_sealed(&stored), "the ring is sealed");
     let text = String::from_utf8_lossy(&stored);
     for word in ["secret", "kid", "EdDSA", "keys"] {
@@ -578,12 +563,7 @@ async fn with_a_key_encryption_key_the_store_holds_no_readable_private_key() {
     }
     // A second node with the same key reads the ring and accepts the token.
     let b = spawn_app_on(StoreHandle::from_backend(store), sealed_config(&key)).await;
-    assert_eq!(
-        bearer(&b, Method::GET, "/api/profile", &p.access)
-            .await
-            .status(),
-        StatusCode::OK
-    );
+    assert_eq!(profile_status(&b, &p.access).await, StatusCode::OK);
 }
 
 #[tokio::test]
@@ -591,28 +571,16 @@ async fn configuring_a_key_encryption_key_seals_an_existing_ring_and_logs_nobody
     let store = Arc::new(MemoryStore::new());
     let clear = spawn_app_on(StoreHandle::from_backend(store.clone()), test_config()).await;
     let before = issue(&clear, "alice").await;
-    let stored = clear
-        .store
-        .get_setting(sessiond::tokens::KEY_RING)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_ring(&clear).await;
     assert!(!sessiond_jwt::is_sealed(&stored), "no key: in the clear");
     clear.stop().await;
 
     let key = sessiond_jwt::KeyEncryptionKey::generate_text().unwrap();
     let sealed = spawn_app_on(StoreHandle::from_backend(store), sealed_config(&key)).await;
-    let stored = sealed
-        .store
-        .get_setting(sessiond::tokens::KEY_RING)
-        .await
-        .unwrap()
-        .unwrap();
+    let stored = stored_ring(&sealed).await;
     assert!(sessiond_jwt::is_sealed(&stored), "sealed at start");
     assert_eq!(
-        bearer(&sealed, Method::GET, "/api/profile", &before.access)
-            .await
-            .status(),
+        profile_status(&sealed, &before.access).await,
         StatusCode::OK,
         "a token signed before the sealing still verifies (same keys)"
     );
