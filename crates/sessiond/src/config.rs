@@ -86,9 +86,15 @@ pub struct ServerConfig {
     /// every node whenever others can read the store (a shared Redis, its
     /// replicas and backups): a readable private key mints tokens for anyone.
     pub key_encryption_key_file: Option<PathBuf>,
+    /// While replacing the key-encryption key: the file of the old one. A
+    /// ring sealed with it still opens and is sealed again with the new one.
+    pub previous_key_encryption_key_file: Option<PathBuf>,
     /// The key read from `key_encryption_key_file` by [`ServerConfig::load`].
     #[serde(skip)]
     pub key_encryption_key: Option<sessiond_jwt::KeyEncryptionKey>,
+    /// The key read from `previous_key_encryption_key_file`.
+    #[serde(skip)]
+    pub previous_key_encryption_key: Option<sessiond_jwt::KeyEncryptionKey>,
     /// Bearer requests on routes that check the session, while the store is
     /// down: `trust_signature` (default: the token's lifetime bounds the
     /// staleness) or `fail_closed` (503). Cookie sessions always fail closed:
@@ -142,7 +148,9 @@ impl Default for ServerConfig {
             refresh_grace_secs: 5,
             key_rotation_days: 30,
             key_encryption_key_file: None,
+            previous_key_encryption_key_file: None,
             key_encryption_key: None,
+            previous_key_encryption_key: None,
             bearer_when_store_down: sessiond_axum::StoreDownPolicy::TrustSignature,
             metrics_enabled: true,
             metrics_listen: None,
@@ -184,18 +192,19 @@ impl ServerConfig {
             .extract()
             .map_err(Box::new)?;
         config.validate()?;
-        if let Some(path) = &config.key_encryption_key_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::Invalid(format!(
-                    "cannot read key_encryption_key_file {}: {e}",
-                    path.display()
-                ))
-            })?;
-            config.key_encryption_key = Some(
-                sessiond_jwt::KeyEncryptionKey::from_text(&text).map_err(|e| {
-                    ConfigError::Invalid(format!("key_encryption_key_file {}: {e}", path.display()))
-                })?,
-            );
+        config.key_encryption_key = read_key_file(
+            config.key_encryption_key_file.as_deref(),
+            "key_encryption_key_file",
+        )?;
+        config.previous_key_encryption_key = read_key_file(
+            config.previous_key_encryption_key_file.as_deref(),
+            "previous_key_encryption_key_file",
+        )?;
+        if config.previous_key_encryption_key.is_some() && config.key_encryption_key.is_none() {
+            return Err(ConfigError::Invalid(
+                "previous_key_encryption_key_file needs key_encryption_key_file (the new key)"
+                    .into(),
+            ));
         }
         Ok(config)
     }
@@ -275,6 +284,7 @@ impl ServerConfig {
             rotate_after: (self.key_rotation_days > 0)
                 .then(|| Duration::from_secs(self.key_rotation_days * 86_400)),
             encryption: self.key_encryption_key.clone(),
+            previous_encryption: self.previous_key_encryption_key.clone(),
         }
     }
 
@@ -286,6 +296,20 @@ impl ServerConfig {
             same_site: self.cookie_same_site,
         }
     }
+}
+
+/// Reads a key-encryption key from `path`, if one is configured.
+fn read_key_file(
+    path: Option<&std::path::Path>,
+    setting: &str,
+) -> Result<Option<sessiond_jwt::KeyEncryptionKey>, ConfigError> {
+    let Some(path) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        ConfigError::Invalid(format!("cannot read {setting} {}: {e}", path.display()))
+    })?;
+    sessiond_jwt::KeyEncryptionKey::from_text(&text)
+        .map(Some)
+        .map_err(|e| ConfigError::Invalid(format!("{setting} {}: {e}", path.display())))
 }
 
 #[cfg(test)]

@@ -72,6 +72,9 @@ pub struct TokenSettings {
     /// Seals the key ring before it goes into the store; `None`: stored in
     /// the clear (fine for a store only this host can read).
     pub encryption: Option<KeyEncryptionKey>,
+    /// The key-encryption key being replaced: a ring sealed with it still
+    /// opens, and is sealed again with `encryption`.
+    pub previous_encryption: Option<KeyEncryptionKey>,
 }
 
 /// Errors of the token machinery.
@@ -164,20 +167,29 @@ impl TokenService {
         })
     }
 
-    /// The ring from its stored bytes, sealed or in the clear.
-    fn open(&self, stored: &[u8]) -> Result<KeyRing, TokenError> {
+    /// The ring from its stored bytes, sealed or in the clear, and whether
+    /// it should be written again under the current key-encryption key (it
+    /// is in the clear, or sealed with the previous one).
+    fn open(&self, stored: &[u8]) -> Result<(KeyRing, bool), TokenError> {
+        let (current, previous) = (
+            &self.settings.encryption,
+            &self.settings.previous_encryption,
+        );
         if !is_sealed(stored) {
-            return Ok(KeyRing::from_bytes(stored)?);
+            return Ok((KeyRing::from_bytes(stored)?, current.is_some()));
         }
-        let Some(kek) = &self.settings.encryption else {
+        let Some(kek) = current else {
             return Err(KeyError::Sealed(
                 "the key ring in the store is encrypted: configure the same key_encryption_key_file as the other nodes".into(),
             )
             .into());
         };
-        Ok(KeyRing::from_bytes(
-            &kek.open(stored, KEY_RING.as_bytes())?,
-        )?)
+        let context = KEY_RING.as_bytes();
+        match (kek.open(stored, context), previous) {
+            (Ok(plain), _) => Ok((KeyRing::from_bytes(&plain)?, false)),
+            (Err(_), Some(old)) => Ok((KeyRing::from_bytes(&old.open(stored, context)?)?, true)),
+            (Err(e), None) => Err(e.into()),
+        }
     }
 
     /// Reads the ring from the store, creating it (or moving it to the
@@ -193,9 +205,10 @@ impl TokenService {
                 }
                 continue; // another node created it first: read theirs
             };
-            let ring = self.open(&stored)?;
-            if self.settings.encryption.is_some() && !is_sealed(&stored) {
-                // A key-encryption key was configured for an existing ring.
+            let (ring, reseal) = self.open(&stored)?;
+            if reseal {
+                // A key-encryption key was configured for a ring in the
+                // clear, or replaces the one the ring is sealed with.
                 let sealed = self.seal(&ring)?;
                 if self
                     .store
@@ -227,7 +240,7 @@ impl TokenService {
         expected: &[u8],
         f: impl FnOnce(&mut KeyRing) -> Result<bool, KeyError>,
     ) -> Result<bool, TokenError> {
-        let mut ring = self.open(expected)?;
+        let (mut ring, _) = self.open(expected)?;
         if !f(&mut ring)? {
             return Ok(true);
         }

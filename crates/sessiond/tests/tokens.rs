@@ -621,3 +621,44 @@ async fn a_node_without_the_right_key_encryption_key_refuses_to_start() {
         );
     }
 }
+
+#[tokio::test]
+async fn replacing_the_key_encryption_key_reseals_the_ring_and_logs_nobody_out() {
+    let store = Arc::new(MemoryStore::new());
+    let (old, new) = (
+        sessiond_jwt::KeyEncryptionKey::generate_text().unwrap(),
+        sessiond_jwt::KeyEncryptionKey::generate_text().unwrap(),
+    );
+    let first = spawn_app_on(
+        StoreHandle::from_backend(store.clone()),
+        sealed_config(&old),
+    )
+    .await;
+    let before = issue(&first, "alice").await;
+    first.stop().await;
+
+    let mut config = sealed_config(&new);
+    config.previous_key_encryption_key = Some(kek(&old));
+    let moved = spawn_app_on(StoreHandle::from_backend(store.clone()), config).await;
+    let stored = stored_ring(&moved).await;
+    let context = sessiond::tokens::KEY_RING.as_bytes();
+    assert!(
+        kek(&new).open(&stored, context).is_ok(),
+        "sealed with the new key"
+    );
+    assert!(
+        kek(&old).open(&stored, context).is_err(),
+        "no longer with the old"
+    );
+    assert_eq!(profile_status(&moved, &before.access).await, StatusCode::OK);
+    assert_eq!(
+        refresh(&moved, &before.refresh).await.status(),
+        StatusCode::OK
+    );
+    // Once every node has the new key, the old one can go.
+    let only_new = spawn_app_on(StoreHandle::from_backend(store), sealed_config(&new)).await;
+    assert_eq!(
+        profile_status(&only_new, &before.access).await,
+        StatusCode::OK
+    );
+}
