@@ -136,8 +136,10 @@ pub trait SessionStore: Send + Sync + 'static {
     async fn sweep(&self, now: Millis, limit: usize) -> Result<usize, StoreError>;
 
     /// About how many sessions the store holds (expired ones not yet swept
-    /// included), if it can say in O(1): the `sessiond_sessions_live` gauge.
-    /// `None` for stores that cannot (Redis shares its keyspace).
+    /// included), if it can say at once: the `sessiond_sessions_live`
+    /// gauge. Must not wait on a long computation (it runs under the store's
+    /// deadline); a store that has to walk its keys answers its last figure
+    /// and refreshes it in the background (Redis). `None`: not known (yet).
     async fn count(&self) -> Result<Option<u64>, StoreError> {
         Ok(None)
     }

@@ -24,12 +24,14 @@
 //! a deleted session is removed by the next listing or revoke (a missing
 //! hash is skipped and its entry dropped).
 
+mod census;
 mod codec;
 mod conn;
 mod scripts;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -41,6 +43,7 @@ use sessiond_core::{
     SessionStore, StoreError, UserRecord, UserStore,
 };
 
+use crate::census::Census;
 use crate::codec::{corrupt, decode, decode_meta, encode, encode_meta, encode_secret};
 use crate::conn::{Conn, SentinelConn, Timeouts};
 use crate::scripts::evalsha;
@@ -71,6 +74,9 @@ pub struct RedisConfig {
     /// For `rediss://`: a PEM file of the CA that signed the server's
     /// certificate, instead of the system's trust store (private CAs).
     pub tls_ca_file: Option<std::path::PathBuf>,
+    /// How often the live-session figure (`count`) is refreshed by a
+    /// background `SCAN` of the session keys ([`census`]).
+    pub count_interval: Duration,
 }
 
 impl RedisConfig {
@@ -85,6 +91,7 @@ impl RedisConfig {
             response_timeout: Duration::from_secs(1),
             pool_size: 1,
             tls_ca_file: None,
+            count_interval: Duration::from_secs(300),
         }
     }
 }
@@ -112,6 +119,8 @@ pub enum ConnectError {
 pub struct RedisStore {
     conn: Conn,
     prefix: String,
+    census: Arc<Census>,
+    census_pattern: String,
     wait_replicas: u32,
     wait_timeout: Duration,
     cluster: bool,
@@ -252,6 +261,8 @@ impl RedisStore {
         Ok(Self {
             conn,
             prefix: config.prefix.clone(),
+            census: Arc::new(Census::new(config.count_interval)),
+            census_pattern: census::session_pattern(&config.prefix),
             wait_replicas: config.wait_replicas,
             wait_timeout: config.wait_timeout,
             cluster,
@@ -601,6 +612,10 @@ impl SessionStore for RedisStore {
         // Redis expires session hashes by itself (PEXPIREAT), and index
         // entries are trimmed on create and repaired on listing.
         Ok(0)
+    }
+
+    async fn count(&self) -> Result<Option<u64>, StoreError> {
+        Ok(self.census.figure(&self.conn, &self.census_pattern))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {

@@ -28,6 +28,9 @@ pub struct ServerConfig {
     pub redis_wait_replicas: u32,
     /// Multiplexed connections to a standalone Redis.
     pub redis_pool_size: usize,
+    /// How often the live-session gauge's figure is recounted on Redis
+    /// (a background `SCAN` of the session keys), seconds.
+    pub redis_count_interval_secs: u64,
     /// For `rediss://` with a private CA: the CA certificate (PEM).
     pub redis_tls_ca_file: Option<PathBuf>,
     /// Idle timeout, seconds.
@@ -122,6 +125,7 @@ impl Default for ServerConfig {
             redis_prefix: "sessiond:".into(),
             redis_wait_replicas: 0,
             redis_pool_size: 1,
+            redis_count_interval_secs: 300,
             redis_tls_ca_file: None,
             idle_timeout_secs: policy.idle_timeout.as_secs(),
             absolute_lifetime_secs: policy.absolute_lifetime.as_secs(),

@@ -90,7 +90,7 @@ fn describe() {
     );
     describe_gauge!(
         "sessiond_sessions_live",
-        "Sessions in the store (including expired ones not yet swept); absent on Redis"
+        "Sessions in the store (including expired ones not yet swept); on Redis an estimate refreshed by a background SCAN"
     );
     describe_counter!(
         "sessiond_sessions_created_total",

@@ -43,6 +43,7 @@ impl StoreHandle {
                 redis.prefix.clone_from(&config.redis_prefix);
                 redis.wait_replicas = config.redis_wait_replicas;
                 redis.pool_size = config.redis_pool_size;
+                redis.count_interval = Duration::from_secs(config.redis_count_interval_secs);
                 redis.tls_ca_file.clone_from(&config.redis_tls_ca_file);
                 let store = RedisStore::connect(&redis).await?;
                 Ok(Self::from_backend(Arc::new(store)).resilient(config))
