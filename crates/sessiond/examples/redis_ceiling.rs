@@ -31,7 +31,8 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Ceiling {
     conn: MultiplexedConnection,
-    hash: Option<Vec<(&'static str, String)>>,
+    /// Keys are hashes (`HGETALL`), else strings (`GET`).
+    hash: bool,
 }
 
 #[tokio::main]
@@ -79,7 +80,10 @@ async fn main() -> anyhow::Result<()> {
     }
     let app = Router::new()
         .route("/api/profile", get(profile))
-        .with_state(Arc::new(Ceiling { conn, hash }));
+        .with_state(Arc::new(Ceiling {
+            conn,
+            hash: hash.is_some(),
+        }));
     let listener = tokio::net::TcpListener::bind(&listen).await?;
     eprintln!("redis ceiling ({kind}) on {listen}");
     axum::serve(listener, app).await?;
@@ -92,12 +96,9 @@ async fn profile(State(c): State<Arc<Ceiling>>, headers: HeaderMap) -> impl Into
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once('='))
         .map_or("", |(_, id)| id);
-    let key = format!(
-        "ceiling:{}:{id}",
-        if c.hash.is_some() { "hash" } else { "get" }
-    );
+    let key = format!("ceiling:{}:{id}", if c.hash { "hash" } else { "get" });
     let mut conn = c.conn.clone();
-    let found = if c.hash.is_some() {
+    let found = if c.hash {
         redis::cmd("HGETALL")
             .arg(&key)
             .query_async::<Vec<(Vec<u8>, Vec<u8>)>>(&mut conn)

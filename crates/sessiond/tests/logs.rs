@@ -117,23 +117,14 @@ async fn no_token_cookie_csrf_token_or_password_appears_in_any_log_line() {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let next: serde_json::Value = http
-        .post(format!("{}/api/token/refresh", app.base))
-        .json(&json!({"refresh_token": refresh}))
-        .send()
+    let next: serde_json::Value = refresh_request(&app.base, &refresh)
         .await
-        .unwrap()
         .json()
         .await
         .unwrap();
     let next_refresh = next["refresh_token"].as_str().unwrap().to_owned();
     app.clock.advance(std::time::Duration::from_secs(10)); // past the grace window
-    let r = http
-        .post(format!("{}/api/token/refresh", app.base))
-        .json(&json!({"refresh_token": refresh}))
-        .send()
-        .await
-        .unwrap();
+    let r = refresh_request(&app.base, &refresh).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST, "reuse is refused");
     let r = http
         .post(format!("{}/api/token/revoke", app.base))

@@ -48,20 +48,10 @@ async fn exercise(app: &TestApp) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     let refresh = pair["refresh_token"].as_str().unwrap();
-    let r = http
-        .post(format!("{}/api/token/refresh", app.base))
-        .json(&json!({"refresh_token": refresh}))
-        .send()
-        .await
-        .unwrap();
+    let r = refresh_request(&app.base, refresh).await;
     assert_eq!(r.status(), StatusCode::OK);
     app.clock.advance(std::time::Duration::from_secs(10));
-    let r = http
-        .post(format!("{}/api/token/refresh", app.base))
-        .json(&json!({"refresh_token": refresh}))
-        .send()
-        .await
-        .unwrap();
+    let r = refresh_request(&app.base, refresh).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
     assert_eq!(
         c2.unsafe_json(Method::POST, "/logout", None).await.status(),

@@ -41,13 +41,7 @@ async fn issue(app: &TestApp, user: &str) -> Pair {
 }
 
 async fn refresh(app: &TestApp, token: &str) -> reqwest::Response {
-    app.client()
-        .http
-        .post(format!("{}/api/token/refresh", app.base))
-        .json(&json!({"refresh_token": token}))
-        .send()
-        .await
-        .unwrap()
+    refresh_request(&app.base, token).await
 }
 
 async fn bearer(app: &TestApp, method: Method, path: &str, token: &str) -> reqwest::Response {

@@ -50,6 +50,16 @@ pub async fn token_request(base: &str, user: &str, password: &str) -> reqwest::R
         .unwrap()
 }
 
+/// `POST /api/token/refresh` with a JSON body.
+pub async fn refresh_request(base: &str, refresh_token: &str) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{base}/api/token/refresh"))
+        .json(&json!({"refresh_token": refresh_token}))
+        .send()
+        .await
+        .unwrap()
+}
+
 /// Creates user `alice` (role user, password [`PASSWORD`]) in a file store
 /// in `dir` and closes it, for tests that then start the real binary there.
 /// Returns the configuration pointing at `dir`.
