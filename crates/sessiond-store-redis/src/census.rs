@@ -31,29 +31,32 @@ struct State {
 /// The last figure, and whether a walk is under way.
 pub(crate) struct Census {
     every: Duration,
+    /// `SCAN MATCH` pattern of the session keys ([`session_pattern`]).
+    pattern: String,
     state: Mutex<State>,
 }
 
 impl Census {
-    pub(crate) fn new(every: Duration) -> Self {
+    pub(crate) fn new(every: Duration, prefix: &str) -> Self {
         Self {
             every,
+            pattern: session_pattern(prefix),
             state: Mutex::new(State::default()),
         }
     }
 
     /// The last figure (`None` before the first walk has finished); starts a
     /// walk when the figure is older than the interval and none is running.
-    pub(crate) fn figure(self: &Arc<Self>, conn: &Conn, pattern: &str) -> Option<u64> {
+    pub(crate) fn figure(self: &Arc<Self>, conn: &Conn) -> Option<u64> {
         let Ok(mut state) = self.state.lock() else {
             return None;
         };
         let due = state.walked_at.is_none_or(|at| at.elapsed() >= self.every);
         if due && !state.walking {
             state.walking = true;
-            let (census, mut conn, pattern) = (self.clone(), conn.clone(), pattern.to_owned());
+            let (census, mut conn) = (self.clone(), conn.clone());
             tokio::spawn(async move {
-                let walked = walk(&mut conn, &pattern).await;
+                let walked = walk(&mut conn, &census.pattern).await;
                 if let Ok(mut state) = census.state.lock() {
                     state.walking = false;
                     match walked {
@@ -154,7 +157,7 @@ fn masters(nodes: &str) -> Vec<(String, u16)> {
 
 /// A `SCAN MATCH` pattern for the session keys under `prefix`: the prefix
 /// with glob characters escaped, then `{xx}s:*`.
-pub(crate) fn session_pattern(prefix: &str) -> String {
+fn session_pattern(prefix: &str) -> String {
     let mut p = String::with_capacity(prefix.len() + 8);
     for c in prefix.chars() {
         if matches!(c, '*' | '?' | '[' | ']' | '\\') {

@@ -120,7 +120,6 @@ pub struct RedisStore {
     conn: Conn,
     prefix: String,
     census: Arc<Census>,
-    census_pattern: String,
     wait_replicas: u32,
     wait_timeout: Duration,
     cluster: bool,
@@ -261,8 +260,7 @@ impl RedisStore {
         Ok(Self {
             conn,
             prefix: config.prefix.clone(),
-            census: Arc::new(Census::new(config.count_interval)),
-            census_pattern: census::session_pattern(&config.prefix),
+            census: Arc::new(Census::new(config.count_interval, &config.prefix)),
             wait_replicas: config.wait_replicas,
             wait_timeout: config.wait_timeout,
             cluster,
@@ -615,7 +613,7 @@ impl SessionStore for RedisStore {
     }
 
     async fn count(&self) -> Result<Option<u64>, StoreError> {
-        Ok(self.census.figure(&self.conn, &self.census_pattern))
+        Ok(self.census.figure(&self.conn))
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
