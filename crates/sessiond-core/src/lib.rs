@@ -9,6 +9,7 @@
 //! - [`memory`]: [`MemoryStore`], for tests and development.
 //! - [`resilience`]: [`ResilientStore`], deadlines, retries and a circuit
 //!   breaker around any store.
+//! - [`metric`]: the catalogue of every metric name sessiond records.
 //! - `testing` (feature `testing`): the conformance suite every store runs,
 //!   and test helpers.
 //!
@@ -33,6 +34,7 @@
 
 pub mod manager;
 pub mod memory;
+pub mod metric;
 pub mod ops;
 pub mod policy;
 pub mod record;
@@ -44,11 +46,13 @@ pub mod token;
 #[cfg(feature = "testing")]
 pub mod testing;
 
-pub use manager::{NewSession, Session, SessionManager, Verified};
+pub use manager::{NewSession, SessionManager, StoredSession, Verified};
 pub use memory::MemoryStore;
 pub use policy::ExpiryPolicy;
 pub use record::{AttributeChange, ClientMeta, SessionRecord, UserRecord};
-pub use resilience::{BreakerConfig, BreakerState, ResilienceConfig, ResilientStore};
+pub use resilience::{
+    BreakerConfig, BreakerState, ResilienceConfig, ResilientStore, retried_operations,
+};
 pub use store::{Backend, BoxError, CycleChanges, Renewal, SessionStore, StoreError, UserStore};
 pub use time::{Clock, ManualClock, Millis, SystemClock};
 pub use token::{SessionKey, SessionToken, TokenError};

@@ -9,9 +9,11 @@ use crate::store::{CycleChanges, Renewal, SessionStore, StoreError};
 use crate::time::{Clock, Millis, SystemClock};
 use crate::token::{SessionKey, SessionToken, random_secret};
 
-/// A verified, live session: its key and its record as of this request.
+/// A live session as the store holds it: its key and its record as of
+/// this request. (The axum crate's `Session` is the request extractor
+/// around one of these.)
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Session {
+pub struct StoredSession {
     /// The store key (also the public handle, via [`SessionKey::handle`]).
     pub key: SessionKey,
     /// The record.
@@ -22,7 +24,7 @@ pub struct Session {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Verified {
     /// The session.
-    pub session: Session,
+    pub session: StoredSession,
     /// Whether this verification renewed the idle expiry (the caller should
     /// refresh the cookie's Max-Age).
     pub renewed: bool,
@@ -90,13 +92,22 @@ impl SessionManager {
         &self.store
     }
 
+    /// The engine's clock, for components that must agree with it (token
+    /// lifetimes, refresh grace windows, key rotation).
+    pub fn clock(&self) -> Arc<dyn Clock> {
+        self.clock.clone()
+    }
+
     /// Now, by the engine's clock.
     pub fn now(&self) -> Millis {
         self.clock.now()
     }
 
     /// Creates a session under a fresh token.
-    pub async fn create(&self, new: NewSession) -> Result<(SessionToken, Session), StoreError> {
+    pub async fn create(
+        &self,
+        new: NewSession,
+    ) -> Result<(SessionToken, StoredSession), StoreError> {
         let now = self.now();
         let record = SessionRecord {
             user_id: new.user_id,
@@ -120,8 +131,8 @@ impl SessionManager {
             let key = token.key();
             match self.store.create(&key, &record).await {
                 Ok(()) => {
-                    metrics::counter!("sessiond_sessions_created_total").increment(1);
-                    return Ok((token, Session { key, record }));
+                    metrics::counter!(crate::metric::SESSIONS_CREATED).increment(1);
+                    return Ok((token, StoredSession { key, record }));
                 }
                 Err(StoreError::Conflict) if attempt + 1 < CREATE_ATTEMPTS => attempt += 1,
                 Err(e) => return Err(e),
@@ -148,9 +159,7 @@ impl SessionManager {
         if self.policy.needs_renewal(&record, now) {
             match self.store.renew(&key, now, &self.policy).await? {
                 Renewal::Extended { idle_expires_at } => {
-                    record.idle_expires_at = idle_expires_at;
-                    record.last_seen = now;
-                    record.version += 1;
+                    record.apply_renewal(idle_expires_at, now);
                     renewed = true;
                 }
                 Renewal::NotNeeded => {}
@@ -159,7 +168,7 @@ impl SessionManager {
             }
         }
         Ok(Some(Verified {
-            session: Session { key, record },
+            session: StoredSession { key, record },
             renewed,
         }))
     }
@@ -170,7 +179,7 @@ impl SessionManager {
         &self,
         old: &SessionKey,
         roles: Option<Vec<String>>,
-    ) -> Result<(SessionToken, Session), StoreError> {
+    ) -> Result<(SessionToken, StoredSession), StoreError> {
         let changes = CycleChanges {
             roles,
             csrf_secret: Some(random_secret()),
@@ -182,7 +191,7 @@ impl SessionManager {
             let token = shard.map_or_else(SessionToken::generate, SessionToken::generate_in_shard);
             let key = token.key();
             match self.store.cycle(old, &key, self.now(), &changes).await {
-                Ok(record) => return Ok((token, Session { key, record })),
+                Ok(record) => return Ok((token, StoredSession { key, record })),
                 Err(StoreError::Conflict) if attempt + 1 < CREATE_ATTEMPTS => attempt += 1,
                 Err(e) => return Err(e),
             }
@@ -205,19 +214,19 @@ impl SessionManager {
     pub async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
         let existed = self.store.delete(key).await?;
         if existed {
-            metrics::counter!("sessiond_sessions_revoked_total").increment(1);
+            metrics::counter!(crate::metric::SESSIONS_REVOKED).increment(1);
         }
         Ok(existed)
     }
 
     /// The user's live sessions, newest first.
-    pub async fn list_for_user(&self, user_id: &str) -> Result<Vec<Session>, StoreError> {
-        let mut sessions: Vec<Session> = self
+    pub async fn list_for_user(&self, user_id: &str) -> Result<Vec<StoredSession>, StoreError> {
+        let mut sessions: Vec<StoredSession> = self
             .store
             .list_by_user(user_id, self.now())
             .await?
             .into_iter()
-            .map(|(key, record)| Session { key, record })
+            .map(|(key, record)| StoredSession { key, record })
             .collect();
         sessions.sort_by(|a, b| {
             b.record
@@ -235,7 +244,7 @@ impl SessionManager {
         except: Option<&SessionKey>,
     ) -> Result<usize, StoreError> {
         let n = self.store.delete_by_user(user_id, except).await?;
-        metrics::counter!("sessiond_sessions_revoked_total").increment(n as u64);
+        metrics::counter!(crate::metric::SESSIONS_REVOKED).increment(n as u64);
         Ok(n)
     }
 

@@ -15,9 +15,10 @@ pub fn renew(record: &mut SessionRecord, now: Millis, policy: &ExpiryPolicy) -> 
     if !policy.needs_renewal(record, now) {
         return Renewal::NotNeeded;
     }
-    record.idle_expires_at = policy.renewed_idle_expiry(now, record.absolute_expires_at);
-    record.last_seen = now;
-    record.version += 1;
+    record.apply_renewal(
+        policy.renewed_idle_expiry(now, record.absolute_expires_at),
+        now,
+    );
     Renewal::Extended {
         idle_expires_at: record.idle_expires_at,
     }
@@ -36,14 +37,7 @@ pub fn update_attributes(
     if if_version.is_some_and(|v| v != record.version) {
         return Err(StoreError::Conflict);
     }
-    for change in changes {
-        match &change.value {
-            Some(v) => record.attributes.insert(change.name.clone(), v.clone()),
-            None => record.attributes.remove(&change.name),
-        };
-    }
-    record.version += 1;
-    Ok(record.version)
+    Ok(record.apply_attribute_changes(changes))
 }
 
 /// Applies a cycle's changes to the record that moves to the new key.

@@ -61,6 +61,26 @@ impl SessionRecord {
     pub fn has_role(&self, role: &str) -> bool {
         self.roles.iter().any(|r| r == role)
     }
+
+    /// Records a renewal: the new idle expiry, seen at `now`, one version more.
+    pub fn apply_renewal(&mut self, idle_expires_at: Millis, now: Millis) {
+        self.idle_expires_at = idle_expires_at;
+        self.last_seen = now;
+        self.version += 1;
+    }
+
+    /// Applies field-level attribute changes (`None` removes) and counts one
+    /// version; returns the new version.
+    pub fn apply_attribute_changes(&mut self, changes: &[AttributeChange]) -> u64 {
+        for change in changes {
+            match &change.value {
+                Some(v) => self.attributes.insert(change.name.clone(), v.clone()),
+                None => self.attributes.remove(&change.name),
+            };
+        }
+        self.version += 1;
+        self.version
+    }
 }
 
 /// One field-level change to a session's attributes.

@@ -26,13 +26,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use crate::metric;
 use crate::policy::ExpiryPolicy;
 use crate::record::{AttributeChange, SessionRecord, UserRecord};
 use crate::store::{Backend, CycleChanges, Renewal, SessionStore, StoreError, UserStore};
 use crate::time::Millis;
 use crate::token::SessionKey;
 
-/// A store operation, for metric labels and cached metric handles.
+/// A store operation, for metric labels, cached metric handles and the
+/// retry rule.
 #[derive(Debug, Clone, Copy)]
 enum Op {
     Create,
@@ -56,6 +58,25 @@ enum Op {
 
 impl Op {
     const COUNT: usize = 17;
+    const ALL: [Op; Op::COUNT] = [
+        Op::Create,
+        Op::Load,
+        Op::Renew,
+        Op::UpdateAttributes,
+        Op::Delete,
+        Op::Cycle,
+        Op::ListByUser,
+        Op::DeleteByUser,
+        Op::Sweep,
+        Op::Ping,
+        Op::Count,
+        Op::CreateUser,
+        Op::UpdateUser,
+        Op::GetUser,
+        Op::ListUsers,
+        Op::GetSetting,
+        Op::SwapSetting,
+    ];
 
     fn name(self) -> &'static str {
         match self {
@@ -78,6 +99,35 @@ impl Op {
             Op::SwapSetting => "swap_setting",
         }
     }
+
+    /// Whether a failed call may be repeated. Only reads and operations
+    /// whose repetition changes nothing: a create, cycle, attribute update
+    /// or user write whose answer was lost may have happened, and repeating
+    /// it could conflict or count twice. A compare-and-set is not repeated
+    /// either: a retry after a lost reply would see its own write and
+    /// answer false.
+    fn retried(self) -> bool {
+        matches!(
+            self,
+            Op::Load
+                | Op::Renew
+                | Op::Delete
+                | Op::ListByUser
+                | Op::DeleteByUser
+                | Op::Sweep
+                | Op::Ping
+                | Op::Count
+                | Op::GetUser
+                | Op::ListUsers
+                | Op::GetSetting
+        )
+    }
+}
+
+/// The store operations [`ResilientStore`] retries after a transient
+/// failure (the `op` label values of `sessiond_store_retries_total`).
+pub fn retried_operations() -> impl Iterator<Item = &'static str> {
+    Op::ALL.into_iter().filter(|op| op.retried()).map(Op::name)
 }
 
 /// The outcomes `sessiond_store_operations_total` distinguishes.
@@ -228,9 +278,9 @@ impl Breaker {
         self.state = to;
         let to = self.public_state();
         if from != to {
-            metrics::gauge!("sessiond_store_breaker_state", "backend" => self.backend)
+            metrics::gauge!(metric::STORE_BREAKER_STATE, "backend" => self.backend)
                 .set(to.as_gauge());
-            metrics::counter!("sessiond_store_breaker_transitions_total", "backend" => self.backend, "to" => to.as_str())
+            metrics::counter!(metric::STORE_BREAKER_TRANSITIONS, "backend" => self.backend, "to" => to.as_str())
                 .increment(1);
             match to {
                 BreakerState::Open => tracing::error!(
@@ -355,7 +405,7 @@ impl ResilientStore {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn Backend>, config: ResilienceConfig) -> Self {
         let backend = inner.backend_name();
-        metrics::gauge!("sessiond_store_breaker_state", "backend" => backend).set(0.0);
+        metrics::gauge!(metric::STORE_BREAKER_STATE, "backend" => backend).set(0.0);
         let breaker = Breaker {
             backend,
             config: config.breaker,
@@ -381,11 +431,12 @@ impl ResilientStore {
         self.breaker().public_state()
     }
 
-    /// Runs `op` under the deadline, retrying when `retry` and the failure
-    /// is transient, with the breaker deciding whether to try at all.
+    /// Runs `op` under the deadline, retrying when the operation is safe to
+    /// repeat ([`Op::retried`]) and the failure is transient, with the
+    /// breaker deciding whether to try at all.
     /// One store call through the breaker, deadline and retries, measured
     /// as `sessiond_store_operations_total` / `_duration_seconds` by `name`.
-    async fn call<T, F, Fut>(&self, which: Op, retry: bool, op: F) -> Result<T, StoreError>
+    async fn call<T, F, Fut>(&self, which: Op, op: F) -> Result<T, StoreError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
@@ -394,7 +445,7 @@ impl ResilientStore {
         let name = which.name();
         let span = tracing::debug_span!("store", backend, op = name);
         let (result, elapsed) =
-            tracing::Instrument::instrument(self.attempts(backend, which, retry, op), span).await;
+            tracing::Instrument::instrument(self.attempts(backend, which, op), span).await;
         let outcome = match &result {
             Ok(_) => 0,
             Err(StoreError::NotFound) => 1,
@@ -405,12 +456,12 @@ impl ResilientStore {
         };
         self.metrics.operations[which as usize * OUTCOMES.len() + outcome]
             .get_or_init(|| {
-                metrics::counter!("sessiond_store_operations_total", "backend" => backend, "op" => name, "outcome" => OUTCOMES[outcome])
+                metrics::counter!(metric::STORE_OPERATIONS, "backend" => backend, "op" => name, "outcome" => OUTCOMES[outcome])
             })
             .increment(1);
         self.metrics.durations[which as usize]
             .get_or_init(|| {
-                metrics::histogram!("sessiond_store_operation_duration_seconds", "backend" => backend, "op" => name)
+                metrics::histogram!(metric::STORE_OPERATION_DURATION, "backend" => backend, "op" => name)
             })
             .record(elapsed.as_secs_f64());
         result
@@ -420,7 +471,6 @@ impl ResilientStore {
         &self,
         backend: &'static str,
         which: Op,
-        retry: bool,
         op: F,
     ) -> (Result<T, StoreError>, Duration)
     where
@@ -462,12 +512,12 @@ impl ResilientStore {
                 .saturating_mul(2u32.saturating_pow(attempt))
                 .min(self.config.max_backoff);
             let pause = full_jitter(cap);
-            if !retry || attempt >= self.config.max_retries || now + pause >= deadline {
+            if !which.retried() || attempt >= self.config.max_retries || now + pause >= deadline {
                 return (Err(error), now - started);
             }
             self.metrics.retries[which as usize]
                 .get_or_init(|| {
-                    metrics::counter!("sessiond_store_retries_total", "backend" => backend, "op" => which.name())
+                    metrics::counter!(metric::STORE_RETRIES, "backend" => backend, "op" => which.name())
                 })
                 .increment(1);
             tokio::time::sleep(pause).await;
@@ -480,7 +530,7 @@ impl ResilientStore {
 #[async_trait]
 impl SessionStore for ResilientStore {
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
-        self.call(Op::Create, false, || self.inner.create(key, record))
+        self.call(Op::Create, || self.inner.create(key, record))
             .await
     }
     async fn load(
@@ -488,8 +538,7 @@ impl SessionStore for ResilientStore {
         key: &SessionKey,
         now: Millis,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        self.call(Op::Load, true, || self.inner.load(key, now))
-            .await
+        self.call(Op::Load, || self.inner.load(key, now)).await
     }
     async fn renew(
         &self,
@@ -498,7 +547,7 @@ impl SessionStore for ResilientStore {
         policy: &ExpiryPolicy,
     ) -> Result<Renewal, StoreError> {
         // Renewing twice is harmless: the second finds nothing due.
-        self.call(Op::Renew, true, || self.inner.renew(key, now, policy))
+        self.call(Op::Renew, || self.inner.renew(key, now, policy))
             .await
     }
     async fn update_attributes(
@@ -508,13 +557,13 @@ impl SessionStore for ResilientStore {
         changes: &[AttributeChange],
         if_version: Option<u64>,
     ) -> Result<u64, StoreError> {
-        self.call(Op::UpdateAttributes, false, || {
+        self.call(Op::UpdateAttributes, || {
             self.inner.update_attributes(key, now, changes, if_version)
         })
         .await
     }
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        self.call(Op::Delete, true, || self.inner.delete(key)).await
+        self.call(Op::Delete, || self.inner.delete(key)).await
     }
     async fn cycle(
         &self,
@@ -523,40 +572,35 @@ impl SessionStore for ResilientStore {
         now: Millis,
         changes: &CycleChanges,
     ) -> Result<SessionRecord, StoreError> {
-        self.call(Op::Cycle, false, || {
-            self.inner.cycle(old, new, now, changes)
-        })
-        .await
+        self.call(Op::Cycle, || self.inner.cycle(old, new, now, changes))
+            .await
     }
     async fn list_by_user(
         &self,
         user_id: &str,
         now: Millis,
     ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
-        self.call(Op::ListByUser, true, || {
-            self.inner.list_by_user(user_id, now)
-        })
-        .await
+        self.call(Op::ListByUser, || self.inner.list_by_user(user_id, now))
+            .await
     }
     async fn delete_by_user(
         &self,
         user_id: &str,
         except: Option<&SessionKey>,
     ) -> Result<usize, StoreError> {
-        self.call(Op::DeleteByUser, true, || {
+        self.call(Op::DeleteByUser, || {
             self.inner.delete_by_user(user_id, except)
         })
         .await
     }
     async fn sweep(&self, now: Millis, limit: usize) -> Result<usize, StoreError> {
-        self.call(Op::Sweep, true, || self.inner.sweep(now, limit))
-            .await
+        self.call(Op::Sweep, || self.inner.sweep(now, limit)).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        self.call(Op::Ping, true, || self.inner.ping()).await
+        self.call(Op::Ping, || self.inner.ping()).await
     }
     async fn count(&self) -> Result<Option<u64>, StoreError> {
-        self.call(Op::Count, true, || self.inner.count()).await
+        self.call(Op::Count, || self.inner.count()).await
     }
     fn backend_name(&self) -> &'static str {
         self.inner.backend_name()
@@ -572,23 +616,21 @@ impl SessionStore for ResilientStore {
 #[async_trait]
 impl UserStore for ResilientStore {
     async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        self.call(Op::CreateUser, false, || self.inner.create_user(user))
+        self.call(Op::CreateUser, || self.inner.create_user(user))
             .await
     }
     async fn update_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        self.call(Op::UpdateUser, false, || self.inner.update_user(user))
+        self.call(Op::UpdateUser, || self.inner.update_user(user))
             .await
     }
     async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.call(Op::GetUser, true, || self.inner.get_user(name))
-            .await
+        self.call(Op::GetUser, || self.inner.get_user(name)).await
     }
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        self.call(Op::ListUsers, true, || self.inner.list_users())
-            .await
+        self.call(Op::ListUsers, || self.inner.list_users()).await
     }
     async fn get_setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.call(Op::GetSetting, true, || self.inner.get_setting(name))
+        self.call(Op::GetSetting, || self.inner.get_setting(name))
             .await
     }
     async fn swap_setting(
@@ -597,8 +639,7 @@ impl UserStore for ResilientStore {
         expected: Option<&[u8]>,
         value: &[u8],
     ) -> Result<bool, StoreError> {
-        // Not repeated: a retry after a lost reply would see its own write and answer false.
-        self.call(Op::SwapSetting, false, || {
+        self.call(Op::SwapSetting, || {
             self.inner.swap_setting(name, expected, value)
         })
         .await

@@ -23,7 +23,7 @@ use proptest::prelude::*;
 
 use crate::policy::ExpiryPolicy;
 use crate::record::{AttributeChange, ClientMeta, SessionRecord, UserRecord};
-use crate::store::{Backend, CycleChanges, Renewal, SessionStore, StoreError};
+use crate::store::{Backend, CycleChanges, Renewal, SessionStore, StoreError, UserStore};
 use crate::time::{Clock, ManualClock, Millis};
 use crate::token::{SessionKey, SessionToken};
 use crate::{NewSession, SessionManager};
@@ -466,7 +466,7 @@ pub mod cases {
         clock.advance(20 * MINUTE);
         let (_, a2) = sessions.create(new_session(&alice)).await.unwrap();
         let (_, _b) = sessions.create(new_session(&bob)).await.unwrap();
-        let keys = |v: Vec<crate::Session>| v.into_iter().map(|s| s.key).collect::<Vec<_>>();
+        let keys = |v: Vec<crate::StoredSession>| v.into_iter().map(|s| s.key).collect::<Vec<_>>();
         assert_eq!(
             keys(sessions.list_for_user(&alice).await.unwrap()),
             vec![a2.key, a1.key]
@@ -1014,19 +1014,28 @@ macro_rules! store_conformance_tests {
     };
 }
 
-/// A store that can be switched off: while down, every call fails with
-/// [`StoreError::Unavailable`] (what a dead Redis looks like to the engine).
-pub struct Switchable<S: ?Sized> {
+/// A store that fails on demand, for fault tests: switched off (every
+/// session call fails with [`StoreError::Unavailable`], what a dead Redis
+/// looks like to the engine), failing its next `n` calls, or hanging (every
+/// call waits an hour, what a blackholed connection looks like). Counts the
+/// session calls that reached it. User and settings calls pass through.
+pub struct FaultyStore<S: ?Sized> {
     inner: Arc<S>,
     down: std::sync::atomic::AtomicBool,
+    hang: std::sync::atomic::AtomicBool,
+    fail_next: std::sync::atomic::AtomicU32,
+    calls: std::sync::atomic::AtomicUsize,
 }
 
-impl<S: ?Sized> Switchable<S> {
+impl<S: ?Sized> FaultyStore<S> {
     /// Wraps `inner`, up.
     pub fn new(inner: Arc<S>) -> Self {
         Self {
             inner,
             down: std::sync::atomic::AtomicBool::new(false),
+            hang: std::sync::atomic::AtomicBool::new(false),
+            fail_next: std::sync::atomic::AtomicU32::new(0),
+            calls: std::sync::atomic::AtomicUsize::new(0),
         }
     }
 
@@ -1035,19 +1044,49 @@ impl<S: ?Sized> Switchable<S> {
         self.down.store(down, Ordering::SeqCst);
     }
 
-    fn check(&self) -> Result<(), StoreError> {
-        if self.down.load(Ordering::SeqCst) {
-            Err(StoreError::unavailable("switched off by the test"))
-        } else {
-            Ok(())
+    /// Makes every call hang (or stop hanging).
+    pub fn set_hanging(&self, hang: bool) {
+        self.hang.store(hang, Ordering::SeqCst);
+    }
+
+    /// Fails the next `n` calls with a transient error (`u32::MAX`: until told otherwise).
+    pub fn fail_next(&self, n: u32) {
+        self.fail_next.store(n, Ordering::SeqCst);
+    }
+
+    /// Session calls that reached this store (failed ones included).
+    pub fn calls(&self) -> usize {
+        self.calls.load(Ordering::SeqCst)
+    }
+
+    /// Sets the call count back to zero.
+    pub fn reset_calls(&self) {
+        self.calls.store(0, Ordering::SeqCst);
+    }
+
+    async fn gate(&self) -> Result<(), StoreError> {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+        if self.hang.load(Ordering::SeqCst) {
+            tokio::time::sleep(std::time::Duration::from_secs(3600)).await;
         }
+        if self.down.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable("switched off by the test"));
+        }
+        let failing = self.fail_next.load(Ordering::SeqCst);
+        if failing > 0 {
+            if failing != u32::MAX {
+                self.fail_next.store(failing - 1, Ordering::SeqCst);
+            }
+            return Err(StoreError::unavailable("connection reset"));
+        }
+        Ok(())
     }
 }
 
 #[async_trait]
-impl<S: SessionStore + ?Sized> SessionStore for Switchable<S> {
+impl<S: SessionStore + ?Sized> SessionStore for FaultyStore<S> {
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
-        self.check()?;
+        self.gate().await?;
         self.inner.create(key, record).await
     }
     async fn load(
@@ -1055,7 +1094,7 @@ impl<S: SessionStore + ?Sized> SessionStore for Switchable<S> {
         key: &SessionKey,
         now: Millis,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        self.check()?;
+        self.gate().await?;
         self.inner.load(key, now).await
     }
     async fn renew(
@@ -1064,7 +1103,7 @@ impl<S: SessionStore + ?Sized> SessionStore for Switchable<S> {
         now: Millis,
         policy: &ExpiryPolicy,
     ) -> Result<Renewal, StoreError> {
-        self.check()?;
+        self.gate().await?;
         self.inner.renew(key, now, policy).await
     }
     async fn update_attributes(
@@ -1074,13 +1113,13 @@ impl<S: SessionStore + ?Sized> SessionStore for Switchable<S> {
         changes: &[AttributeChange],
         if_version: Option<u64>,
     ) -> Result<u64, StoreError> {
-        self.check()?;
+        self.gate().await?;
         self.inner
             .update_attributes(key, now, changes, if_version)
             .await
     }
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        self.check()?;
+        self.gate().await?;
         self.inner.delete(key).await
     }
     async fn cycle(
@@ -1090,7 +1129,7 @@ impl<S: SessionStore + ?Sized> SessionStore for Switchable<S> {
         now: Millis,
         changes: &CycleChanges,
     ) -> Result<SessionRecord, StoreError> {
-        self.check()?;
+        self.gate().await?;
         self.inner.cycle(old, new, now, changes).await
     }
     async fn list_by_user(
@@ -1098,7 +1137,7 @@ impl<S: SessionStore + ?Sized> SessionStore for Switchable<S> {
         user_id: &str,
         now: Millis,
     ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
-        self.check()?;
+        self.gate().await?;
         self.inner.list_by_user(user_id, now).await
     }
     async fn delete_by_user(
@@ -1106,18 +1145,45 @@ impl<S: SessionStore + ?Sized> SessionStore for Switchable<S> {
         user_id: &str,
         except: Option<&SessionKey>,
     ) -> Result<usize, StoreError> {
-        self.check()?;
+        self.gate().await?;
         self.inner.delete_by_user(user_id, except).await
     }
     async fn sweep(&self, now: Millis, limit: usize) -> Result<usize, StoreError> {
-        self.check()?;
+        self.gate().await?;
         self.inner.sweep(now, limit).await
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        self.check()?;
+        self.gate().await?;
         self.inner.ping().await
     }
     fn backend_name(&self) -> &'static str {
         self.inner.backend_name()
+    }
+}
+
+#[async_trait]
+impl<S: UserStore + ?Sized> UserStore for FaultyStore<S> {
+    async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        self.inner.create_user(user).await
+    }
+    async fn update_user(&self, user: &UserRecord) -> Result<(), StoreError> {
+        self.inner.update_user(user).await
+    }
+    async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
+        self.inner.get_user(name).await
+    }
+    async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
+        self.inner.list_users().await
+    }
+    async fn get_setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
+        self.inner.get_setting(name).await
+    }
+    async fn swap_setting(
+        &self,
+        name: &str,
+        expected: Option<&[u8]>,
+        value: &[u8],
+    ) -> Result<bool, StoreError> {
+        self.inner.swap_setting(name, expected, value).await
     }
 }

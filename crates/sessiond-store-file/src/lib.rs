@@ -152,11 +152,11 @@ impl FileStore {
     ) -> Result<Option<SessionRecord>, StoreError> {
         let epoch = match self.cache.get(key) {
             cache::Lookup::Hit(record) => {
-                cache_counter(&CACHE_HITS, "sessiond_file_cache_hits_total").increment(1);
+                cache_counter(&CACHE_HITS, sessiond_core::metric::FILE_CACHE_HITS).increment(1);
                 return Ok(record.is_live(now).then(|| (*record).clone()));
             }
             cache::Lookup::Miss(epoch) => {
-                cache_counter(&CACHE_MISSES, "sessiond_file_cache_misses_total").increment(1);
+                cache_counter(&CACHE_MISSES, sessiond_core::metric::FILE_CACHE_MISSES).increment(1);
                 epoch
             }
         };

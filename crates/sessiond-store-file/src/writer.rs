@@ -175,7 +175,7 @@ fn run(db: &Database, cache: &NearCache, mut rx: mpsc::Receiver<Job>, config: &F
             .map(|(r, _)| if let Reply::Count(n) = r { *n } else { 0 })
             .sum();
         if swept > 0 {
-            metrics::counter!("sessiond_sessions_expired_total").increment(swept as u64);
+            metrics::counter!(sessiond_core::metric::SESSIONS_EXPIRED).increment(swept as u64);
             tracing::debug!(swept, "expired sessions swept");
         }
         for (reply, sender) in replies.into_iter().zip(senders) {
