@@ -143,10 +143,12 @@ impl TokenVerifier for RemoteJwks {
             if cached
                 .fetched_at
                 .is_some_and(|at| at.elapsed() < cached.max_age)
-                && let Ok(claims) =
-                    cached
-                        .set
-                        .verify_cached_only(token, &self.rules, &self.verified)
+                && let Ok(claims) = cached.set.verify_cached_only(
+                    token,
+                    &self.rules,
+                    &self.verified,
+                    crate::verify::unix_now(),
+                )
             {
                 return Ok(claims);
             }
@@ -166,7 +168,7 @@ impl TokenVerifier for RemoteJwks {
             self.refresh(self.min_refetch).await?;
         }
         let set = self.keys.read().await.set.clone();
-        let claims = set.verify_peeked(token, &peeked, &self.rules)?;
+        let claims = set.verify_peeked(token, &peeked, &self.rules, crate::verify::unix_now())?;
         self.verified.insert(token, &peeked.kid, &claims);
         Ok(claims)
     }

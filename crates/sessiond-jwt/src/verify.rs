@@ -194,10 +194,21 @@ impl KeySet {
         self.keys.is_empty()
     }
 
-    /// Verifies `token` against these keys and `rules`.
+    /// Verifies `token` against these keys and `rules`, now.
     pub fn verify(&self, token: &str, rules: &Rules) -> Result<AccessClaims, VerifyError> {
+        self.verify_at(token, rules, unix_now())
+    }
+
+    /// Verifies `token` as of `now` (Unix seconds): a server that runs on an
+    /// injected clock checks `exp` and `nbf` on that clock too.
+    pub fn verify_at(
+        &self,
+        token: &str,
+        rules: &Rules,
+        now: u64,
+    ) -> Result<AccessClaims, VerifyError> {
         let peeked = peek(token, rules)?;
-        self.verify_peeked(token, &peeked, rules)
+        self.verify_peeked(token, &peeked, rules, now)
     }
 
     /// [`KeySet::verify`], remembering tokens that verified in `cache` so
@@ -208,11 +219,22 @@ impl KeySet {
         rules: &Rules,
         cache: &VerifiedCache,
     ) -> Result<AccessClaims, VerifyError> {
-        if let Ok(claims) = self.verify_cached_only(token, rules, cache) {
+        self.verify_cached_at(token, rules, cache, unix_now())
+    }
+
+    /// [`KeySet::verify_cached`] as of `now` (Unix seconds).
+    pub fn verify_cached_at(
+        &self,
+        token: &str,
+        rules: &Rules,
+        cache: &VerifiedCache,
+        now: u64,
+    ) -> Result<AccessClaims, VerifyError> {
+        if let Ok(claims) = self.verify_cached_only(token, rules, cache, now) {
             return Ok(claims);
         }
         let peeked = peek(token, rules)?;
-        let claims = self.verify_peeked(token, &peeked, rules)?;
+        let claims = self.verify_peeked(token, &peeked, rules, now)?;
         cache.insert(token, &peeked.kid, &claims);
         Ok(claims)
     }
@@ -223,11 +245,8 @@ impl KeySet {
         token: &str,
         rules: &Rules,
         cache: &VerifiedCache,
+        now: u64,
     ) -> Result<AccessClaims, ()> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_secs())
-            .unwrap_or_default();
         if token.len() > rules.max_token_bytes {
             return Err(());
         }
@@ -239,6 +258,7 @@ impl KeySet {
         token: &str,
         peeked: &Peeked,
         rules: &Rules,
+        now: u64,
     ) -> Result<AccessClaims, VerifyError> {
         let (alg, key) = self.keys.get(&peeked.kid).ok_or(VerifyError::UnknownKey)?;
         // The key decides the algorithm: an HS256 token "signed" with a
@@ -247,12 +267,14 @@ impl KeySet {
             return Err(VerifyError::DisallowedAlgorithm);
         }
         let mut validation = Validation::new(alg.jwt());
-        validation.leeway = rules.leeway_secs;
-        validation.validate_nbf = true;
+        // Times are checked below against `now`, so that a caller on an
+        // injected clock gets the same answers as on the system clock.
+        validation.validate_exp = false;
+        validation.validate_nbf = false;
         validation.set_issuer(&[&rules.issuer]);
         validation.set_audience(&[&rules.audience]);
         validation.set_required_spec_claims(&["exp", "nbf", "iat", "iss", "aud", "sub"]);
-        jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
+        let claims = jsonwebtoken::decode::<AccessClaims>(token, key, &validation)
             .map(|data| data.claims)
             .map_err(|e| match e.kind() {
                 ErrorKind::InvalidSignature => VerifyError::BadSignature,
@@ -264,8 +286,23 @@ impl KeySet {
                 ErrorKind::MissingRequiredClaim(c) if c == "aud" => VerifyError::WrongAudience,
                 ErrorKind::InvalidAlgorithm => VerifyError::DisallowedAlgorithm,
                 _ => VerifyError::Malformed,
-            })
+            })?;
+        if claims.exp.saturating_add(rules.leeway_secs) < now {
+            return Err(VerifyError::Expired);
+        }
+        if claims.nbf > now.saturating_add(rules.leeway_secs) {
+            return Err(VerifyError::NotYetValid);
+        }
+        Ok(claims)
     }
+}
+
+/// Now, in Unix seconds, by the system clock.
+pub(crate) fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or_default()
 }
 
 /// Turns a bearer token into claims; what a bearer-token middleware needs.
