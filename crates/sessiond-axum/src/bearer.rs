@@ -142,7 +142,7 @@ where
                     return Ok(ApiError::store_unavailable().into_response());
                 }
                 Err(e) => {
-                    metrics::counter!("sessiond_bearer_rejections_total", "reason" => e.label())
+                    metrics::counter!(sessiond_core::metric::BEARER_REJECTIONS, "reason" => e.label())
                         .increment(1);
                     tracing::debug!(reason = e.label(), "bearer token refused");
                     return Ok(ApiError::invalid_token(&e.to_string()).into_response());

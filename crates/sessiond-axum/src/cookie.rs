@@ -37,6 +37,23 @@ impl Default for CookieConfig {
 }
 
 impl CookieConfig {
+    /// A cookie named `name` with these attributes. The `__Host-` rule is
+    /// applied here, once: browsers refuse a `__Host-` cookie without
+    /// `Secure`, so an insecure configuration (plain-HTTP development)
+    /// drops the prefix.
+    pub fn new(name: impl Into<String>, secure: bool, same_site: SameSite) -> Self {
+        let name = name.into();
+        let name = match name.strip_prefix("__Host-") {
+            Some(rest) if !secure => rest.to_owned(),
+            _ => name,
+        };
+        Self {
+            name,
+            secure,
+            same_site,
+        }
+    }
+
     /// The value of the named cookie in the request, if any. With several
     /// cookies of that name, the first is used.
     pub fn find<'a>(&self, headers: &'a HeaderMap) -> Option<&'a str> {
@@ -97,6 +114,20 @@ mod tests {
         assert_eq!(find_cookie(&h, "__Host-sessiond"), Some("tok"));
         assert_eq!(find_cookie(&h, "b"), Some("2"));
         assert_eq!(find_cookie(&h, "missing"), None);
+    }
+
+    #[test]
+    fn an_insecure_cookie_loses_the_host_prefix_browsers_would_refuse() {
+        let insecure = CookieConfig::new("__Host-x", false, SameSite::Lax);
+        assert_eq!(insecure.name, "x");
+        assert_eq!(
+            insecure.set("v", 60),
+            "x=v; Path=/; HttpOnly; SameSite=Lax; Max-Age=60"
+        );
+        assert_eq!(
+            CookieConfig::new("__Host-x", true, SameSite::Lax).name,
+            "__Host-x"
+        );
     }
 
     #[test]

@@ -23,10 +23,11 @@ use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use http::{HeaderMap, Method, Request, StatusCode, header};
+use http::{HeaderMap, Method, Request, header};
 use tower::{Layer, Service};
 
-use crate::error::ApiError;
+use crate::body::{BodyKind, body_kind};
+use crate::error::{ApiError, ErrorCode};
 use crate::layer::Session;
 
 /// The header that carries the token.
@@ -149,17 +150,6 @@ pub struct Csrf<S> {
     exempt_paths: Arc<[String]>,
 }
 
-fn is_form(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| {
-            ct.trim_start()
-                .to_ascii_lowercase()
-                .starts_with("application/x-www-form-urlencoded")
-        })
-}
-
 impl<S> Service<Request<Body>> for Csrf<S>
 where
     S: Service<Request<Body>, Response = Response, Error = Infallible> + Clone + Send + 'static,
@@ -205,17 +195,12 @@ where
                 .map(str::to_owned);
             let (token, req) = match header_token {
                 Some(t) => (Some(t), req),
-                None if is_form(req.headers()) => {
+                None if body_kind(req.headers()) == Some(BodyKind::Form) => {
                     let (parts, body) = req.into_parts();
                     let bytes = match axum::body::to_bytes(body, MAX_FORM_BYTES).await {
                         Ok(b) => b,
                         Err(_) => {
-                            return Ok(ApiError::new(
-                                StatusCode::PAYLOAD_TOO_LARGE,
-                                "payload_too_large",
-                                "form body too large",
-                            )
-                            .into_response());
+                            return Ok(ApiError::from(ErrorCode::PayloadTooLarge).into_response());
                         }
                     };
                     let token = form_urlencoded_field(&bytes, CSRF_FIELD);

@@ -6,13 +6,202 @@ use http::{HeaderValue, StatusCode, header};
 /// The challenge every 401 carries (RFC 6750 §3).
 const BEARER_CHALLENGE: &str = "Bearer realm=\"sessiond\"";
 
+/// Every error code sessiond answers with, each with its one HTTP status.
+/// The code is the API's contract: clients match on it, so a code keeps its
+/// spelling and status once released. `ErrorCode::ALL` lists them (the
+/// README's table is checked against it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum ErrorCode {
+    /// `bad_request` (bad request): the request is malformed.
+    BadRequest,
+    /// `invalid_json` (bad request): the body is not valid JSON.
+    InvalidJson,
+    /// `invalid_body` (bad request): the request body does not have the expected fields.
+    InvalidBody,
+    /// `invalid_request` (bad request): the Authorization header has no usable bearer token.
+    InvalidRequest,
+    /// `invalid_grant` (bad request): the refresh token is invalid, expired or revoked.
+    InvalidGrant,
+    /// `unsupported_grant_type` (bad request): grant_type must be refresh_token.
+    UnsupportedGrantType,
+    /// `weak_password` (bad request): the new password is too short or too long.
+    WeakPassword,
+    /// `unauthenticated` (unauthorized): a valid session is required.
+    Unauthenticated,
+    /// `invalid_token` (unauthorized): the access token is malformed, invalid or expired.
+    InvalidToken,
+    /// `invalid_credentials` (unauthorized): wrong username or password.
+    InvalidCredentials,
+    /// `forbidden` (forbidden): this session lacks the role this route requires.
+    Forbidden,
+    /// `csrf_failed` (forbidden): CSRF check failed.
+    CsrfFailed,
+    /// `wrong_password` (forbidden): the current password is wrong.
+    WrongPassword,
+    /// `not_found` (not found): no such resource.
+    NotFound,
+    /// `method_not_allowed` (method not allowed): method not allowed on this resource.
+    MethodNotAllowed,
+    /// `request_timeout` (request timeout): the request took too long.
+    RequestTimeout,
+    /// `conflict` (conflict): the session changed concurrently; retry.
+    Conflict,
+    /// `payload_too_large` (payload too large): the request body is too large.
+    PayloadTooLarge,
+    /// `unsupported_media_type` (unsupported media type): unsupported Content-Type.
+    UnsupportedMediaType,
+    /// `too_many_attempts` (too many requests): too many failed attempts; try again later.
+    TooManyAttempts,
+    /// `headers_too_large` (request header fields too large): the request headers are too large.
+    HeadersTooLarge,
+    /// `internal` (internal server error): internal error.
+    Internal,
+    /// `store_unavailable` (service unavailable): the session store is unavailable; retry shortly.
+    StoreUnavailable,
+    /// `deadline_exceeded` (service unavailable): the request took too long; retry.
+    DeadlineExceeded,
+}
+
+impl ErrorCode {
+    /// Every code, in status order.
+    pub const ALL: &'static [ErrorCode] = &[
+        ErrorCode::BadRequest,
+        ErrorCode::InvalidJson,
+        ErrorCode::InvalidBody,
+        ErrorCode::InvalidRequest,
+        ErrorCode::InvalidGrant,
+        ErrorCode::UnsupportedGrantType,
+        ErrorCode::WeakPassword,
+        ErrorCode::Unauthenticated,
+        ErrorCode::InvalidToken,
+        ErrorCode::InvalidCredentials,
+        ErrorCode::Forbidden,
+        ErrorCode::CsrfFailed,
+        ErrorCode::WrongPassword,
+        ErrorCode::NotFound,
+        ErrorCode::MethodNotAllowed,
+        ErrorCode::RequestTimeout,
+        ErrorCode::Conflict,
+        ErrorCode::PayloadTooLarge,
+        ErrorCode::UnsupportedMediaType,
+        ErrorCode::TooManyAttempts,
+        ErrorCode::HeadersTooLarge,
+        ErrorCode::Internal,
+        ErrorCode::StoreUnavailable,
+        ErrorCode::DeadlineExceeded,
+    ];
+
+    /// The code as it appears in the JSON body.
+    pub const fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "bad_request",
+            ErrorCode::InvalidJson => "invalid_json",
+            ErrorCode::InvalidBody => "invalid_body",
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::WeakPassword => "weak_password",
+            ErrorCode::Unauthenticated => "unauthenticated",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::Forbidden => "forbidden",
+            ErrorCode::CsrfFailed => "csrf_failed",
+            ErrorCode::WrongPassword => "wrong_password",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::MethodNotAllowed => "method_not_allowed",
+            ErrorCode::RequestTimeout => "request_timeout",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::UnsupportedMediaType => "unsupported_media_type",
+            ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::HeadersTooLarge => "headers_too_large",
+            ErrorCode::Internal => "internal",
+            ErrorCode::StoreUnavailable => "store_unavailable",
+            ErrorCode::DeadlineExceeded => "deadline_exceeded",
+        }
+    }
+
+    /// The HTTP status that goes with the code.
+    pub const fn status(self) -> StatusCode {
+        match self {
+            ErrorCode::BadRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidJson => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidBody => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidGrant => StatusCode::BAD_REQUEST,
+            ErrorCode::UnsupportedGrantType => StatusCode::BAD_REQUEST,
+            ErrorCode::WeakPassword => StatusCode::BAD_REQUEST,
+            ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::CsrfFailed => StatusCode::FORBIDDEN,
+            ErrorCode::WrongPassword => StatusCode::FORBIDDEN,
+            ErrorCode::NotFound => StatusCode::NOT_FOUND,
+            ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
+            ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
+            ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            ErrorCode::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
+            ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
+        }
+    }
+
+    /// The message used when the site of the error has nothing more specific to say.
+    pub const fn default_message(self) -> &'static str {
+        match self {
+            ErrorCode::BadRequest => "the request is malformed",
+            ErrorCode::InvalidJson => "the body is not valid JSON",
+            ErrorCode::InvalidBody => "the request body does not have the expected fields",
+            ErrorCode::InvalidRequest => "the Authorization header has no usable bearer token",
+            ErrorCode::InvalidGrant => "the refresh token is invalid, expired or revoked",
+            ErrorCode::UnsupportedGrantType => "grant_type must be refresh_token",
+            ErrorCode::WeakPassword => "the new password is too short or too long",
+            ErrorCode::Unauthenticated => "a valid session is required",
+            ErrorCode::InvalidToken => "the access token is malformed, invalid or expired",
+            ErrorCode::InvalidCredentials => "wrong username or password",
+            ErrorCode::Forbidden => "this session lacks the role this route requires",
+            ErrorCode::CsrfFailed => "CSRF check failed",
+            ErrorCode::WrongPassword => "the current password is wrong",
+            ErrorCode::NotFound => "no such resource",
+            ErrorCode::MethodNotAllowed => "method not allowed on this resource",
+            ErrorCode::RequestTimeout => "the request took too long",
+            ErrorCode::Conflict => "the session changed concurrently; retry",
+            ErrorCode::PayloadTooLarge => "the request body is too large",
+            ErrorCode::UnsupportedMediaType => "unsupported Content-Type",
+            ErrorCode::TooManyAttempts => "too many failed attempts; try again later",
+            ErrorCode::HeadersTooLarge => "the request headers are too large",
+            ErrorCode::Internal => "internal error",
+            ErrorCode::StoreUnavailable => "the session store is unavailable; retry shortly",
+            ErrorCode::DeadlineExceeded => "the request took too long; retry",
+        }
+    }
+}
+
+impl std::fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl From<ErrorCode> for ApiError {
+    fn from(code: ErrorCode) -> Self {
+        Self::new(code, code.default_message())
+    }
+}
+
 /// An error answer with a stable machine-readable `code`.
 #[derive(Debug, Clone)]
 pub struct ApiError {
-    /// The HTTP status.
+    /// The HTTP status (the code's, unless a handler has a reason to differ).
     pub status: StatusCode,
-    /// A stable code clients can match on (`unauthenticated`, `csrf_failed`, …).
-    pub code: &'static str,
+    /// A stable code clients can match on.
+    pub code: ErrorCode,
     /// A human-readable message (never contains secrets).
     pub message: String,
     /// Seconds for a `Retry-After` header (429, 503).
@@ -22,10 +211,10 @@ pub struct ApiError {
 }
 
 impl ApiError {
-    /// An error with this status, code and message.
-    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+    /// An error with this code (and its status) and message.
+    pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         Self {
-            status,
+            status: code.status(),
             code,
             message: message.into(),
             retry_after: None,
@@ -38,11 +227,7 @@ impl ApiError {
         Self {
             // RFC 6750 §3: a request without credentials gets the bare challenge.
             www_authenticate: Some(BEARER_CHALLENGE.into()),
-            ..Self::new(
-                StatusCode::UNAUTHORIZED,
-                "unauthenticated",
-                "a valid session is required",
-            )
+            ..ErrorCode::Unauthenticated.into()
         }
     }
 
@@ -55,7 +240,7 @@ impl ApiError {
                 )
                 .into(),
             ),
-            ..Self::new(StatusCode::UNAUTHORIZED, "invalid_token", description)
+            ..Self::new(ErrorCode::InvalidToken, description)
         }
     }
 
@@ -68,7 +253,7 @@ impl ApiError {
                 )
                 .into(),
             ),
-            ..Self::new(StatusCode::BAD_REQUEST, "invalid_request", description)
+            ..Self::new(ErrorCode::InvalidRequest, description)
         }
     }
 
@@ -84,23 +269,15 @@ impl ApiError {
 
     /// 403: authenticated but lacking a role.
     pub fn forbidden() -> Self {
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "forbidden",
-            "this session lacks the role this route requires",
-        )
+        ErrorCode::Forbidden.into()
     }
 
     /// 403: CSRF check failed.
     pub fn csrf_failed(why: &'static str) -> Self {
         // Counted here so that every CSRF refusal, by the layer or by a login
         // form, shows in `sessiond_csrf_rejections_total`.
-        metrics::counter!("sessiond_csrf_rejections_total", "reason" => why).increment(1);
-        Self::new(
-            StatusCode::FORBIDDEN,
-            "csrf_failed",
-            format!("CSRF check failed: {why}"),
-        )
+        metrics::counter!(sessiond_core::metric::CSRF_REJECTIONS, "reason" => why).increment(1);
+        Self::new(ErrorCode::CsrfFailed, format!("CSRF check failed: {why}"))
     }
 
     /// 503: the session store cannot be reached; the client should retry, not
@@ -108,21 +285,18 @@ impl ApiError {
     pub fn store_unavailable() -> Self {
         Self {
             retry_after: Some(1),
-            ..Self::new(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "store_unavailable",
-                "the session store is unavailable; retry shortly",
-            )
+            ..ErrorCode::StoreUnavailable.into()
         }
     }
 
     /// 500 for a failure that is not the client's; the cause is logged, not sent.
     pub fn internal() -> Self {
-        Self::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "internal error",
-        )
+        ErrorCode::Internal.into()
+    }
+
+    /// 429 after too many failed attempts, with how long to wait.
+    pub fn too_many_attempts(retry_after_secs: u64) -> Self {
+        ApiError::from(ErrorCode::TooManyAttempts).with_retry_after(retry_after_secs)
     }
 
     /// Adds a `Retry-After`.
@@ -139,7 +313,7 @@ impl std::fmt::Display for ApiError {
             f,
             "{} {}: {}",
             self.status.as_u16(),
-            self.code,
+            self.code.as_str(),
             self.message
         )
     }
@@ -151,12 +325,8 @@ impl From<sessiond_core::StoreError> for ApiError {
     fn from(e: sessiond_core::StoreError) -> Self {
         use sessiond_core::StoreError as E;
         match e {
-            E::NotFound => Self::new(StatusCode::NOT_FOUND, "not_found", "not found"),
-            E::Conflict => Self::new(
-                StatusCode::CONFLICT,
-                "conflict",
-                "the session changed concurrently; retry",
-            ),
+            E::NotFound => ErrorCode::NotFound.into(),
+            E::Conflict => ErrorCode::Conflict.into(),
             E::Unavailable(_) => Self::store_unavailable(),
             e => {
                 tracing::error!(error = %e, "session store error");
@@ -168,7 +338,8 @@ impl From<sessiond_core::StoreError> for ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = serde_json::json!({ "error": { "code": self.code, "message": self.message } });
+        let body =
+            serde_json::json!({ "error": { "code": self.code.as_str(), "message": self.message } });
         let mut response = (self.status, axum::Json(body)).into_response();
         let headers = response.headers_mut();
         if let Some(secs) = self.retry_after {
@@ -181,5 +352,49 @@ impl IntoResponse for ApiError {
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
         response
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_is_spelled_once_and_its_status_is_an_error() {
+        let mut seen = std::collections::HashSet::new();
+        for code in ErrorCode::ALL {
+            assert!(seen.insert(code.as_str()), "{code} twice");
+            assert!(
+                code.status().is_client_error() || code.status().is_server_error(),
+                "{code}"
+            );
+            assert!(
+                code.as_str()
+                    .bytes()
+                    .all(|b| b.is_ascii_lowercase() || b == b'_')
+            );
+        }
+    }
+
+    #[test]
+    fn the_readme_lists_every_error_code_with_its_status_and_no_other() {
+        let readme = include_str!("../../../README.md");
+        let listed: Vec<(String, u16)> = readme
+            .lines()
+            .filter_map(|line| {
+                let mut cells = line.split('|').map(str::trim);
+                let (_, code, status) = (cells.next()?, cells.next()?, cells.next()?);
+                let code = code.strip_prefix('`')?.strip_suffix('`')?;
+                Some((code.to_owned(), status.parse().ok()?))
+            })
+            .collect();
+        let defined: Vec<(String, u16)> = ErrorCode::ALL
+            .iter()
+            .map(|c| (c.as_str().to_owned(), c.status().as_u16()))
+            .collect();
+        assert_eq!(
+            listed, defined,
+            "README.md's error table and ErrorCode differ"
+        );
     }
 }

@@ -69,12 +69,8 @@ impl SessionLayer {
     /// HTTP; it is for local development only. It also drops the `__Host-`
     /// prefix, which browsers refuse without `Secure`.
     #[must_use]
-    pub fn with_cookie(mut self, mut cookie: CookieConfig) -> Self {
-        if !cookie.secure
-            && let Some(rest) = cookie.name.strip_prefix("__Host-")
-        {
-            cookie.name = rest.to_owned();
-        }
+    pub fn with_cookie(mut self, cookie: CookieConfig) -> Self {
+        let cookie = CookieConfig::new(cookie.name, cookie.secure, cookie.same_site);
         let manager = self.shared.manager.clone();
         self.shared = Arc::new(Shared { manager, cookie });
         self
@@ -146,12 +142,12 @@ impl Session {
     }
 
     /// The live session (key and record), or `None`.
-    pub fn verified(&self) -> Option<sessiond_core::Session> {
+    pub fn verified(&self) -> Option<sessiond_core::StoredSession> {
         self.with_current(Clone::clone)
     }
 
     /// Runs `f` on the live session without cloning it; `None` when anonymous.
-    pub fn with_current<R>(&self, f: impl FnOnce(&sessiond_core::Session) -> R) -> Option<R> {
+    pub fn with_current<R>(&self, f: impl FnOnce(&sessiond_core::StoredSession) -> R) -> Option<R> {
         lock(&self.0.current).as_ref().map(|v| f(&v.session))
     }
 
@@ -230,22 +226,15 @@ impl Session {
             .update_attributes(&current.key, changes, None)
             .await?;
         if let Some(v) = lock(&self.0.current).as_mut() {
-            for c in changes {
-                match &c.value {
-                    Some(value) => v
-                        .session
-                        .record
-                        .attributes
-                        .insert(c.name.clone(), value.clone()),
-                    None => v.session.record.attributes.remove(&c.name),
-                };
-            }
+            v.session.record.apply_attribute_changes(changes);
+            // The store's count wins: other requests may have written since
+            // this one loaded the record.
             v.session.record.version = version;
         }
         Ok(version)
     }
 
-    fn replace(&self, token: String, session: sessiond_core::Session) {
+    fn replace(&self, token: String, session: sessiond_core::StoredSession) {
         let max_age = max_age_secs(&session.record, self.manager().now());
         *lock(&self.0.current) = Some(Verified {
             session,

@@ -7,18 +7,31 @@
 //!   calling, and role tiers as a layer (401 / 403).
 //! - [`CsrfLayer`] (`csrf.rs`): origin and token checks on unsafe methods of
 //!   cookie-authenticated requests.
-//! - [`BearerLayer`], [`RequireLiveSessionLayer`] (`bearer.rs`): JWT access
+//! - [`BearerLayer`], [`RequireLiveSessionLayer`] (`bearer.rs`, feature
+//!   `bearer`): JWT access
 //!   tokens (`Authorization: Bearer`, RFC 6750 errors), verified by any
 //!   [`sessiond_jwt::TokenVerifier`]; optionally a live-session check per route.
-//! - [`ApiError`] (`error.rs`): the JSON error shape with stable codes.
+//! - [`ApiError`], [`ErrorCode`] (`error.rs`): the JSON error shape, and
+//!   every stable code with its status.
+//! - [`body`]: `Content-Type` detection and the JSON / form extractors
+//!   ([`ApiJson`], [`JsonOrForm`], [`OptionalJson`]) whose rejections are
+//!   [`ApiError`]s.
+//!
+//! Bearer tokens (feature `bearer`, on by default) pull in the JWT crate and
+//! its RSA, P-256 and Ed25519 code; an app that only wants cookie sessions
+//! turns default features off. The core types an app needs
+//! ([`SessionManager`], [`SessionStore`], [`MemoryStore`], [`ExpiryPolicy`],
+//! …) are re-exported, so one dependency is enough.
 //!
 //! Layer order, outermost first: `BearerLayer` (it drops the cookie of a
 //! bearer request), `SessionLayer`, `CsrfLayer`, then `RequireRoleLayer` and
-//! `RequireLiveSessionLayer` on the routes that need them. See `examples/` in the
-//! `sessiond` crate for a whole app.
+//! `RequireLiveSessionLayer` on the routes that need them. See this crate's
+//! `examples/` for whole apps.
 
 pub mod auth;
+#[cfg(feature = "bearer")]
 pub mod bearer;
+pub mod body;
 pub mod cookie;
 pub mod csrf;
 pub mod device;
@@ -26,8 +39,15 @@ pub mod error;
 pub mod layer;
 
 pub use auth::{AuthMethod, CurrentUser, Principal, RequireRoleLayer};
+#[cfg(feature = "bearer")]
 pub use bearer::{BearerLayer, Degraded, RequireLiveSessionLayer, StoreDownPolicy};
+pub use body::{ApiJson, BodyKind, JsonOrForm, OptionalJson, body_kind};
 pub use cookie::{CookieConfig, SameSite};
 pub use csrf::CsrfLayer;
-pub use error::ApiError;
+pub use error::{ApiError, ErrorCode};
 pub use layer::{Session, SessionLayer};
+
+pub use sessiond_core::{
+    AttributeChange, Backend, ClientMeta, ExpiryPolicy, MemoryStore, SessionManager, SessionStore,
+    StoreError, StoredSession, UserStore,
+};

@@ -1,7 +1,5 @@
 //! `BearerLayer` and `RequireLiveSessionLayer` in a plain axum app.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::sync::Arc;
 
 use axum::Router;
@@ -11,7 +9,7 @@ use http::{Request, StatusCode};
 use sessiond_axum::{
     BearerLayer, CurrentUser, Degraded, RequireLiveSessionLayer, RequireRoleLayer, StoreDownPolicy,
 };
-use sessiond_core::testing::Switchable;
+use sessiond_core::testing::FaultyStore;
 use sessiond_core::{ExpiryPolicy, MemoryStore, NewSession, SessionKey, SessionManager};
 use sessiond_jwt::{AccessClaims, Algorithm, KeyRing, Rules, TokenVerifier, VerifyError};
 use tower::ServiceExt;
@@ -29,13 +27,13 @@ impl TokenVerifier for Local {
 }
 
 struct Fixture {
-    store: Arc<Switchable<MemoryStore>>,
+    store: Arc<FaultyStore<MemoryStore>>,
     sessions: SessionManager,
     verifier: Arc<Local>,
 }
 
 fn fixture() -> Fixture {
-    let store = Arc::new(Switchable::new(Arc::new(MemoryStore::new())));
+    let store = Arc::new(FaultyStore::new(Arc::new(MemoryStore::new())));
     let sessions = SessionManager::new(store.clone(), ExpiryPolicy::default());
     let ring = KeyRing::generate(Algorithm::EdDSA, now()).unwrap();
     let verifier = Arc::new(Local {
