@@ -1,21 +1,28 @@
 //! The sessiond server: login with cookie sessions, role tiers, CSRF, the
-//! account and admin APIs, health checks and the `user` commands.
+//! account, admin and token APIs, health checks, metrics, and the `user`
+//! and `keys` commands.
 //!
-//! - `config.rs`: [`ServerConfig`] (file + `SESSIOND_*` + flags).
-//! - `startup.rs`: [`Application::build`] assembles the router and layers;
-//!   `main.rs` and the tests both call it.
-//! - `routes/`: `auth` (login, logout), `account` (profile, sessions,
-//!   password), `admin`, `pages` (HTML), `health`.
+//! - `config/`: [`ServerConfig`], one section per concern (file +
+//!   `SESSIOND_*` + flags), typed at load.
+//! - `startup.rs`: [`Application::build`] assembles the server; `main.rs`
+//!   and the tests both call it. `state.rs`: the store handle and the
+//!   shared state handlers receive.
+//! - `routes/`: the route table and the handlers, by area: `auth` (login,
+//!   logout), `account` (profile, devices, password, attributes), `admin`,
+//!   `token`, `pages` (HTML), `health`. Domain errors become API error
+//!   codes in `routes/mod.rs`.
+//! - `accounts.rs`: credentials, password policy, password changes, users
+//!   (the HTTP routes and the CLI both go through it).
+//! - `tokens/`: the shared JWT key ring (`ring.rs`) and refresh families
+//!   (`refresh.rs`), on the session engine's clock.
+//! - `password.rs`: argon2id on the blocking pool, bounded.
+//!   `throttle.rs`: failure counters for login throttling.
 //! - `middleware.rs`: JSON errors for every failure, header limits, security headers.
-//! - `observe.rs`: request ids, the access log, Prometheus metrics (`/metrics`);
-//!   `telemetry.rs`: OpenTelemetry export (feature `otel`).
-//! - `password.rs`: argon2id on the blocking pool, bounded. `throttle.rs`: login throttling.
-//! - `tokens.rs`: the shared JWT key ring, access tokens, refresh families
-//!   (rotation, grace window, theft detection); `routes/token.rs` serves them.
-//! - `users.rs`: user management for the CLI.
+//! - `observe/`: request ids, metrics (`http_metrics.rs`), the access log
+//!   (`access_log.rs`); `telemetry.rs`: OpenTelemetry export (feature `otel`).
 
+pub mod accounts;
 pub mod config;
-pub mod extract;
 pub mod middleware;
 pub mod observe;
 pub mod password;
@@ -25,7 +32,6 @@ pub mod state;
 pub mod telemetry;
 pub mod throttle;
 pub mod tokens;
-pub mod users;
 
 pub use config::ServerConfig;
 pub use startup::Application;

@@ -1,13 +1,15 @@
-//! The `sessiond` command: `serve`, and `user` management. Errors are
-//! reported here, once, with their cause chain (anyhow at the edge only).
+//! The `sessiond` command: `serve`, and `user` and `keys` management.
+//! Errors are reported here, once, as plain sentences with their causes
+//! (anyhow at the edge only); the debug form and a backtrace only with `-v`.
 
 use std::io::{BufRead, IsTerminal};
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 use clap::{Parser, Subcommand};
-use sessiond::{Application, ServerConfig, StoreHandle, users};
+use sessiond::{Application, ServerConfig, StoreHandle};
 
 // Every request makes a handful of short-lived allocations (the decoded
 // record, the response); mimalloc's thread-local free lists serve them
@@ -31,6 +33,10 @@ struct Cli {
     /// Redis store URL (redis://, redis+sentinel://h:p,h:p/name, redis+cluster://h:p,h:p) instead of the embedded store.
     #[arg(long, global = true)]
     store: Option<String>,
+    /// On an error, also print its debug form (with a backtrace when
+    /// RUST_BACKTRACE=1 is set).
+    #[arg(short, long, global = true)]
+    verbose: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -126,7 +132,7 @@ fn init_logging(config: &ServerConfig) -> Result<()> {
     let registry = tracing_subscriber::registry().with(logs.with_filter(filter));
     #[cfg(feature = "otel")]
     {
-        let otel = match &config.otlp_endpoint {
+        let otel = match &config.observability.otlp_endpoint {
             // Store calls and password hashing are debug spans: exported, not logged.
             Some(endpoint) => Some(
                 sessiond::telemetry::otlp_layer(endpoint)
@@ -140,7 +146,7 @@ fn init_logging(config: &ServerConfig) -> Result<()> {
     #[cfg(not(feature = "otel"))]
     {
         registry.init();
-        if config.otlp_endpoint.is_some() {
+        if config.observability.otlp_endpoint.is_some() {
             tracing::warn!(
                 "otlp_endpoint is set but this build has no `otel` feature; no traces are exported"
             );
@@ -172,75 +178,94 @@ fn random_password() -> String {
     sessiond_core::token::random_secret()[..20].to_owned()
 }
 
-#[tokio::main]
-async fn main() -> Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
+    let verbose = cli.verbose;
+    let ran = tokio::runtime::Runtime::new()
+        .context("starting the async runtime")
+        .and_then(|runtime| runtime.block_on(run(cli)));
+    match ran {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            for cause in e.chain().skip(1) {
+                eprintln!("  because: {cause}");
+            }
+            if verbose {
+                eprintln!("\n{e:?}");
+            }
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
     let mut config =
         ServerConfig::load(cli.config.as_deref()).context("loading the configuration")?;
     if let Some(dir) = cli.data_dir {
-        config.data_dir = dir;
+        config.store.data_dir = dir;
     }
     if let Some(url) = cli.store {
-        config.store = Some(url);
+        config.store.url = Some(url);
     }
     match cli.command {
         Command::Serve { listen, demo } => {
             if let Some(addr) = listen {
-                config.listen = addr;
+                config.server.listen = addr;
             }
             init_logging(&config)?;
-            if config.metrics_enabled {
+            if config.observability.metrics {
                 // Before the store opens, so that its first metrics are recorded.
                 let _ = sessiond::observe::metrics_handle();
             }
-            let store = StoreHandle::open(&config)
-                .await
-                .context("opening the store")?;
+            let store = StoreHandle::open(&config).await?;
             if demo {
+                let accounts = store.accounts(&config)?;
                 let (user_pw, admin_pw) = (random_password(), random_password());
-                users::ensure(store.backend.as_ref(), "demo", user_pw.clone(), "user").await?;
-                users::ensure(store.backend.as_ref(), "admin", admin_pw.clone(), "admin").await?;
+                accounts.ensure("demo", user_pw.clone(), "user").await?;
+                accounts.ensure("admin", admin_pw.clone(), "admin").await?;
                 println!(
                     "demo accounts (passwords shown once):\n  demo  / {user_pw}\n  admin / {admin_pw}"
                 );
             }
             let app = Application::build(config.clone(), store).await?;
             let addr = app.local_addr();
-            tracing::info!(%addr, data_dir = %config.data_dir.display(), "sessiond listening");
+            tracing::info!(%addr, data_dir = %config.store.data_dir.display(), "sessiond listening");
             println!("sessiond listening on http://{addr}");
             app.run_until(shutdown_signal()).await.context("serving")?;
         }
         Command::User(cmd) => {
-            let store = StoreHandle::open(&config)
-                .await
-                .context("opening the store (is a server running on this data directory?)")?;
-            let backend = store.backend.as_ref();
+            let store = StoreHandle::open(&config).await?;
+            let accounts = store.accounts(&config)?;
             match cmd {
                 UserCommand::Add {
                     name,
                     role,
                     password_stdin,
                 } => {
-                    users::add(backend, &name, read_password(password_stdin)?, &role).await?;
+                    accounts
+                        .add(&name, read_password(password_stdin)?, &role)
+                        .await?;
                     println!("added {name} ({role})");
                 }
                 UserCommand::Passwd {
                     name,
                     password_stdin,
                 } => {
-                    let ended =
-                        users::set_password(backend, &name, read_password(password_stdin)?).await?;
+                    let ended = accounts
+                        .set_password(&name, read_password(password_stdin)?)
+                        .await?;
                     println!("password of {name} changed; {ended} sessions ended");
                 }
                 UserCommand::List => {
-                    for u in backend.list_users().await? {
+                    for u in store.backend.list_users().await? {
                         println!("{}\t{}", u.name, u.roles.join(","));
                     }
                 }
                 UserCommand::Import { file } => {
                     let text = std::fs::read_to_string(&file)
-                        .with_context(|| format!("reading {}", file.display()))?;
-                    let (added, skipped) = users::import(backend, &text).await?;
+                        .with_context(|| format!("cannot read {}", file.display()))?;
+                    let (added, skipped) = accounts.import(&text).await?;
                     println!("imported {added} users; {} existed already", skipped.len());
                 }
             }
@@ -251,11 +276,12 @@ async fn main() -> Result<()> {
             println!("{}", sessiond_jwt::KeyEncryptionKey::generate_text()?);
         }
         Command::Keys(cmd @ (KeysCommand::Rotate | KeysCommand::List)) => {
-            let store = StoreHandle::open(&config)
-                .await
-                .context("opening the store (is a server running on this data directory?)")?;
-            let tokens =
-                sessiond::tokens::TokenService::new(store.backend.clone(), config.tokens());
+            let store = StoreHandle::open(&config).await?;
+            let tokens = sessiond::tokens::TokenService::new(
+                store.backend.clone(),
+                config.token_settings(),
+                std::sync::Arc::new(sessiond_core::SystemClock),
+            );
             if matches!(cmd, KeysCommand::Rotate) {
                 let kid = tokens.rotate().await?;
                 println!("rotated: new signing key {kid}");

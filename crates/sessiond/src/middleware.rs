@@ -15,7 +15,7 @@ use std::task::{Context, Poll};
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderName, HeaderValue, Request, StatusCode, header};
-use sessiond_axum::ApiError;
+use sessiond_axum::{ApiError, ErrorCode};
 use tower::{Layer, Service};
 
 /// The Content-Security-Policy of every answer: no inline script or style, no framing.
@@ -80,11 +80,7 @@ where
             .map(|(k, v)| k.as_str().len() + v.len() + 4)
             .sum();
         if size > self.header_limit {
-            let refused = ApiError::new(
-                StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
-                "headers_too_large",
-                "the request headers are too large",
-            );
+            let refused = ApiError::from(ErrorCode::HeadersTooLarge);
             return Box::pin(std::future::ready(Ok(finish(refused.into_response()))));
         }
         let response = self.inner.call(req);
@@ -120,35 +116,25 @@ fn json_error(response: Response) -> Response {
     if typed {
         return response;
     }
-    let (code, message) = match status {
-        StatusCode::BAD_REQUEST => ("bad_request", "the request is malformed"),
-        StatusCode::NOT_FOUND => ("not_found", "no such resource"),
-        StatusCode::METHOD_NOT_ALLOWED => {
-            ("method_not_allowed", "method not allowed on this resource")
-        }
-        StatusCode::REQUEST_TIMEOUT => ("request_timeout", "the request took too long"),
+    let code = match status {
+        StatusCode::NOT_FOUND => ErrorCode::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => ErrorCode::MethodNotAllowed,
+        StatusCode::REQUEST_TIMEOUT => ErrorCode::RequestTimeout,
         // Only the request deadline (TimeoutLayer) answers a bare 503.
-        StatusCode::SERVICE_UNAVAILABLE => {
-            ("deadline_exceeded", "the request took too long; retry")
-        }
-        StatusCode::PAYLOAD_TOO_LARGE => ("payload_too_large", "the request body is too large"),
-        StatusCode::UNSUPPORTED_MEDIA_TYPE => {
-            ("unsupported_media_type", "unsupported Content-Type")
-        }
-        StatusCode::UNPROCESSABLE_ENTITY => (
-            "invalid_body",
-            "the request body does not have the expected fields",
-        ),
-        s if s.is_server_error() => ("internal", "internal error"),
-        _ => ("bad_request", "the request was refused"),
+        StatusCode::SERVICE_UNAVAILABLE => ErrorCode::DeadlineExceeded,
+        StatusCode::PAYLOAD_TOO_LARGE => ErrorCode::PayloadTooLarge,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE => ErrorCode::UnsupportedMediaType,
+        // 422 is folded into 400: both mean "fix your request body".
+        StatusCode::UNPROCESSABLE_ENTITY => ErrorCode::InvalidBody,
+        s if s.is_server_error() => ErrorCode::Internal,
+        _ => ErrorCode::BadRequest,
     };
-    // 422 is folded into 400: both mean "fix your request body".
-    let status = if status == StatusCode::UNPROCESSABLE_ENTITY {
-        StatusCode::BAD_REQUEST
-    } else {
-        status
-    };
-    let mut out = ApiError::new(status, code, message).into_response();
+    let mut error = ApiError::from(code);
+    if code == ErrorCode::BadRequest {
+        // Any other 4xx keeps its status (411, 417, …) under the generic code.
+        error.status = status;
+    }
+    let mut out = error.into_response();
     if let Some(allow) = response.headers().get(header::ALLOW) {
         out.headers_mut().insert(header::ALLOW, allow.clone());
     }

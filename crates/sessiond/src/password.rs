@@ -79,7 +79,7 @@ impl Hasher {
             tracing::debug_span!("password_hash", op = "hash"),
         )
         .await;
-        metrics::histogram!("sessiond_password_hash_duration_seconds", "op" => "hash")
+        metrics::histogram!(sessiond_core::metric::PASSWORD_HASH_DURATION, "op" => "hash")
             .record(started.elapsed().as_secs_f64());
         result
     }
@@ -104,7 +104,7 @@ impl Hasher {
             tracing::debug_span!("password_hash", op = "verify"),
         )
         .await;
-        metrics::histogram!("sessiond_password_hash_duration_seconds", "op" => "verify")
+        metrics::histogram!(sessiond_core::metric::PASSWORD_HASH_DURATION, "op" => "verify")
             .record(started.elapsed().as_secs_f64());
         result
     }

@@ -8,11 +8,9 @@ use std::time::Duration;
 
 use axum::Router;
 use axum::extract::DefaultBodyLimit;
-use axum::routing::{delete, get, post};
+use axum::routing::get;
 use http::StatusCode;
-use sessiond_axum::{
-    BearerLayer, CsrfLayer, RequireLiveSessionLayer, RequireRoleLayer, SessionLayer,
-};
+use sessiond_axum::{BearerLayer, CsrfLayer, SessionLayer};
 use sessiond_core::SessionManager;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -21,7 +19,7 @@ use tower_http::timeout::TimeoutLayer;
 use crate::config::ServerConfig;
 use crate::middleware;
 use crate::observe::{AccessLog, ObserveLayer};
-use crate::routes::{account, admin, auth, health, pages, token};
+use crate::routes::{self, health};
 use crate::state::{AppState, SharedState, StoreHandle};
 use crate::tokens::TokenError;
 use sessiond_jwt::KeyError;
@@ -53,12 +51,12 @@ pub enum BuildError {
     /// The signing key ring in the store cannot be opened with this node's
     /// key-encryption key (or it has none): a configuration error, unlike a
     /// store that is down.
-    #[error("the signing key ring cannot be read: {0}")]
-    KeyRing(String),
+    #[error("the signing key ring cannot be read")]
+    KeyRing(#[source] KeyError),
 }
 
 impl Application {
-    /// Builds the server over `store` and binds `config.listen` (port 0 picks a free port).
+    /// Builds the server over `store` and binds `server.listen` (port 0 picks a free port).
     pub async fn build(config: ServerConfig, store: StoreHandle) -> Result<Self, BuildError> {
         let sessions = SessionManager::new(store.backend.clone(), config.policy());
         Self::build_with(config, store, sessions).await
@@ -70,14 +68,15 @@ impl Application {
         store: StoreHandle,
         sessions: SessionManager,
     ) -> Result<Self, BuildError> {
-        let listener =
-            TcpListener::bind(config.listen)
-                .await
-                .map_err(|source| BuildError::Bind {
-                    addr: config.listen,
-                    source,
-                })?;
-        let metrics_listener = match (config.metrics_enabled, config.metrics_listen) {
+        let listen = config.server.listen;
+        let listener = TcpListener::bind(listen)
+            .await
+            .map_err(|source| BuildError::Bind {
+                addr: listen,
+                source,
+            })?;
+        let o = &config.observability;
+        let metrics_listener = match (o.metrics, o.metrics_listen) {
             (true, Some(addr)) => Some(
                 TcpListener::bind(addr)
                     .await
@@ -85,7 +84,7 @@ impl Application {
             ),
             _ => None,
         };
-        if config.metrics_enabled && crate::observe::metrics_handle().is_none() {
+        if o.metrics && crate::observe::metrics_handle().is_none() {
             tracing::warn!("another metrics recorder is installed; /metrics will be empty");
         }
         let state = Arc::new(AppState::new(config, store, sessions)?);
@@ -94,11 +93,11 @@ impl Application {
         match state.tokens.maintain().await {
             Ok(()) => {}
             Err(TokenError::Key(e @ KeyError::Sealed(_))) => {
-                return Err(BuildError::KeyRing(e.to_string()));
+                return Err(BuildError::KeyRing(e));
             }
             Err(e) => tracing::warn!(error = %e, "the signing key ring is not loaded yet"),
         }
-        if state.config.key_encryption_key.is_none() && state.config.store.is_some() {
+        if state.config.tokens.key_encryption_key.is_none() && state.config.store.url.is_some() {
             tracing::warn!(
                 "the signing keys are stored unencrypted in a shared store: set key_encryption_key_file \
                  (anyone who can read the store, its replicas or backups could mint access tokens)"
@@ -116,7 +115,7 @@ impl Application {
     pub fn local_addr(&self) -> SocketAddr {
         self.listener
             .local_addr()
-            .unwrap_or(self.state.config.listen)
+            .unwrap_or(self.state.config.server.listen)
     }
 
     /// Serves until `shutdown` completes, then finishes in-flight requests and
@@ -126,11 +125,11 @@ impl Application {
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
         use axum::ServiceExt as _;
-        let gauges = self.state.config.metrics_enabled.then(|| {
+        let gauges = self.state.config.observability.metrics.then(|| {
             crate::observe::spawn_gauges(self.state.store.clone(), Duration::from_secs(5))
         });
         let metrics_server = self.metrics_listener.map(|listener| {
-            let app = Router::new().route("/metrics", get(health::metrics));
+            let app = Router::new().route(routes::METRICS_PATH, get(health::metrics));
             tokio::spawn(async move {
                 if let Err(e) = axum::serve(listener, app).await {
                     tracing::error!(error = %e, "the metrics listener failed");
@@ -148,64 +147,6 @@ impl Application {
         self.state.store.close().await;
         served
     }
-}
-
-/// The routes (role tiers as route layers), without the server-wide layers.
-pub fn router(state: SharedState) -> Router {
-    // Bearer callers reach these with the access token alone (no store
-    // round trip for the token): revocation takes effect at its expiry.
-    let stateless = Router::new()
-        .route("/api/profile", get(account::profile))
-        .route_layer(RequireRoleLayer::authenticated());
-    // These act on sessions or the account: a bearer caller's session must be live.
-    let live = RequireLiveSessionLayer::new(state.sessions.clone())
-        .with_store_down_policy(state.config.bearer_when_store_down);
-    let signed_in = Router::new()
-        .route("/api/sessions", get(account::list))
-        .route("/api/sessions/revoke-others", post(account::revoke_others))
-        .route("/api/sessions/{id}", delete(account::revoke))
-        .route("/api/password", post(account::change_password))
-        .route("/api/session", get(account::current_session))
-        .route(
-            "/api/session/attributes",
-            axum::routing::patch(account::patch_attributes),
-        )
-        .route_layer(live.clone())
-        .route_layer(RequireRoleLayer::authenticated());
-    let admin = Router::new()
-        .route(
-            "/api/admin/users/{name}/sessions",
-            get(admin::list_user_sessions).delete(admin::revoke_user_sessions),
-        )
-        .route("/api/admin/keys/rotate", post(admin::rotate_signing_key))
-        .route_layer(live)
-        .route_layer(RequireRoleLayer::role("admin"));
-    let public = Router::new()
-        .route("/", get(pages::home))
-        .route("/login", get(auth::login_page).post(auth::login))
-        .route("/logout", post(auth::logout))
-        .route("/api/csrf", get(account::csrf))
-        .route("/api/token", post(token::issue))
-        .route("/api/token/refresh", post(token::refresh))
-        .route("/api/token/revoke", post(token::revoke))
-        .route("/.well-known/jwks.json", get(token::jwks))
-        .route("/api/public/ping", get(health::healthz))
-        .route("/assets/app.css", get(pages::stylesheet))
-        .route("/healthz", get(health::healthz))
-        .route("/readyz", get(health::readyz));
-    // On the main listener unless it has its own (`metrics_listen`).
-    let public = if state.config.metrics_enabled && state.config.metrics_listen.is_none() {
-        public.route("/metrics", get(health::metrics))
-    } else {
-        public
-    };
-
-    Router::new()
-        .merge(public)
-        .merge(stateless)
-        .merge(signed_in)
-        .merge(admin)
-        .with_state(state)
 }
 
 /// The router wrapped in the server-wide layers.
@@ -229,35 +170,38 @@ pub fn service(
 + Sync
 + 'static {
     let config = &state.config;
-    let access_log = config
+    let o = &config.observability;
+    let access_log = o
         .access_log
         .then(|| AccessLog::stderr(config.json_logs()))
         .flatten();
     // A request span per request only when traces are exported: with the
     // text or JSON logs alone it would cost more than it gives.
-    let spans = cfg!(feature = "otel") && config.otlp_endpoint.is_some();
-    let observe = (config.metrics_enabled || access_log.is_some() || spans)
-        .then(|| ObserveLayer::new(config.metrics_enabled, access_log, spans));
+    let spans = cfg!(feature = "otel") && o.otlp_endpoint.is_some();
+    let observe = (o.metrics || access_log.is_some() || spans)
+        .then(|| ObserveLayer::new(routes::templates(), o.metrics, access_log, spans));
     tower::ServiceBuilder::new()
         // Outermost, to time and count everything, refusals included.
         .option_layer(observe)
         // Then, so that even a panic's 500 gets the JSON shape and headers.
-        .layer(middleware::GuardLayer::new(config.header_limit_bytes))
+        .layer(middleware::GuardLayer::new(
+            config.server.header_limit_bytes,
+        ))
         .map_response(axum::response::IntoResponse::into_response)
         .layer(CatchPanicLayer::new())
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
-            Duration::from_secs(config.request_timeout_secs),
+            config.server.request_timeout,
         ))
-        .layer(DefaultBodyLimit::max(config.body_limit_bytes))
+        .layer(DefaultBodyLimit::max(config.server.body_limit_bytes))
         // Before the session layer: a bearer request's cookie is dropped.
         .layer(BearerLayer::new(state.tokens.clone()))
-        .layer(SessionLayer::new(state.sessions.clone()).with_cookie(config.cookie()))
+        .layer(SessionLayer::new(state.sessions.clone()).with_cookie(config.session_cookie()))
         // CSRF needs the session the session layer loaded.
         .layer(
             CsrfLayer::new()
-                .with_allowed_origins(config.allowed_origins.clone())
+                .with_allowed_origins(config.csrf.allowed_origins.clone())
                 .with_exempt_paths(["/api/token/refresh", "/api/token/revoke"]),
         )
-        .service(router(state.clone()))
+        .service(routes::router(state.clone()))
 }

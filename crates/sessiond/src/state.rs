@@ -1,26 +1,43 @@
 //! The application state shared by every handler.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use sessiond_core::{Backend, BreakerState, ResilienceConfig, ResilientStore, SessionManager};
 use sessiond_store_file::{FileStore, FileStoreConfig};
 use sessiond_store_redis::{RedisConfig, RedisStore};
 
+use sessiond_axum::{CookieConfig, SameSite};
+
+use crate::accounts::{Accounts, ThrottleLimits};
 use crate::config::ServerConfig;
-use crate::password::Hasher;
-use crate::throttle::Throttle;
+use crate::password::{HashError, Hasher};
+use crate::tokens::{RefreshFamilies, TokenService};
+
+/// The login form's double-submit CSRF cookie (before a session exists).
+pub const LOGIN_CSRF_COOKIE: &str = "__Host-sessiond-login";
 
 /// Errors opening the configured store.
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenStoreError {
     /// The embedded file store.
-    #[error(transparent)]
-    File(#[from] sessiond_store_file::OpenError),
+    #[error("cannot open the embedded store in {}", dir.display())]
+    File {
+        /// The data directory.
+        dir: std::path::PathBuf,
+        /// Why (redb's lock error when another process has it open).
+        #[source]
+        source: sessiond_store_file::OpenError,
+    },
     /// Redis.
-    #[error(transparent)]
-    Redis(#[from] sessiond_store_redis::ConnectError),
+    #[error("cannot use the Redis store at {url}")]
+    Redis {
+        /// The configured URL, its password left out.
+        url: String,
+        /// Why.
+        #[source]
+        source: sessiond_store_redis::ConnectError,
+    },
 }
 
 /// The store the server runs on, with whatever closing it needs.
@@ -37,15 +54,22 @@ impl StoreHandle {
     /// Opens the configured store: Redis when `store` is set, else the
     /// embedded file store in `data_dir`.
     pub async fn open(config: &ServerConfig) -> Result<Self, OpenStoreError> {
-        match &config.store {
+        match &config.store.url {
             Some(url) => {
+                let r = &config.redis;
                 let mut redis = RedisConfig::new(url.clone());
-                redis.prefix.clone_from(&config.redis_prefix);
-                redis.wait_replicas = config.redis_wait_replicas;
-                redis.pool_size = config.redis_pool_size;
-                redis.count_interval = Duration::from_secs(config.redis_count_interval_secs);
-                redis.tls_ca_file.clone_from(&config.redis_tls_ca_file);
-                let store = RedisStore::connect(&redis).await?;
+                redis.prefix.clone_from(&r.prefix);
+                redis.wait_replicas = r.wait_replicas;
+                redis.pool_size = r.pool_size;
+                redis.count_interval = r.count_interval;
+                redis.tls_ca_file.clone_from(&r.tls_ca_file);
+                let store =
+                    RedisStore::connect(&redis)
+                        .await
+                        .map_err(|source| OpenStoreError::Redis {
+                            url: without_password(url),
+                            source,
+                        })?;
                 Ok(Self::from_backend(Arc::new(store)).resilient(config))
             }
             None => Ok(Self::open_file(config)?.resilient(config)),
@@ -55,8 +79,8 @@ impl StoreHandle {
     /// Wraps the backend in deadlines, retries and a circuit breaker.
     fn resilient(mut self, config: &ServerConfig) -> Self {
         let settings = ResilienceConfig {
-            call_timeout: Duration::from_millis(config.store_timeout_ms),
-            max_retries: config.store_retries,
+            call_timeout: config.store.timeout,
+            max_retries: config.store.retries,
             ..ResilienceConfig::default()
         };
         let store = Arc::new(ResilientStore::new(self.backend.clone(), settings));
@@ -71,8 +95,14 @@ impl StoreHandle {
     }
 
     /// Opens the embedded file store in the configured data directory.
-    pub fn open_file(config: &ServerConfig) -> Result<Self, sessiond_store_file::OpenError> {
-        let store = FileStore::open(&config.data_dir, FileStoreConfig::default())?;
+    pub fn open_file(config: &ServerConfig) -> Result<Self, OpenStoreError> {
+        let dir = &config.store.data_dir;
+        let store = FileStore::open(dir, FileStoreConfig::default()).map_err(|source| {
+            OpenStoreError::File {
+                dir: dir.clone(),
+                source,
+            }
+        })?;
         Ok(Self {
             backend: Arc::new(store.clone()),
             file: Some(store),
@@ -89,6 +119,19 @@ impl StoreHandle {
         }
     }
 
+    /// The account operations over this store (what the CLI uses; the
+    /// server builds its own in [`AppState::new`]).
+    pub fn accounts(&self, config: &ServerConfig) -> Result<Accounts, HashError> {
+        let sessions = SessionManager::new(self.backend.clone(), config.policy());
+        let parallel = std::thread::available_parallelism().map_or(2, usize::from);
+        Ok(Accounts::new(
+            self.backend.clone(),
+            sessions,
+            Hasher::new(parallel)?,
+            throttle_limits(config),
+        ))
+    }
+
     /// Flushes and closes the store.
     pub async fn close(&self) {
         if let Some(file) = &self.file {
@@ -97,20 +140,43 @@ impl StoreHandle {
     }
 }
 
-/// Shared state: engine, users, hasher, throttles, configuration.
+/// `url` with any user information (a password) replaced by `***`, for messages.
+fn without_password(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            // User information ends at the last '@' before the path.
+            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+            match authority.rfind('@') {
+                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
+}
+
+fn throttle_limits(config: &ServerConfig) -> ThrottleLimits {
+    ThrottleLimits {
+        per_user: config.login.failures_per_user,
+        per_ip: config.login.failures_per_ip,
+        window: config.login.throttle_window,
+    }
+}
+
+/// Shared state: the engine, the domain services, the configuration.
 pub struct AppState {
     /// The session engine.
     pub sessions: SessionManager,
     /// The store (users live here too).
     pub store: StoreHandle,
-    /// argon2id on the blocking pool.
-    pub hasher: Hasher,
-    /// Failed logins per username.
-    pub user_throttle: Throttle,
-    /// Failed logins per client IP.
-    pub ip_throttle: Throttle,
-    /// Access tokens and refresh families.
-    pub tokens: Arc<crate::tokens::TokenService>,
+    /// Credentials, passwords, users.
+    pub accounts: Accounts,
+    /// The signing key ring and access tokens.
+    pub tokens: Arc<TokenService>,
+    /// Refresh-token families.
+    pub families: RefreshFamilies,
+    /// The login form's double-submit cookie.
+    pub login_csrf_cookie: CookieConfig,
     /// The configuration.
     pub config: ServerConfig,
 }
@@ -119,24 +185,55 @@ pub struct AppState {
 pub type SharedState = Arc<AppState>;
 
 impl AppState {
-    /// Builds the state from configuration and an open store.
+    /// Builds the state from configuration and an open store. Every part
+    /// runs on the engine's clock.
     pub fn new(
         config: ServerConfig,
         store: StoreHandle,
         sessions: SessionManager,
-    ) -> Result<Self, crate::password::HashError> {
-        let window = Duration::from_secs(config.login_throttle_window_secs);
+    ) -> Result<Self, HashError> {
+        let hasher = Hasher::new(config.login.max_concurrent_hashes)?;
+        let settings = config.token_settings();
         Ok(Self {
-            sessions,
-            hasher: Hasher::new(config.max_concurrent_hashes)?,
-            user_throttle: Throttle::new(config.login_failures_per_user, window),
-            ip_throttle: Throttle::new(config.login_failures_per_ip, window),
-            tokens: Arc::new(crate::tokens::TokenService::new(
+            accounts: Accounts::new(
                 store.backend.clone(),
-                config.tokens(),
+                sessions.clone(),
+                hasher,
+                throttle_limits(&config),
+            ),
+            families: RefreshFamilies::new(sessions.clone(), settings.refresh_grace),
+            tokens: Arc::new(TokenService::new(
+                store.backend.clone(),
+                settings,
+                sessions.clock(),
             )),
+            login_csrf_cookie: CookieConfig::new(
+                LOGIN_CSRF_COOKIE,
+                config.cookie.secure,
+                SameSite::Strict,
+            ),
+            sessions,
             store,
             config,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::without_password;
+
+    #[test]
+    fn a_redis_url_in_a_message_never_shows_its_password() {
+        assert_eq!(
+            without_password("redis://user:secret@10.0.0.1:6379/0"),
+            "redis://***@10.0.0.1:6379/0"
+        );
+        assert_eq!(without_password("redis://:secret@h:1"), "redis://***@h:1");
+        assert_eq!(without_password("redis://h:1/x@y"), "redis://h:1/x@y");
+        assert_eq!(
+            without_password("redis+cluster://a:1,b:2"),
+            "redis+cluster://a:1,b:2"
+        );
     }
 }

@@ -7,23 +7,13 @@ use axum::extract::{ConnectInfo, State};
 use axum::response::{IntoResponse, Redirect, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
-use serde_json::json;
-use sessiond_axum::cookie::find_cookie;
+use serde_json::{Value, json};
 use sessiond_axum::csrf::same_origin;
-use sessiond_axum::{ApiError, Session};
+use sessiond_axum::{ApiError, BodyKind, JsonOrForm, Session, body_kind};
 use sessiond_core::token::{random_secret, secrets_equal};
 
-use crate::extract::JsonOrForm;
 use crate::routes::pages;
 use crate::state::SharedState;
-
-/// The login form's double-submit CSRF cookie (before a session exists).
-pub const LOGIN_CSRF_COOKIE: &str = "__Host-sessiond-login";
-
-/// Longest accepted username and password (argon2 cost does not depend on
-/// length, but an unbounded input is still a cheap way to waste memory).
-const MAX_NAME: usize = 128;
-const MAX_PASSWORD: usize = 1024;
 
 /// `POST /login` body.
 #[derive(Debug, Deserialize)]
@@ -34,43 +24,68 @@ pub struct LoginRequest {
     csrf_token: Option<String>,
 }
 
+/// A login form to render: its CSRF token and, when there is no session
+/// yet, the double-submit cookie that goes with it.
+struct LoginForm {
+    token: String,
+    cookie: Option<HeaderValue>,
+}
+
+impl LoginForm {
+    /// The form's token: the session's own CSRF token when a session exists
+    /// (the CSRF layer checks it), else a fresh double-submit value.
+    fn new(app: &SharedState, session: &Session) -> Self {
+        match session.csrf_token() {
+            Some(token) => Self {
+                token,
+                cookie: None,
+            },
+            None => {
+                let token = random_secret();
+                let cookie = Some(app.login_csrf_cookie.set(&token, 3600));
+                Self { token, cookie }
+            }
+        }
+    }
+
+    fn render(self, error: Option<&ApiError>) -> Response {
+        let (message, status) = error.map_or((None, StatusCode::OK), |e| {
+            (Some(e.message.as_str()), e.status)
+        });
+        let mut page = pages::login(&self.token, message, status);
+        let headers = page.headers_mut();
+        if let Some(cookie) = self.cookie {
+            headers.append(header::SET_COOKIE, cookie);
+        }
+        if let Some(secs) = error.and_then(|e| e.retry_after) {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
+        }
+        page
+    }
+}
+
+/// A failed login: the login page again, with the message, for a form
+/// post; the JSON error otherwise.
+pub struct LoginFailure {
+    error: ApiError,
+    form: Option<LoginForm>,
+}
+
+impl IntoResponse for LoginFailure {
+    fn into_response(self) -> Response {
+        match self.form {
+            Some(form) => form.render(Some(&self.error)),
+            None => self.error.into_response(),
+        }
+    }
+}
+
 /// `GET /login`: the form, carrying a fresh CSRF token (double-submit cookie).
 pub async fn login_page(State(app): State<SharedState>, session: Session) -> Response {
-    let (token, cookie) = login_csrf(&app, &session);
-    let mut response = pages::login(&token, None, StatusCode::OK);
-    if let Some(cookie) = cookie {
-        response.headers_mut().append(header::SET_COOKIE, cookie);
-    }
-    response
+    LoginForm::new(&app, &session).render(None)
 }
 
-/// The form's token: the session's own CSRF token when a session exists
-/// (the CSRF layer checks it), else a fresh double-submit value and its cookie.
-fn login_csrf(app: &SharedState, session: &Session) -> (String, Option<HeaderValue>) {
-    if let Some(t) = session.csrf_token() {
-        return (t, None);
-    }
-    let token = random_secret();
-    let secure = if app.config.cookie_secure {
-        "; Secure"
-    } else {
-        ""
-    };
-    let name = login_cookie_name(app);
-    let cookie = format!("{name}={token}; Path=/{secure}; HttpOnly; SameSite=Strict; Max-Age=3600");
-    (token, HeaderValue::from_str(&cookie).ok())
-}
-
-/// The double-submit cookie's name: `__Host-` needs `Secure`, so a
-/// deployment with insecure cookies (plain-HTTP development) drops the prefix.
-fn login_cookie_name(app: &SharedState) -> &'static str {
-    if app.config.cookie_secure {
-        LOGIN_CSRF_COOKIE
-    } else {
-        "sessiond-login"
-    }
-}
-
+/// Whether a login form carries the right double-submit token.
 fn login_csrf_ok(
     app: &SharedState,
     session: &Session,
@@ -80,19 +95,10 @@ fn login_csrf_ok(
     if session.with_current(|_| ()).is_some() {
         return true; // the CSRF layer already checked the session's token
     }
-    let name = login_cookie_name(app);
-    match (find_cookie(headers, name), presented) {
+    match (app.login_csrf_cookie.find(headers), presented) {
         (Some(c), Some(p)) => !c.is_empty() && secrets_equal(c.as_bytes(), p.as_bytes()),
         _ => false,
     }
-}
-
-fn invalid_credentials() -> ApiError {
-    ApiError::new(
-        StatusCode::UNAUTHORIZED,
-        "invalid_credentials",
-        "wrong username or password",
-    )
 }
 
 /// `POST /login` with a form (→ 303 to `/`) or JSON (→ 200 JSON).
@@ -102,127 +108,56 @@ pub async fn login(
     session: Session,
     headers: HeaderMap,
     body: JsonOrForm<LoginRequest>,
-) -> Response {
-    let is_form = body.is_form;
+) -> Result<Response, LoginFailure> {
+    let is_form = body.is_form();
     let req = body.value;
-    let fail = |e: ApiError| -> Response {
-        if is_form {
-            let (token, cookie) = login_csrf(&app, &session);
-            let mut page = pages::login(&token, Some(&e.message), e.status);
-            if let Some(c) = cookie {
-                page.headers_mut().append(header::SET_COOKIE, c);
-            }
-            if let Some(s) = e.retry_after {
-                page.headers_mut()
-                    .insert(header::RETRY_AFTER, HeaderValue::from(s));
-            }
-            page
-        } else {
-            e.into_response()
-        }
+    let fail = |error: ApiError| LoginFailure {
+        error,
+        form: is_form.then(|| LoginForm::new(&app, &session)),
     };
     // Login CSRF: a cross-site page must not be able to log a victim into
     // the attacker's account.
-    if let Err(why) = same_origin(&headers, &app.config.allowed_origins) {
+    same_origin(&headers, &app.config.csrf.allowed_origins).map_err(|why| {
         tracing::warn!(target: "sessiond::security", event = "csrf_rejected", reason = why, route = "/login");
-        return fail(ApiError::csrf_failed(why));
-    }
+        fail(ApiError::csrf_failed(why))
+    })?;
     if is_form && !login_csrf_ok(&app, &session, &headers, req.csrf_token.as_deref()) {
         tracing::warn!(target: "sessiond::security", event = "csrf_rejected", reason = "login form token", route = "/login");
-        return fail(ApiError::csrf_failed("missing or wrong form token"));
+        return Err(fail(ApiError::csrf_failed("missing or wrong form token")));
     }
-    let user = match check_credentials(&app, &req.username, req.password, peer).await {
-        Ok(user) => user,
-        Err(e) => return fail(e),
-    };
-    let record = match session.login(&user.name, user.roles.clone()).await {
-        Ok(r) => r,
-        Err(e) => return fail(e.into()),
-    };
+    let user = app
+        .accounts
+        .verify_credentials(&req.username, req.password, peer.ip())
+        .await
+        .map_err(|e| fail(e.into()))?;
+    let record = session
+        .login(&user.name, user.roles.clone())
+        .await
+        .map_err(|e| fail(e.into()))?;
     tracing::info!(target: "sessiond::security", event = "login_succeeded", user = %user.name);
     if is_form {
-        return Redirect::to("/").into_response();
+        return Ok(Redirect::to("/").into_response());
     }
-    Json(json!({
+    Ok(Json(json!({
         "user_id": record.user_id,
         "role": record.roles.first(),
         "roles": record.roles,
         "expires_at": record.expires_at() / 1000,
         "csrf_token": session.csrf_token(),
     }))
-    .into_response()
-}
-
-/// Throttling, lookup and password check, shared by cookie login and token
-/// issuance: 429 when throttled, 401 `invalid_credentials` for a wrong name
-/// or password (indistinguishable, and equally slow), 503 when the store is down.
-pub async fn check_credentials(
-    app: &SharedState,
-    username: &str,
-    password: String,
-    peer: SocketAddr,
-) -> Result<sessiond_core::UserRecord, ApiError> {
-    if username.is_empty() || username.len() > MAX_NAME || password.len() > MAX_PASSWORD {
-        return Err(invalid_credentials());
-    }
-    let ip = peer.ip().to_string();
-    let blocked = app
-        .user_throttle
-        .blocked(username)
-        .into_iter()
-        .chain(app.ip_throttle.blocked(&ip))
-        .max();
-    if let Some(wait) = blocked {
-        metrics::counter!("sessiond_logins_total", "outcome" => "throttled").increment(1);
-        tracing::warn!(target: "sessiond::security", event = "login_throttled", client_ip = %ip);
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too_many_attempts",
-            "too many failed logins; try again later",
-        )
-        .with_retry_after(wait));
-    }
-    let user = app.store.backend.get_user(username).await?;
-    let verified = app
-        .hasher
-        .verify(password, user.as_ref().map(|u| u.password_hash.clone()))
-        .await;
-    match (verified, user) {
-        (Ok(true), Some(user)) => {
-            metrics::counter!("sessiond_logins_total", "outcome" => "success").increment(1);
-            app.user_throttle.reset(&user.name);
-            Ok(user)
-        }
-        (Ok(_), _) => {
-            app.user_throttle.record_failure(username);
-            app.ip_throttle.record_failure(&ip);
-            metrics::counter!("sessiond_logins_total", "outcome" => "bad_credentials").increment(1);
-            tracing::warn!(target: "sessiond::security", event = "login_failed", client_ip = %ip);
-            Err(invalid_credentials())
-        }
-        (Err(e), _) => {
-            tracing::error!(error = %e, "password verification failed");
-            Err(ApiError::internal())
-        }
-    }
+    .into_response())
 }
 
 /// `POST /logout`: deletes the session and clears the cookie. A form post is
 /// redirected to the login page.
-pub async fn logout(session: Session, headers: HeaderMap) -> Response {
+pub async fn logout(session: Session, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(s) = session.verified() {
         tracing::info!(target: "sessiond::security", event = "logout", user = %s.record.user_id);
     }
-    if let Err(e) = session.logout().await {
-        return ApiError::from(e).into_response();
-    }
-    let is_form = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|ct| ct.starts_with("application/x-www-form-urlencoded"));
-    if is_form {
+    session.logout().await?;
+    Ok(if body_kind(&headers) == Some(BodyKind::Form) {
         Redirect::to("/login").into_response()
     } else {
-        Json(json!({ "logged_out": true })).into_response()
-    }
+        Json::<Value>(json!({ "logged_out": true })).into_response()
+    })
 }

@@ -1,4 +1,11 @@
-//! HTTP routes, by area.
+//! HTTP routes, by area, and the router: the one list of what the server
+//! serves. The observe layer's `route` label takes its values from
+//! [`templates`], which reads the same table, so the two cannot drift.
+//!
+//! Handlers read as the happy path: they take typed extractors, call the
+//! domain (`accounts`, `tokens`, the session engine) and return
+//! `Result<_, ApiError>`; every failure goes through `?` and its
+//! [`sessiond_axum::ErrorCode`].
 
 pub mod account;
 pub mod admin;
@@ -7,8 +14,51 @@ pub mod health;
 pub mod pages;
 pub mod token;
 
+use axum::Router;
+use axum::routing::{MethodRouter, delete, get, patch, post};
 use serde::Serialize;
-use sessiond_core::Session;
+use sessiond_axum::{ApiError, ErrorCode, RequireLiveSessionLayer, RequireRoleLayer};
+use sessiond_core::StoredSession;
+
+use crate::accounts::AccountError;
+use crate::state::SharedState;
+use crate::tokens::TokenError;
+
+/// How the HTTP API answers each account outcome: the one place where
+/// domain errors meet error codes.
+impl From<AccountError> for ApiError {
+    fn from(e: AccountError) -> Self {
+        match e {
+            AccountError::InvalidCredentials => ErrorCode::InvalidCredentials.into(),
+            AccountError::Throttled { retry_after } => ApiError::too_many_attempts(retry_after),
+            AccountError::WrongPassword => ErrorCode::WrongPassword.into(),
+            AccountError::WeakPassword => ApiError::new(ErrorCode::WeakPassword, e.to_string()),
+            AccountError::BadName(_) | AccountError::BadRole(_) | AccountError::BadLine(_) => {
+                ApiError::new(ErrorCode::InvalidBody, e.to_string())
+            }
+            AccountError::Exists(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
+            // The account was deleted while the session lived.
+            AccountError::Missing(_) => ApiError::unauthenticated(),
+            AccountError::Store(e) => e.into(),
+            AccountError::Hash(e) => {
+                tracing::error!(error = %e, "password hashing failed");
+                ApiError::internal()
+            }
+        }
+    }
+}
+
+impl From<TokenError> for ApiError {
+    fn from(e: TokenError) -> Self {
+        match e {
+            TokenError::Store(e) => e.into(),
+            TokenError::Key(e) => {
+                tracing::error!(error = %e, "token signing failed");
+                ApiError::internal()
+            }
+        }
+    }
+}
 
 /// A session as the account and admin APIs show it: a public handle, never the token.
 #[derive(Debug, Serialize)]
@@ -25,13 +75,13 @@ pub struct SessionView {
     pub expires_at: u64,
     /// Client IP at creation.
     pub ip: Option<String>,
-    /// User agent at creation.
+    /// Device label at creation ("Firefox 133 on Linux").
     pub user_agent: Option<String>,
 }
 
 impl SessionView {
     /// The view of `s`; `current` is the caller's own session handle.
-    pub fn new(s: Session, current: Option<&str>) -> Self {
+    pub fn new(s: StoredSession, current: Option<&str>) -> Self {
         let id = s.key.handle();
         Self {
             current: current == Some(id.as_str()),
@@ -43,4 +93,108 @@ impl SessionView {
             user_agent: s.record.client.user_agent,
         }
     }
+}
+
+/// Who may call a group of routes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Tier {
+    /// Anyone.
+    Public,
+    /// A session or a bearer token (a bearer token is trusted on its
+    /// signature alone: revocation takes effect when it expires).
+    Stateless,
+    /// A session, or a bearer token whose session is still live.
+    SignedIn,
+    /// As `SignedIn`, with the admin role.
+    Admin,
+}
+
+/// Every route: (template, tier, handlers). `/metrics` is added by
+/// [`router`] when it is served on the main listener.
+fn table() -> Vec<(&'static str, Tier, MethodRouter<SharedState>)> {
+    use Tier::{Admin, Public, SignedIn, Stateless};
+    vec![
+        ("/", Public, get(pages::home)),
+        ("/login", Public, get(auth::login_page).post(auth::login)),
+        ("/logout", Public, post(auth::logout)),
+        ("/api/csrf", Public, get(account::csrf)),
+        ("/api/token", Public, post(token::issue)),
+        ("/api/token/refresh", Public, post(token::refresh)),
+        ("/api/token/revoke", Public, post(token::revoke)),
+        ("/.well-known/jwks.json", Public, get(token::jwks)),
+        ("/api/public/ping", Public, get(health::healthz)),
+        ("/assets/app.css", Public, get(pages::stylesheet)),
+        ("/healthz", Public, get(health::healthz)),
+        ("/readyz", Public, get(health::readyz)),
+        ("/api/profile", Stateless, get(account::profile)),
+        ("/api/sessions", SignedIn, get(account::list)),
+        (
+            "/api/sessions/revoke-others",
+            SignedIn,
+            post(account::revoke_others),
+        ),
+        ("/api/sessions/{id}", SignedIn, delete(account::revoke)),
+        ("/api/password", SignedIn, post(account::change_password)),
+        ("/api/session", SignedIn, get(account::current_session)),
+        (
+            "/api/session/attributes",
+            SignedIn,
+            patch(account::patch_attributes),
+        ),
+        (
+            "/api/admin/users/{name}/sessions",
+            Admin,
+            get(admin::list_user_sessions).delete(admin::revoke_user_sessions),
+        ),
+        (
+            "/api/admin/keys/rotate",
+            Admin,
+            post(admin::rotate_signing_key),
+        ),
+    ]
+}
+
+/// The path of the Prometheus endpoint.
+pub const METRICS_PATH: &str = "/metrics";
+
+/// Every route template the server can serve (the values of the `route`
+/// label; any other path is `unmatched`).
+pub fn templates() -> Vec<&'static str> {
+    table()
+        .into_iter()
+        .map(|(path, _, _)| path)
+        .chain([METRICS_PATH])
+        .collect()
+}
+
+/// The routes, with role tiers as route layers, without the server-wide layers.
+pub fn router(state: SharedState) -> Router {
+    let mut tiers: [Router<SharedState>; 4] = Default::default();
+    for (path, tier, handlers) in table() {
+        let slot = &mut tiers[tier as usize];
+        *slot = std::mem::take(slot).route(path, handlers);
+    }
+    let [mut public, stateless, signed_in, admin] = tiers;
+    // On the main listener unless it has its own (`metrics_listen`).
+    let o = &state.config.observability;
+    if o.metrics && o.metrics_listen.is_none() {
+        public = public.route(METRICS_PATH, get(health::metrics));
+    }
+    // Routes that act on sessions or the account: a bearer caller's session must be live.
+    let live = RequireLiveSessionLayer::new(state.sessions.clone())
+        .with_store_down_policy(state.config.tokens.bearer_when_store_down);
+    Router::new()
+        .merge(public)
+        .merge(stateless.route_layer(RequireRoleLayer::authenticated()))
+        .merge(
+            signed_in
+                .route_layer(live.clone())
+                .route_layer(RequireRoleLayer::authenticated()),
+        )
+        .merge(
+            admin
+                .route_layer(live)
+                .route_layer(RequireRoleLayer::role("admin")),
+        )
+        .with_state(state)
 }

@@ -4,7 +4,7 @@
 use axum::extract::State;
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use http::{HeaderValue, StatusCode, header};
-use sessiond_axum::Session;
+use sessiond_axum::{ApiError, Session};
 
 use crate::routes::SessionView;
 use crate::state::SharedState;
@@ -60,15 +60,12 @@ pub fn login(csrf_token: &str, error: Option<&str>, status: StatusCode) -> Respo
 
 /// `GET /`: the signed-in user's account page with their devices, or a
 /// redirect to the login page.
-pub async fn home(State(app): State<SharedState>, session: Session) -> Response {
+pub async fn home(State(app): State<SharedState>, session: Session) -> Result<Response, ApiError> {
     let Some(current) = session.verified() else {
-        return Redirect::to("/login").into_response();
+        return Ok(Redirect::to("/login").into_response());
     };
     let csrf = session.csrf_token().unwrap_or_default();
-    let sessions = match app.sessions.list_for_user(&current.record.user_id).await {
-        Ok(s) => s,
-        Err(e) => return sessiond_axum::ApiError::from(e).into_response(),
-    };
+    let sessions = app.sessions.list_for_user(&current.record.user_id).await?;
     let handle = current.key.handle();
     let rows: String = sessions
         .into_iter()
@@ -83,7 +80,7 @@ pub async fn home(State(app): State<SharedState>, session: Session) -> Response 
             )
         })
         .collect();
-    page(
+    Ok(page(
         "Your account",
         &format!(
             "<h1>Signed in as <span id=\"user\">{user}</span></h1><p>Roles: {roles}</p>\
@@ -96,7 +93,7 @@ pub async fn home(State(app): State<SharedState>, session: Session) -> Response 
             csrf = escape(&csrf),
         ),
         StatusCode::OK,
-    )
+    ))
 }
 
 /// `GET /assets/app.css`.

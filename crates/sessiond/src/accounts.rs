@@ -1,0 +1,443 @@
+//! Accounts: the one home of credential checks, password rules, password
+//! changes and user creation. The HTTP routes and the `sessiond user`
+//! commands both call [`Accounts`]; neither reaches the user store another way.
+//!
+//! - [`Accounts::verify_credentials`]: throttling (per user and per client
+//!   IP), lookup and the argon2id check, equally slow and equally worded
+//!   for an unknown user and a wrong password.
+//! - [`Accounts::change_password`] (the user, knowing the old password) and
+//!   [`Accounts::set_password`] (an operator): a new hash, and the user's
+//!   other sessions ended, so a stolen session does not outlive the change.
+//! - [`Accounts::add`], [`Accounts::import`], [`Accounts::ensure`]: new users.
+
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sessiond_core::metric;
+use sessiond_core::{Backend, SessionKey, SessionManager, StoreError, UserRecord};
+
+use crate::password::{HashError, Hasher};
+use crate::throttle::Throttle;
+
+/// Shortest accepted new password (NIST SP 800-63B's floor for user-chosen secrets).
+pub const MIN_PASSWORD: usize = 8;
+/// Longest accepted password (argon2's cost does not depend on length, but
+/// an unbounded input is still a cheap way to waste memory).
+pub const MAX_PASSWORD: usize = 1024;
+/// Longest accepted user name.
+pub const MAX_NAME: usize = 128;
+
+/// What an account operation can answer besides success.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum AccountError {
+    /// Wrong user name or password (indistinguishable on purpose).
+    #[error("wrong username or password")]
+    InvalidCredentials,
+    /// Too many recent failures for this user or client.
+    #[error("too many failed attempts; try again in {retry_after} s")]
+    Throttled {
+        /// Seconds until the window ends.
+        retry_after: u64,
+    },
+    /// The current password given for a change is wrong.
+    #[error("the current password is wrong")]
+    WrongPassword,
+    /// The new password is too short or too long.
+    #[error("the password must be {MIN_PASSWORD} to {MAX_PASSWORD} bytes long")]
+    WeakPassword,
+    /// The name is not acceptable.
+    #[error("invalid user name {0:?}: use 1-128 letters, digits, '.', '-', '_' or '@'")]
+    BadName(String),
+    /// The role is not acceptable.
+    #[error("invalid role {0:?}: use lowercase letters, digits, '-' or '_'")]
+    BadRole(String),
+    /// A CSV line is not `name,password,role`.
+    #[error("line {0}: expected name,password,role")]
+    BadLine(usize),
+    /// The user exists already.
+    #[error("user {0:?} exists already")]
+    Exists(String),
+    /// No such user.
+    #[error("no user {0:?}")]
+    Missing(String),
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Hashing failed.
+    #[error(transparent)]
+    Hash(#[from] HashError),
+}
+
+/// Checks a new password against the policy.
+pub fn check_password(password: &str) -> Result<(), AccountError> {
+    if (MIN_PASSWORD..=MAX_PASSWORD).contains(&password.len()) {
+        Ok(())
+    } else {
+        Err(AccountError::WeakPassword)
+    }
+}
+
+fn check_name(name: &str) -> Result<(), AccountError> {
+    let ok = !name.is_empty()
+        && name.len() <= MAX_NAME
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b".-_@".contains(&b));
+    ok.then_some(())
+        .ok_or_else(|| AccountError::BadName(name.to_owned()))
+}
+
+fn check_role(role: &str) -> Result<(), AccountError> {
+    let ok = !role.is_empty()
+        && role.len() <= 64
+        && role
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b"-_".contains(&b));
+    ok.then_some(())
+        .ok_or_else(|| AccountError::BadRole(role.to_owned()))
+}
+
+/// Throttle limits.
+#[derive(Debug, Clone, Copy)]
+pub struct ThrottleLimits {
+    /// Failures per user name per window.
+    pub per_user: u32,
+    /// Failures per client IP per window.
+    pub per_ip: u32,
+    /// The window.
+    pub window: Duration,
+}
+
+/// See the module docs.
+#[derive(Clone)]
+pub struct Accounts {
+    store: Arc<dyn Backend>,
+    sessions: SessionManager,
+    hasher: Hasher,
+    user_throttle: Arc<Throttle>,
+    ip_throttle: Arc<Throttle>,
+}
+
+impl std::fmt::Debug for Accounts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Accounts").finish_non_exhaustive()
+    }
+}
+
+impl Accounts {
+    /// Accounts in `store` (users) whose sessions `sessions` ends on a
+    /// password change.
+    pub fn new(
+        store: Arc<dyn Backend>,
+        sessions: SessionManager,
+        hasher: Hasher,
+        limits: ThrottleLimits,
+    ) -> Self {
+        Self {
+            store,
+            sessions,
+            hasher,
+            user_throttle: Arc::new(Throttle::new(limits.per_user, limits.window)),
+            ip_throttle: Arc::new(Throttle::new(limits.per_ip, limits.window)),
+        }
+    }
+
+    /// The user `username` if `password` is theirs. Throttled per user and
+    /// per `client_ip`; an unknown user costs the same hash as a known one.
+    pub async fn verify_credentials(
+        &self,
+        username: &str,
+        password: String,
+        client_ip: IpAddr,
+    ) -> Result<UserRecord, AccountError> {
+        if username.is_empty() || username.len() > MAX_NAME || password.len() > MAX_PASSWORD {
+            return Err(AccountError::InvalidCredentials);
+        }
+        let ip = client_ip.to_string();
+        let blocked = self
+            .user_throttle
+            .blocked(username)
+            .into_iter()
+            .chain(self.ip_throttle.blocked(&ip))
+            .max();
+        if let Some(retry_after) = blocked {
+            metrics::counter!(metric::LOGINS, "outcome" => "throttled").increment(1);
+            tracing::warn!(target: "sessiond::security", event = "login_throttled", client_ip = %ip);
+            return Err(AccountError::Throttled { retry_after });
+        }
+        let user = self.store.get_user(username).await?;
+        let hash = user.as_ref().map(|u| u.password_hash.clone());
+        match (self.hasher.verify(password, hash).await?, user) {
+            (true, Some(user)) => {
+                metrics::counter!(metric::LOGINS, "outcome" => "success").increment(1);
+                self.user_throttle.reset(&user.name);
+                Ok(user)
+            }
+            _ => {
+                self.user_throttle.record_failure(username);
+                self.ip_throttle.record_failure(&ip);
+                metrics::counter!(metric::LOGINS, "outcome" => "bad_credentials").increment(1);
+                tracing::warn!(target: "sessiond::security", event = "login_failed", client_ip = %ip);
+                Err(AccountError::InvalidCredentials)
+            }
+        }
+    }
+
+    /// The user changes their own password: `current` must be right
+    /// (failures count against the per-user throttle). Ends every other
+    /// session of the user but `keep`; returns how many ended.
+    pub async fn change_password(
+        &self,
+        name: &str,
+        current: String,
+        new: String,
+        keep: Option<&SessionKey>,
+    ) -> Result<usize, AccountError> {
+        check_password(&new)?;
+        if let Some(retry_after) = self.user_throttle.blocked(name) {
+            return Err(AccountError::Throttled { retry_after });
+        }
+        let account = self.existing(name).await?;
+        if !self
+            .hasher
+            .verify(current, Some(account.password_hash.clone()))
+            .await?
+        {
+            self.user_throttle.record_failure(name);
+            return Err(AccountError::WrongPassword);
+        }
+        self.replace_password(account, new, keep).await
+    }
+
+    /// An operator sets a user's password; every session of the user ends.
+    pub async fn set_password(&self, name: &str, new: String) -> Result<usize, AccountError> {
+        check_password(&new)?;
+        let account = self.existing(name).await?;
+        self.replace_password(account, new, None).await
+    }
+
+    async fn existing(&self, name: &str) -> Result<UserRecord, AccountError> {
+        self.store
+            .get_user(name)
+            .await?
+            .ok_or_else(|| AccountError::Missing(name.to_owned()))
+    }
+
+    async fn replace_password(
+        &self,
+        mut account: UserRecord,
+        new: String,
+        keep: Option<&SessionKey>,
+    ) -> Result<usize, AccountError> {
+        account.password_hash = self.hasher.hash(new).await?;
+        account.updated_at = self.sessions.now();
+        self.store.update_user(&account).await?;
+        let ended = self.sessions.revoke_user(&account.name, keep).await?;
+        tracing::info!(target: "sessiond::security", event = "password_changed", user = %account.name, revoked = ended);
+        Ok(ended)
+    }
+
+    /// Adds a user with one role.
+    pub async fn add(&self, name: &str, password: String, role: &str) -> Result<(), AccountError> {
+        check_name(name)?;
+        check_password(&password)?;
+        check_role(role)?;
+        let hash = self.hasher.hash(password).await?;
+        self.create(name, hash, role).await
+    }
+
+    async fn create(&self, name: &str, hash: String, role: &str) -> Result<(), AccountError> {
+        let now = self.sessions.now();
+        let user = UserRecord {
+            name: name.to_owned(),
+            password_hash: hash,
+            roles: vec![role.to_owned()],
+            created_at: now,
+            updated_at: now,
+        };
+        match self.store.create_user(&user).await {
+            Err(StoreError::Conflict) => Err(AccountError::Exists(name.to_owned())),
+            other => Ok(other?),
+        }
+    }
+
+    /// Adds a user, or sets the password of an existing one (for `--demo`).
+    pub async fn ensure(
+        &self,
+        name: &str,
+        password: String,
+        role: &str,
+    ) -> Result<(), AccountError> {
+        match self.add(name, password.clone(), role).await {
+            Err(AccountError::Exists(_)) => self.set_password(name, password).await.map(drop),
+            other => other,
+        }
+    }
+
+    /// Imports `name,password,role` lines (a header line `name,password,role`
+    /// is skipped). Every line is checked before anything is written; hashes
+    /// run as many at once as the hasher allows. Returns how many were added
+    /// and the names that existed already (skipped).
+    pub async fn import(&self, csv: &str) -> Result<(usize, Vec<String>), AccountError> {
+        let mut rows = Vec::new();
+        for (i, line) in csv.lines().enumerate() {
+            let line = line.trim();
+            if line.is_empty() || (i == 0 && line.eq_ignore_ascii_case("name,password,role")) {
+                continue;
+            }
+            let mut fields = line.splitn(3, ',');
+            let (Some(name), Some(password), Some(role)) =
+                (fields.next(), fields.next(), fields.next())
+            else {
+                return Err(AccountError::BadLine(i + 1));
+            };
+            check_name(name)?;
+            check_password(password)?;
+            check_role(role)?;
+            rows.push((name, password.to_owned(), role));
+        }
+        let hashes = spawn_all(rows.iter().map(|(_, password, _)| {
+            let (hasher, password) = (self.hasher.clone(), password.clone());
+            async move { hasher.hash(password).await }
+        }));
+        let mut added = 0;
+        let mut skipped = Vec::new();
+        for ((name, _, role), hash) in rows.iter().zip(hashes.await) {
+            match self.create(name, hash?, role).await {
+                Ok(()) => added += 1,
+                Err(AccountError::Exists(name)) => skipped.push(name),
+                Err(e) => return Err(e),
+            }
+        }
+        Ok((added, skipped))
+    }
+}
+
+/// Runs the futures concurrently, answers in order (the hasher's semaphore
+/// bounds how many hashes actually run at once).
+async fn spawn_all<F>(futures: impl Iterator<Item = F>) -> Vec<F::Output>
+where
+    F: std::future::Future + Send + 'static,
+    F::Output: Send + 'static,
+{
+    let handles: Vec<_> = futures.map(tokio::spawn).collect();
+    let mut out = Vec::with_capacity(handles.len());
+    for h in handles {
+        match h.await {
+            Ok(v) => out.push(v),
+            Err(e) => std::panic::resume_unwind(e.into_panic()),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sessiond_core::{ExpiryPolicy, MemoryStore, NewSession};
+
+    fn accounts() -> Accounts {
+        let store = Arc::new(MemoryStore::new());
+        let sessions = SessionManager::new(store.clone(), ExpiryPolicy::default());
+        let limits = ThrottleLimits {
+            per_user: 2,
+            per_ip: 100,
+            window: Duration::from_secs(60),
+        };
+        Accounts::new(store, sessions, Hasher::new(2).expect("hasher"), limits)
+    }
+
+    const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);
+
+    #[tokio::test]
+    async fn the_right_password_verifies_and_wrong_ones_throttle_the_user() {
+        let a = accounts();
+        a.add("alice", "correct horse".into(), "user")
+            .await
+            .expect("added");
+        let user = a
+            .verify_credentials("alice", "correct horse".into(), IP)
+            .await
+            .expect("verifies");
+        assert_eq!(user.roles, ["user"]);
+        for _ in 0..2 {
+            assert!(matches!(
+                a.verify_credentials("alice", "wrong".into(), IP).await,
+                Err(AccountError::InvalidCredentials)
+            ));
+        }
+        assert!(matches!(
+            a.verify_credentials("alice", "correct horse".into(), IP)
+                .await,
+            Err(AccountError::Throttled { .. })
+        ));
+        // An unknown user is answered like a wrong password.
+        assert!(matches!(
+            a.verify_credentials("nobody", "whatever".into(), IP).await,
+            Err(AccountError::InvalidCredentials)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_password_change_needs_the_current_password_and_ends_other_sessions() {
+        let a = accounts();
+        a.add("bob", "first password".into(), "user")
+            .await
+            .expect("added");
+        let new = || NewSession {
+            user_id: "bob".into(),
+            roles: vec!["user".into()],
+            ..Default::default()
+        };
+        let (_, kept) = a.sessions.create(new()).await.expect("session");
+        a.sessions.create(new()).await.expect("another");
+        assert!(matches!(
+            a.change_password("bob", "not it".into(), "second password".into(), None)
+                .await,
+            Err(AccountError::WrongPassword)
+        ));
+        assert!(matches!(
+            a.change_password("bob", "first password".into(), "short".into(), None)
+                .await,
+            Err(AccountError::WeakPassword)
+        ));
+        let ended = a
+            .change_password(
+                "bob",
+                "first password".into(),
+                "second password".into(),
+                Some(&kept.key),
+            )
+            .await
+            .expect("changed");
+        assert_eq!(ended, 1);
+        assert!(
+            a.verify_credentials("bob", "second password".into(), IP)
+                .await
+                .is_ok()
+        );
+        assert_eq!(
+            a.sessions.list_for_user("bob").await.expect("list").len(),
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn an_import_checks_every_line_before_writing_and_skips_existing_users() {
+        let a = accounts();
+        a.add("carol", "a password".into(), "user")
+            .await
+            .expect("added");
+        let bad = "name,password,role\ndave,long enough,user\neve,short,user\n";
+        assert!(matches!(
+            a.import(bad).await,
+            Err(AccountError::WeakPassword)
+        ));
+        assert!(a.store.get_user("dave").await.expect("read").is_none());
+        let good = "name,password,role\ndave,long enough,user\ncarol,whatever1,admin\n";
+        let (added, skipped) = a.import(good).await.expect("imported");
+        assert_eq!((added, skipped), (1, vec!["carol".to_owned()]));
+    }
+}

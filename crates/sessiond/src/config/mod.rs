@@ -1,0 +1,479 @@
+//! [`ServerConfig`]: defaults, then a TOML file, then `SESSIOND_*`
+//! environment variables, then command-line flags (each overriding the one
+//! before). The file has one table per concern (`[server]`, `[store]`,
+//! `[redis]`, `[session]`, `[cookie]`, `[csrf]`, `[login]`, `[tokens]`,
+//! `[observability]`); environment variables follow the nesting with a
+//! double underscore: `SESSIOND_SESSION__IDLE_TIMEOUT=15m` sets
+//! `[session] idle_timeout`. Unknown keys and bad values stop the load with
+//! a message naming the key; keys of the flat layout before 0.2 name their
+//! new place (CHANGELOG.md has the whole table).
+
+mod sections;
+
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use figment::Figment;
+use figment::providers::{Env, Format, Serialized, Toml};
+use serde::{Deserialize, Serialize};
+use sessiond_axum::CookieConfig;
+use sessiond_core::ExpiryPolicy;
+
+pub use sections::{
+    CookieSection, CsrfSection, LogFormat, LoginSection, ObservabilitySection, RedisSection,
+    ServerSection, SessionSection, StoreSection, TokensSection,
+};
+
+/// Everything `sessiond serve` can be told, by section.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerConfig {
+    /// `[server]`: listener and request limits.
+    pub server: ServerSection,
+    /// `[store]`: which store, and store-call deadlines and retries.
+    pub store: StoreSection,
+    /// `[redis]`: the Redis store's settings.
+    pub redis: RedisSection,
+    /// `[session]`: timeouts.
+    pub session: SessionSection,
+    /// `[cookie]`: the session cookie.
+    pub cookie: CookieSection,
+    /// `[csrf]`: allowed origins.
+    pub csrf: CsrfSection,
+    /// `[login]`: hashing and throttling.
+    pub login: LoginSection,
+    /// `[tokens]`: access and refresh tokens.
+    pub tokens: TokensSection,
+    /// `[observability]`: logs, metrics, traces.
+    pub observability: ObservabilitySection,
+}
+
+/// Keys of the flat configuration before sections (0.1), and where each
+/// went. Only used to name the new key when an old one is found; the
+/// CHANGELOG's migration table is checked against this list.
+pub const RENAMED_KEYS: &[(&str, &str)] = &[
+    ("listen", "server.listen"),
+    ("store", "store.url"),
+    ("request_timeout_secs", "server.request_timeout"),
+    ("body_limit_bytes", "server.body_limit_bytes"),
+    ("header_limit_bytes", "server.header_limit_bytes"),
+    ("data_dir", "store.data_dir"),
+    ("store_timeout_ms", "store.timeout"),
+    ("store_retries", "store.retries"),
+    ("redis_prefix", "redis.prefix"),
+    ("redis_wait_replicas", "redis.wait_replicas"),
+    ("redis_pool_size", "redis.pool_size"),
+    ("redis_count_interval_secs", "redis.count_interval"),
+    ("redis_tls_ca_file", "redis.tls_ca_file"),
+    ("idle_timeout_secs", "session.idle_timeout"),
+    ("absolute_lifetime_secs", "session.absolute_lifetime"),
+    ("renewal_threshold_secs", "session.renewal_threshold"),
+    ("cookie_name", "cookie.name"),
+    ("cookie_secure", "cookie.secure"),
+    ("cookie_same_site", "cookie.same_site"),
+    ("allowed_origins", "csrf.allowed_origins"),
+    ("max_concurrent_hashes", "login.max_concurrent_hashes"),
+    ("login_failures_per_user", "login.failures_per_user"),
+    ("login_failures_per_ip", "login.failures_per_ip"),
+    ("login_throttle_window_secs", "login.throttle_window"),
+    ("jwt_algorithm", "tokens.algorithm"),
+    ("jwt_issuer", "tokens.issuer"),
+    ("jwt_audience", "tokens.audience"),
+    ("access_token_ttl_secs", "tokens.access_token_ttl"),
+    ("jwt_leeway_secs", "tokens.leeway"),
+    ("refresh_grace_secs", "tokens.refresh_grace"),
+    ("key_rotation_days", "tokens.key_rotation"),
+    ("key_encryption_key_file", "tokens.key_encryption_key_file"),
+    (
+        "previous_key_encryption_key_file",
+        "tokens.previous_key_encryption_key_file",
+    ),
+    ("bearer_when_store_down", "tokens.bearer_when_store_down"),
+    ("log_format", "observability.log_format"),
+    ("metrics_enabled", "observability.metrics"),
+    ("metrics_listen", "observability.metrics_listen"),
+    ("access_log", "observability.access_log"),
+    ("otlp_endpoint", "observability.otlp_endpoint"),
+];
+
+/// Whether a `SESSIOND_*` variable (prefix stripped) is not a configuration
+/// key: logging, the config file path, and the test switches
+/// (`SESSIOND_REQUIRE_*`), which strict parsing must not refuse.
+fn not_config(key: &str) -> bool {
+    let key = key.to_ascii_lowercase();
+    key == "log" || key == "config" || key.starts_with("require_")
+}
+
+/// Errors reading the configuration.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ConfigError {
+    /// The file or an environment variable could not be read or parsed
+    /// (figment's message names the key and where it came from).
+    #[error("invalid configuration: {0}")]
+    Load(#[source] Box<figment::Error>),
+    /// A key of the flat layout before sections.
+    #[error(
+        "invalid configuration: `{old}` has moved: write `{key}` in the [{section}] table, \
+         or set SESSIOND_{env} (see CHANGELOG.md)",
+        section = new.split_once('.').map_or("", |(s, _)| s),
+        key = new.split_once('.').map_or(*new, |(_, k)| k),
+        env = new.to_ascii_uppercase().replace('.', "__")
+    )]
+    Renamed {
+        /// The old key.
+        old: &'static str,
+        /// Where it went (`section.key`).
+        new: &'static str,
+    },
+    /// A value out of range, or values that do not fit together.
+    #[error("invalid configuration: {key}: {reason}")]
+    Invalid {
+        /// The key (`section.key`).
+        key: &'static str,
+        /// What is wrong and what is accepted.
+        reason: String,
+    },
+    /// A key file could not be read.
+    #[error("cannot read {key} {}", path.display())]
+    KeyFile {
+        /// The setting naming the file.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A key file does not hold a key-encryption key.
+    #[error("{key} {} does not hold a key made by `sessiond keys new-encryption-key`", path.display())]
+    BadKey {
+        /// The setting naming the file.
+        key: &'static str,
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: sessiond_jwt::KeyError,
+    },
+}
+
+impl ConfigError {
+    /// The old flat key behind a figment error, when that is what it is.
+    fn from_figment(error: figment::Error) -> Self {
+        use figment::error::Kind;
+        let renamed = error.clone().into_iter().find_map(|e| {
+            let old = match &e.kind {
+                // At the top level (the path names the field itself).
+                Kind::UnknownField(field, _) if e.path.len() <= 1 => field.as_str(),
+                // `store = "redis://…"`: `store` is a table now.
+                Kind::InvalidType(..)
+                    if e.path.len() == 1 && e.path[0].eq_ignore_ascii_case("store") =>
+                {
+                    "store"
+                }
+                _ => return None,
+            };
+            RENAMED_KEYS
+                .iter()
+                .find(|(o, _)| *o == old)
+                .map(|(old, new)| ConfigError::Renamed { old, new })
+        });
+        renamed.unwrap_or_else(|| ConfigError::Load(Box::new(error)))
+    }
+}
+
+fn invalid(key: &'static str, reason: impl Into<String>) -> ConfigError {
+    ConfigError::Invalid {
+        key,
+        reason: reason.into(),
+    }
+}
+
+impl ServerConfig {
+    /// Loads defaults ← `file` ← `SESSIOND_*` environment variables, checks
+    /// the values and reads the key files.
+    pub fn load(file: Option<&Path>) -> Result<Self, ConfigError> {
+        let mut figment = Figment::from(Serialized::defaults(ServerConfig::default()));
+        if let Some(path) = file {
+            figment = figment.merge(Toml::file_exact(path));
+        }
+        let env = Env::prefixed("SESSIOND_")
+            .filter(|k| !not_config(k.as_str()))
+            .split("__");
+        let mut config: ServerConfig = figment
+            .merge(env)
+            .extract()
+            .map_err(ConfigError::from_figment)?;
+        config.validate()?;
+        let tokens = &mut config.tokens;
+        tokens.key_encryption_key = read_key_file(
+            tokens.key_encryption_key_file.as_deref(),
+            "tokens.key_encryption_key_file",
+        )?;
+        tokens.previous_key_encryption_key = read_key_file(
+            tokens.previous_key_encryption_key_file.as_deref(),
+            "tokens.previous_key_encryption_key_file",
+        )?;
+        if tokens.previous_key_encryption_key.is_some() && tokens.key_encryption_key.is_none() {
+            return Err(invalid(
+                "tokens.previous_key_encryption_key_file",
+                "needs tokens.key_encryption_key_file (the new key)",
+            ));
+        }
+        Ok(config)
+    }
+
+    /// Checks the values that have to make sense together.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        let s = &self.session;
+        if s.idle_timeout.is_zero() {
+            return Err(invalid("session.idle_timeout", "must be positive"));
+        }
+        if s.absolute_lifetime.is_zero() {
+            return Err(invalid("session.absolute_lifetime", "must be positive"));
+        }
+        if s.renewal_threshold > s.idle_timeout {
+            return Err(invalid(
+                "session.renewal_threshold",
+                "cannot exceed session.idle_timeout",
+            ));
+        }
+        let name = &self.cookie.name;
+        if name.is_empty()
+            || !name
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-_".contains(&b))
+        {
+            return Err(invalid("cookie.name", "use letters, digits, '-' or '_'"));
+        }
+        if self.login.max_concurrent_hashes == 0 {
+            return Err(invalid("login.max_concurrent_hashes", "must be at least 1"));
+        }
+        let t = &self.tokens;
+        if !(Duration::from_secs(30)..=Duration::from_secs(3600)).contains(&t.access_token_ttl) {
+            return Err(invalid(
+                "tokens.access_token_ttl",
+                "must be 30s to 1h: access tokens are not revocable",
+            ));
+        }
+        if t.leeway > Duration::from_secs(300) {
+            return Err(invalid("tokens.leeway", "must be at most 5m"));
+        }
+        if t.refresh_grace > Duration::from_secs(60) {
+            return Err(invalid("tokens.refresh_grace", "must be at most 1m"));
+        }
+        if t.issuer.is_empty() {
+            return Err(invalid("tokens.issuer", "must not be empty"));
+        }
+        if t.audience.is_empty() {
+            return Err(invalid("tokens.audience", "must not be empty"));
+        }
+        Ok(())
+    }
+
+    /// The expiry policy.
+    pub fn policy(&self) -> ExpiryPolicy {
+        ExpiryPolicy {
+            idle_timeout: self.session.idle_timeout,
+            absolute_lifetime: self.session.absolute_lifetime,
+            renewal_threshold: self.session.renewal_threshold,
+        }
+    }
+
+    /// Whether logs are JSON: `json`, or `auto` (the default) when stderr is
+    /// not a terminal (a service manager or a container runtime collects it).
+    pub fn json_logs(&self) -> bool {
+        use std::io::IsTerminal as _;
+        match self.observability.log_format {
+            LogFormat::Json => true,
+            LogFormat::Text => false,
+            LogFormat::Auto => !std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// The access-token settings.
+    pub fn token_settings(&self) -> crate::tokens::TokenSettings {
+        let t = &self.tokens;
+        crate::tokens::TokenSettings {
+            algorithm: t.algorithm,
+            rules: sessiond_jwt::Rules::new(&t.issuer, &t.audience).with_leeway(t.leeway.as_secs()),
+            access_ttl: t.access_token_ttl,
+            refresh_grace: t.refresh_grace,
+            rotate_after: (!t.key_rotation.is_zero()).then_some(t.key_rotation),
+            encryption: t.key_encryption_key.clone(),
+            previous_encryption: t.previous_key_encryption_key.clone(),
+        }
+    }
+
+    /// The session cookie.
+    pub fn session_cookie(&self) -> CookieConfig {
+        CookieConfig::new(
+            self.cookie.name.clone(),
+            self.cookie.secure,
+            self.cookie.same_site,
+        )
+    }
+}
+
+/// Reads a key-encryption key from `path`, if one is configured.
+fn read_key_file(
+    path: Option<&Path>,
+    key: &'static str,
+) -> Result<Option<sessiond_jwt::KeyEncryptionKey>, ConfigError> {
+    let Some(path) = path else { return Ok(None) };
+    let text = std::fs::read_to_string(path).map_err(|source| ConfigError::KeyFile {
+        key,
+        path: path.to_owned(),
+        source,
+    })?;
+    sessiond_jwt::KeyEncryptionKey::from_text(&text)
+        .map(Some)
+        .map_err(|source| ConfigError::BadKey {
+            key,
+            path: path.to_owned(),
+            source,
+        })
+}
+
+#[cfg(test)]
+#[allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+mod tests {
+    use super::*;
+    use sessiond_axum::SameSite;
+
+    #[test]
+    fn the_key_encryption_key_is_read_from_its_file_and_a_bad_one_stops_the_load() {
+        figment::Jail::expect_with(|jail| {
+            let key = sessiond_jwt::KeyEncryptionKey::generate_text().expect("a key");
+            jail.create_file("kek", &format!("{key}\n"))?;
+            jail.create_file("short", "c2hvcnQ")?;
+            jail.set_env("SESSIOND_TOKENS__KEY_ENCRYPTION_KEY_FILE", "kek");
+            let c = ServerConfig::load(None).expect("loads");
+            let read = c.token_settings().encryption.expect("the key is read");
+            let sealed = read.seal(b"x", b"c").expect("seals");
+            let same = sessiond_jwt::KeyEncryptionKey::from_text(&key).expect("parses");
+            assert_eq!(same.open(&sealed, b"c").expect("opens"), b"x");
+            for bad in ["short", "missing"] {
+                jail.set_env("SESSIOND_TOKENS__KEY_ENCRYPTION_KEY_FILE", bad);
+                let e = ServerConfig::load(None).expect_err("a bad key file is an error");
+                assert!(e.to_string().contains("key_encryption_key_file"), "{e}");
+                assert!(
+                    std::error::Error::source(&e).is_some(),
+                    "the cause is kept: {e:?}"
+                );
+            }
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn nested_environment_variables_set_section_keys_and_unrelated_ones_are_ignored() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SESSIOND_SESSION__IDLE_TIMEOUT", "900");
+            jail.set_env("SESSIOND_COOKIE__SAME_SITE", "lax");
+            jail.set_env("SESSIOND_STORE__TIMEOUT", "250ms");
+            jail.set_env("SESSIOND_REDIS__WAIT_REPLICAS", "1");
+            jail.set_env("SESSIOND_LOG", "debug");
+            jail.set_env("SESSIOND_REQUIRE_REDIS", "1");
+            jail.set_env("SESSIOND_REQUIRE_BROWSER", "1");
+            let c = ServerConfig::load(None).expect("loads");
+            assert_eq!(c.session.idle_timeout, Duration::from_secs(900));
+            assert_eq!(c.cookie.same_site, SameSite::Lax);
+            assert_eq!(c.store.timeout, Duration::from_millis(250));
+            assert_eq!(c.redis.wait_replicas, 1);
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_file_sets_values_by_section_and_nonsense_is_refused_naming_the_key() {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file(
+                "s.toml",
+                "[server]\nlisten = \"127.0.0.1:9999\"\n[session]\nrenewal_threshold = \"1m\"\n\
+                 [tokens]\nalgorithm = \"ES256\"\n[observability]\nlog_format = \"text\"\n",
+            )?;
+            let c = ServerConfig::load(Some(Path::new("s.toml"))).expect("loads");
+            assert_eq!(c.server.listen.port(), 9999);
+            assert_eq!(c.session.renewal_threshold, Duration::from_secs(60));
+            assert_eq!(c.tokens.algorithm, sessiond_jwt::Algorithm::ES256);
+            assert!(!c.json_logs());
+            jail.create_file("bad.toml", "[session]\nrenewal_threshold = \"99h\"\n")?;
+            let e = ServerConfig::load(Some(Path::new("bad.toml"))).expect_err("refused");
+            assert!(e.to_string().contains("session.renewal_threshold"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn a_typo_in_an_enum_value_names_the_key_and_the_accepted_values() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SESSIOND_TOKENS__ALGORITHM", "ED25519X");
+            // Keys from the environment are named as the variable spells them.
+            let e = ServerConfig::load(None)
+                .expect_err("unknown algorithm")
+                .to_string();
+            assert!(e.to_lowercase().contains("tokens.algorithm"), "{e}");
+            assert!(e.contains("EdDSA, ES256, RS256 or HS256"), "{e}");
+            jail.set_env("SESSIOND_TOKENS__ALGORITHM", "EdDSA");
+            jail.set_env("SESSIOND_OBSERVABILITY__LOG_FORMAT", "yaml");
+            let e = ServerConfig::load(None)
+                .expect_err("unknown format")
+                .to_string();
+            assert!(e.to_lowercase().contains("observability.log_format"), "{e}");
+            assert!(
+                e.contains("auto") && e.contains("json") && e.contains("text"),
+                "{e}"
+            );
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_unknown_key_stops_the_load_naming_it() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SESSIOND_SESSION__IDLE_TIMEOUTT", "900");
+            let e = ServerConfig::load(None).expect_err("typo").to_string();
+            assert!(e.contains("idle_timeoutt"), "{e}");
+            jail.set_env("SESSIOND_SESSION__IDLE_TIMEOUTT", "");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("t.toml", "[sesion]\nidle_timeout = \"1m\"\n")?;
+            let e = ServerConfig::load(Some(Path::new("t.toml")))
+                .expect_err("unknown section")
+                .to_string();
+            assert!(e.contains("sesion"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn an_old_flat_key_names_its_new_place() {
+        figment::Jail::expect_with(|jail| {
+            jail.set_env("SESSIOND_IDLE_TIMEOUT_SECS", "900");
+            let e = ServerConfig::load(None).expect_err("old name").to_string();
+            assert!(e.contains("`idle_timeout` in the [session] table"), "{e}");
+            assert!(e.contains("SESSIOND_SESSION__IDLE_TIMEOUT"), "{e}");
+            Ok(())
+        });
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("old.toml", "store = \"redis://127.0.0.1:6379\"\n")?;
+            let e = ServerConfig::load(Some(Path::new("old.toml")))
+                .expect_err("old store key")
+                .to_string();
+            assert!(e.contains("`url` in the [store] table"), "{e}");
+            Ok(())
+        });
+    }
+
+    #[test]
+    fn the_changelog_migration_table_lists_every_renamed_key() {
+        let changelog = include_str!("../../../../CHANGELOG.md");
+        for (old, new) in RENAMED_KEYS {
+            let row = format!("| `{old}` | `{new}` |");
+            assert!(changelog.contains(&row), "CHANGELOG.md lacks {row}");
+        }
+    }
+}

@@ -1,0 +1,351 @@
+//! The sections of [`crate::ServerConfig`], one struct per `[table]`, each
+//! with its defaults. Values are typed at load: durations are
+//! [`Duration`]s (`"30m"`, `"800ms"`, or a number of seconds), enums are
+//! enums, so a typo stops start-up naming the key instead of surfacing later.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use sessiond_axum::{SameSite, StoreDownPolicy};
+use sessiond_core::ExpiryPolicy;
+use sessiond_jwt::Algorithm;
+
+/// `[server]`: the listener and per-request limits.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ServerSection {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Whole-request deadline.
+    #[serde(with = "duration")]
+    pub request_timeout: Duration,
+    /// Largest accepted request body, bytes.
+    pub body_limit_bytes: usize,
+    /// Largest accepted total size of request headers, bytes.
+    pub header_limit_bytes: usize,
+}
+
+impl Default for ServerSection {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            request_timeout: Duration::from_secs(10),
+            body_limit_bytes: 64 * 1024,
+            header_limit_bytes: 16 * 1024,
+        }
+    }
+}
+
+/// `[store]`: where sessions and users live, and how store calls behave.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreSection {
+    /// A Redis store URL (`redis://…`, `rediss://…`,
+    /// `redis+sentinel://h:p,h:p/name`, `redis+cluster://h:p,h:p`); unset
+    /// means the embedded file store in `data_dir`.
+    pub url: Option<String>,
+    /// The embedded store's folder.
+    pub data_dir: PathBuf,
+    /// Deadline of one store call, retries included.
+    #[serde(with = "duration")]
+    pub timeout: Duration,
+    /// Retries of a store call that is safe to repeat, after a transient failure.
+    pub retries: u32,
+}
+
+impl Default for StoreSection {
+    fn default() -> Self {
+        Self {
+            url: None,
+            data_dir: PathBuf::from("data"),
+            timeout: Duration::from_millis(800),
+            retries: 2,
+        }
+    }
+}
+
+/// `[redis]`: settings of the Redis store (used when `store.url` is set).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RedisSection {
+    /// Key prefix, so several applications can share one Redis.
+    pub prefix: String,
+    /// Replica acknowledgements a create, cycle or revoke waits for (`WAIT`).
+    pub wait_replicas: u32,
+    /// Multiplexed connections to a standalone Redis.
+    pub pool_size: usize,
+    /// How often the live-session gauge is recounted (a background `SCAN`).
+    #[serde(with = "duration")]
+    pub count_interval: Duration,
+    /// For `rediss://` with a private CA: the CA certificate (PEM).
+    pub tls_ca_file: Option<PathBuf>,
+}
+
+impl Default for RedisSection {
+    fn default() -> Self {
+        Self {
+            prefix: "sessiond:".into(),
+            wait_replicas: 0,
+            pool_size: 1,
+            count_interval: Duration::from_secs(300),
+            tls_ca_file: None,
+        }
+    }
+}
+
+/// `[session]`: timeouts.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct SessionSection {
+    /// A session unused this long ends.
+    #[serde(with = "duration")]
+    pub idle_timeout: Duration,
+    /// A session ends this long after login, however active.
+    #[serde(with = "duration")]
+    pub absolute_lifetime: Duration,
+    /// Renew only when less than this much of the idle timeout remains.
+    #[serde(with = "duration")]
+    pub renewal_threshold: Duration,
+}
+
+impl Default for SessionSection {
+    fn default() -> Self {
+        let policy = ExpiryPolicy::default();
+        Self {
+            idle_timeout: policy.idle_timeout,
+            absolute_lifetime: policy.absolute_lifetime,
+            renewal_threshold: policy.renewal_threshold,
+        }
+    }
+}
+
+/// `[cookie]`: the session cookie.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CookieSection {
+    /// Session cookie name.
+    pub name: String,
+    /// Send the cookie with `Secure` (turn off only for plain-HTTP
+    /// development on a host other than localhost; drops `__Host-`).
+    pub secure: bool,
+    /// `strict` or `lax`.
+    pub same_site: SameSite,
+}
+
+impl Default for CookieSection {
+    fn default() -> Self {
+        let cookie = sessiond_axum::CookieConfig::default();
+        Self {
+            name: cookie.name,
+            secure: cookie.secure,
+            same_site: cookie.same_site,
+        }
+    }
+}
+
+/// `[csrf]`: cross-site request forgery checks.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CsrfSection {
+    /// Extra origins accepted by the origin check (`https://app.example.com`).
+    pub allowed_origins: Vec<String>,
+}
+
+/// `[login]`: password checks and throttling.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LoginSection {
+    /// Password hashes computed at once (each takes ~19 MiB and a core for ~30 ms).
+    pub max_concurrent_hashes: usize,
+    /// Failed logins per username before it is throttled, per window.
+    pub failures_per_user: u32,
+    /// Failed logins per client IP before it is throttled, per window.
+    pub failures_per_ip: u32,
+    /// The throttling window.
+    #[serde(with = "duration")]
+    pub throttle_window: Duration,
+}
+
+impl Default for LoginSection {
+    fn default() -> Self {
+        Self {
+            max_concurrent_hashes: 2,
+            failures_per_user: 5,
+            failures_per_ip: 50,
+            throttle_window: Duration::from_secs(15 * 60),
+        }
+    }
+}
+
+/// `[tokens]`: JWT access tokens and refresh tokens.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TokensSection {
+    /// `EdDSA` (default), `ES256`, `RS256`, or `HS256` (a shared secret:
+    /// only if you ask for it).
+    #[serde(with = "display_from_str")]
+    pub algorithm: Algorithm,
+    /// `iss` of access tokens (use the server's public URL).
+    pub issuer: String,
+    /// `aud` of access tokens.
+    pub audience: String,
+    /// Access-token lifetime (30 s to 1 h: access tokens are not revocable).
+    #[serde(with = "duration")]
+    pub access_token_ttl: Duration,
+    /// Clock skew tolerated when verifying access tokens (at most 5 min).
+    #[serde(with = "duration")]
+    pub leeway: Duration,
+    /// How long a just-spent refresh token still returns the same successor
+    /// (concurrent refreshes from one client; at most 1 min).
+    #[serde(with = "duration")]
+    pub refresh_grace: Duration,
+    /// Rotate the signing key when it is this old; `0s`: only by command.
+    #[serde(with = "duration")]
+    pub key_rotation: Duration,
+    /// A file holding a 256-bit key (as `sessiond keys new-encryption-key`
+    /// prints) that encrypts the signing key ring in the store. Set it on
+    /// every node whenever others can read the store.
+    pub key_encryption_key_file: Option<PathBuf>,
+    /// While replacing the key-encryption key: the file of the old one.
+    pub previous_key_encryption_key_file: Option<PathBuf>,
+    /// Bearer requests on routes that check the session, while the store is
+    /// down: `trust_signature` (default) or `fail_closed` (503).
+    pub bearer_when_store_down: StoreDownPolicy,
+    /// The key read from `key_encryption_key_file` at load.
+    #[serde(skip)]
+    pub key_encryption_key: Option<sessiond_jwt::KeyEncryptionKey>,
+    /// The key read from `previous_key_encryption_key_file` at load.
+    #[serde(skip)]
+    pub previous_key_encryption_key: Option<sessiond_jwt::KeyEncryptionKey>,
+}
+
+impl Default for TokensSection {
+    fn default() -> Self {
+        Self {
+            algorithm: Algorithm::EdDSA,
+            issuer: "sessiond".into(),
+            audience: "sessiond".into(),
+            access_token_ttl: Duration::from_secs(300),
+            leeway: Duration::from_secs(30),
+            refresh_grace: Duration::from_secs(5),
+            key_rotation: Duration::from_secs(30 * 86_400),
+            key_encryption_key_file: None,
+            previous_key_encryption_key_file: None,
+            bearer_when_store_down: StoreDownPolicy::TrustSignature,
+            key_encryption_key: None,
+            previous_key_encryption_key: None,
+        }
+    }
+}
+
+/// How log lines are written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// JSON unless stderr is a terminal.
+    #[default]
+    Auto,
+    /// One JSON object per line.
+    Json,
+    /// Readable text.
+    Text,
+}
+
+/// `[observability]`: logs, metrics, traces.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct ObservabilitySection {
+    /// `auto`, `json` or `text`.
+    pub log_format: LogFormat,
+    /// Record Prometheus metrics and serve them at `/metrics`.
+    pub metrics: bool,
+    /// Serve `/metrics` on this address instead of the main listener.
+    pub metrics_listen: Option<SocketAddr>,
+    /// One log line per request (target `sessiond::access`).
+    pub access_log: bool,
+    /// OpenTelemetry OTLP/gRPC endpoint for traces (`http://collector:4317`);
+    /// needs a build with the `otel` feature.
+    pub otlp_endpoint: Option<String>,
+}
+
+impl Default for ObservabilitySection {
+    fn default() -> Self {
+        Self {
+            log_format: LogFormat::Auto,
+            metrics: true,
+            metrics_listen: None,
+            access_log: true,
+            otlp_endpoint: None,
+        }
+    }
+}
+
+/// Durations as `"30m"`, `"1h 30m"`, `"800ms"` (humantime), or a plain
+/// number of seconds (what an environment variable like `900` gives).
+pub(crate) mod duration {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(d: &Duration, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&humantime::format_duration(*d).to_string())
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Duration, D::Error> {
+        d.deserialize_any(Visitor)
+    }
+
+    struct Visitor;
+
+    impl serde::de::Visitor<'_> for Visitor {
+        type Value = Duration;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a duration such as \"30s\", \"15m\" or \"800ms\", or a number of seconds")
+        }
+
+        fn visit_u64<E: serde::de::Error>(self, secs: u64) -> Result<Duration, E> {
+            Ok(Duration::from_secs(secs))
+        }
+
+        fn visit_i64<E: serde::de::Error>(self, secs: i64) -> Result<Duration, E> {
+            u64::try_from(secs)
+                .map(Duration::from_secs)
+                .map_err(|_| E::custom("a duration cannot be negative"))
+        }
+
+        fn visit_str<E: serde::de::Error>(self, text: &str) -> Result<Duration, E> {
+            humantime::parse_duration(text.trim()).map_err(|e| {
+                E::custom(format!(
+                    "{text:?} is not a duration ({e}); write it like \"30s\", \"15m\" or \"800ms\""
+                ))
+            })
+        }
+    }
+}
+
+/// Values with `FromStr` and `Display` (the signature algorithm), parsed at
+/// load so a typo names the key and the accepted values.
+pub(crate) mod display_from_str {
+    use std::fmt::Display;
+    use std::str::FromStr;
+
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub(crate) fn serialize<T: Display, S: Serializer>(v: &T, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(v)
+    }
+
+    pub(crate) fn deserialize<'de, T, D>(d: D) -> Result<T, D::Error>
+    where
+        T: FromStr,
+        T::Err: Display,
+        D: Deserializer<'de>,
+    {
+        String::deserialize(d)?
+            .parse()
+            .map_err(serde::de::Error::custom)
+    }
+}
