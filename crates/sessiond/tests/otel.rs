@@ -1,9 +1,12 @@
 //! Trace export (feature `otel`): the spans a login produces, read from
 //! OpenTelemetry's in-memory exporter in place of the OTLP one.
-//! `.ci/run` runs this with `cargo test -p sessiond --features otel --test otel`.
+//! `.ci/run` runs this with `cargo test -p sessiond --features otel --test otel`:
+//! a binary of its own, because it installs the process-wide tracing
+//! subscriber and needs the feature.
 #![cfg(feature = "otel")]
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[path = "it/common/mod.rs"]
 mod common;
 
 use common::*;
@@ -31,12 +34,9 @@ async fn a_request_continues_the_callers_trace_with_store_and_password_spans_ins
         .init();
 
     let dir = tempfile::tempdir().unwrap();
-    let config = sessiond::ServerConfig {
-        data_dir: dir.path().to_owned(),
-        // Turns the request spans on; main() would export to it.
-        otlp_endpoint: Some("http://127.0.0.1:4317".into()),
-        ..test_config()
-    };
+    let mut config = file_config(dir.path());
+    // Turns the request spans on; main() would export to it.
+    config.observability.otlp_endpoint = Some("http://127.0.0.1:4317".into());
     let app = spawn_app_on(StoreHandle::open(&config).await.unwrap(), config).await;
     let r = reqwest::Client::new()
         .post(format!("{}/login", app.base))

@@ -16,7 +16,8 @@ use std::sync::Arc;
 use reqwest::header::{COOKIE, HeaderMap, HeaderValue, SET_COOKIE};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use sessiond::{Application, ServerConfig, StoreHandle, users};
+use sessiond::accounts::AccountError;
+use sessiond::{Application, ServerConfig, StoreHandle};
 use sessiond_core::testing::CountingStore;
 use sessiond_core::{Backend, ExpiryPolicy, ManualClock, MemoryStore, SessionManager};
 
@@ -35,9 +36,19 @@ pub struct TestApp {
 
 pub fn test_config() -> ServerConfig {
     ServerConfig {
-        listen: "127.0.0.1:0".parse().unwrap(),
+        server: sessiond::config::ServerSection {
+            listen: "127.0.0.1:0".parse().unwrap(),
+            ..Default::default()
+        },
         ..ServerConfig::default()
     }
+}
+
+/// [`test_config`] on the embedded store in `dir`.
+pub fn file_config(dir: &std::path::Path) -> ServerConfig {
+    let mut config = test_config();
+    config.store.data_dir = dir.to_owned();
+    config
 }
 
 /// `POST {base}/api/token` with JSON credentials.
@@ -64,12 +75,12 @@ pub async fn refresh_request(base: &str, refresh_token: &str) -> reqwest::Respon
 /// in `dir` and closes it, for tests that then start the real binary there.
 /// Returns the configuration pointing at `dir`.
 pub async fn seed_file_store(dir: &std::path::Path) -> ServerConfig {
-    let config = ServerConfig {
-        data_dir: dir.to_owned(),
-        ..test_config()
-    };
+    let config = file_config(dir);
     let store = StoreHandle::open_file(&config).unwrap();
-    users::add(store.backend.as_ref(), "alice", PASSWORD.into(), "user")
+    store
+        .accounts(&config)
+        .unwrap()
+        .add("alice", PASSWORD.into(), "user")
         .await
         .unwrap();
     store.close().await;
@@ -87,9 +98,10 @@ pub async fn spawn_app() -> TestApp {
 
 pub async fn spawn_app_on(store: StoreHandle, config: ServerConfig) -> TestApp {
     let backend = store.backend.clone();
+    let accounts = store.accounts(&config).unwrap();
     for (name, role) in [("alice", "user"), ("bob", "user"), ("root", "admin")] {
-        match users::add(backend.as_ref(), name, PASSWORD.into(), role).await {
-            Ok(()) | Err(users::UserError::Exists(_)) => {}
+        match accounts.add(name, PASSWORD.into(), role).await {
+            Ok(()) | Err(AccountError::Exists(_)) => {}
             Err(e) => panic!("seeding {name}: {e}"),
         }
     }
@@ -129,7 +141,7 @@ impl TestApp {
                 .build()
                 .unwrap(),
             base: self.base.clone(),
-            cookie_name: self.config.cookie().name,
+            cookie_name: self.config.session_cookie().name,
             session: None,
             csrf: None,
         }

@@ -2,14 +2,10 @@
 //! with every crate logging at TRACE into a buffer, then search the buffer
 //! for every token, CSRF token and password the flows used.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::io::Write;
 use std::sync::{Arc, Mutex};
 
-use common::*;
+use crate::common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::json;
 
@@ -30,13 +26,26 @@ impl Write for Buffer {
 async fn no_token_cookie_csrf_token_or_password_appears_in_any_log_line() {
     let buffer = Buffer::default();
     let writer = buffer.clone();
-    // This test binary is its own process, so a global subscriber sees every
-    // worker thread. TRACE for every crate, hyper and the store included.
-    tracing_subscriber::fmt()
-        .with_max_level(tracing::Level::TRACE)
+    // A global subscriber sees every worker thread. TRACE for every crate,
+    // hyper and the store included, but only while this test runs: the
+    // other tests of the binary share the process and would otherwise all
+    // be traced (and slowed) for the rest of the run.
+    use tracing_subscriber::prelude::*;
+    static CAPTURING: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(true);
+    let layer = tracing_subscriber::fmt::layer()
         .with_writer(move || writer.clone())
         .with_ansi(false)
-        .init();
+        .with_filter(tracing_subscriber::filter::filter_fn(|_| {
+            CAPTURING.load(std::sync::atomic::Ordering::Relaxed)
+        }));
+    tracing_subscriber::registry().with(layer).init();
+    struct StopCapturing;
+    impl Drop for StopCapturing {
+        fn drop(&mut self) {
+            CAPTURING.store(false, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+    let _stop = StopCapturing;
 
     let app = spawn_app().await;
     let mut secrets: Vec<String> = vec![
@@ -155,7 +164,7 @@ async fn no_token_cookie_csrf_token_or_password_appears_in_any_log_line() {
         logs.contains("refresh_token_reused") && logs.contains("token_issued"),
         "token security events are logged"
     );
-    // (The access log has its own writer: tests/observability.rs reads it.)
+    // (The access log has its own writer: tests/it/observability.rs reads it.)
     for secret in &secrets {
         assert!(!secret.is_empty());
         assert!(

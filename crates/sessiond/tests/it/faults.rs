@@ -6,16 +6,12 @@
 //! (`SCENARIO …` lines) for docs/resilience.md:
 //! `cargo test -p sessiond --test faults -- --nocapture --test-threads=1`.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::process::{Node, add_user};
-use common::{PASSWORD, cookie_value, session_set_cookie};
+use crate::common::process::{Node, add_user};
+use crate::common::{PASSWORD, cookie_value, session_set_cookie};
 use reqwest::StatusCode;
 use serde_json::json;
 use sessiond_store_redis::testing::{self, Fault, FaultProxy, RedisProcess, free_port};

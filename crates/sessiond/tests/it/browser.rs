@@ -3,14 +3,10 @@
 //! test prints one SKIPPED line; `SESSIOND_REQUIRE_BROWSER=1` (set by
 //! `.ci/run`) makes that a failure.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{PASSWORD, spawn_app};
+use crate::common::{PASSWORD, spawn_app};
 use serde_json::{Value, json};
 
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";

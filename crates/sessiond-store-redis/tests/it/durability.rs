@@ -1,7 +1,5 @@
 //! `wait_replicas`: writes wait for replica acknowledgements.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use sessiond_core::testing::{key_for, sample_record};
 use sessiond_core::{Clock, SessionStore, SystemClock};
 use sessiond_store_redis::testing::{self, SentinelDeployment};

@@ -2,8 +2,6 @@
 //! standalone Redis, a Sentinel deployment and a Cluster. One deployment per
 //! topology is shared by the cases; each case gets its own key prefix.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::sync::{Arc, OnceLock};
 
 use sessiond_core::Backend;

@@ -1,20 +1,13 @@
 //! Sessions and users on the embedded file store survive a server restart.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::StatusCode;
 use sessiond::StoreHandle;
 
 #[tokio::test]
 async fn sessions_survive_a_server_restart_on_the_file_store() {
     let dir = tempfile::tempdir().unwrap();
-    let config = sessiond::ServerConfig {
-        data_dir: dir.path().to_owned(),
-        ..test_config()
-    };
+    let config = file_config(dir.path());
     let app = spawn_app_on(StoreHandle::open_file(&config).unwrap(), config.clone()).await;
     let mut c = app.login("alice").await;
     let token = c.session.clone().unwrap();

@@ -2,8 +2,6 @@
 //! at random moments; every session whose creation was acknowledged must load
 //! after the restart, and the database must open cleanly each time.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
 use std::sync::Arc;
@@ -15,7 +13,8 @@ use sessiond_core::{
 use sessiond_store_file::{FileStore, FileStoreConfig};
 
 const CHILD_ENV: &str = "SESSIOND_CRASH_CHILD_DIR";
-const TEST_NAME: &str = "acknowledged_sessions_survive_sigkill_at_random_moments";
+// The path inside the integration-test binary, for `--exact`.
+const TEST_NAME: &str = "crash::acknowledged_sessions_survive_sigkill_at_random_moments";
 
 /// The child: create sessions from 16 tasks as fast as possible, printing each
 /// key once its create has returned (been acknowledged).

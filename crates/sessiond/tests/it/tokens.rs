@@ -1,15 +1,11 @@
 //! Access tokens, refresh families and the bearer middleware, end to end
 //! against the real server.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
+use crate::common::*;
 use base64::Engine as _;
-use common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sessiond::StoreHandle;
@@ -122,7 +118,7 @@ async fn a_wrong_password_gets_no_token_and_counts_toward_throttling() {
     );
     // The same per-user throttle as cookie logins: after the allowed
     // failures, even the right password waits.
-    for _ in 1..app.config.login_failures_per_user {
+    for _ in 1..app.config.login.failures_per_user {
         let r = token_request(&app.base, "alice", "wrong").await;
         assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
     }
@@ -411,7 +407,7 @@ async fn every_attack_token_gets_401_invalid_token() {
         if token.is_empty() {
             continue; // "Bearer " with nothing: a malformed request, 400 (see above)
         }
-        if token.len() > app.config.header_limit_bytes {
+        if token.len() > app.config.server.header_limit_bytes {
             // Stopped before any token code runs, by the header-size guard.
             let r = bearer(&app, Method::GET, "/api/profile", &token).await;
             assert_eq!(
@@ -534,7 +530,7 @@ fn kek(text: &str) -> sessiond_jwt::KeyEncryptionKey {
 
 fn sealed_config(key: &str) -> sessiond::ServerConfig {
     let mut config = test_config();
-    config.key_encryption_key = Some(kek(key));
+    config.tokens.key_encryption_key = Some(kek(key));
     config
 }
 
@@ -632,7 +628,7 @@ async fn replacing_the_key_encryption_key_reseals_the_ring_and_logs_nobody_out()
     first.stop().await;
 
     let mut config = sealed_config(&new);
-    config.previous_key_encryption_key = Some(kek(&old));
+    config.tokens.previous_key_encryption_key = Some(kek(&old));
     let moved = spawn_app_on(StoreHandle::from_backend(store.clone()), config).await;
     let stored = stored_ring(&moved).await;
     let context = sessiond::tokens::KEY_RING.as_bytes();

@@ -1,8 +1,6 @@
 //! `rediss://`: the store talks to a real TLS-only Redis, verifying its
 //! certificate against a given CA, and refuses one it cannot verify.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::process::Command;
 
 use sessiond_core::testing::{key_for, sample_record};

@@ -1,15 +1,11 @@
 //! sessiond on Redis: several nodes share sessions, and a Sentinel failover
 //! logs nobody out. Real `sessiond` processes, real Redis processes.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use common::process::{Node, add_user};
-use common::{PASSWORD, cookie_value, session_set_cookie, token_request};
+use crate::common::process::{Node, add_user};
+use crate::common::{PASSWORD, cookie_value, session_set_cookie, token_request};
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use sessiond_store_redis::testing::{self, ClusterDeployment, SentinelDeployment};
@@ -84,7 +80,7 @@ async fn a_sentinel_failover_loses_no_acknowledged_session_and_sessiond_recovers
         .unwrap();
     let url = deployment.url();
     add_user(&url, "alice", "user", PASSWORD);
-    let node = Node::start(&url, &[("SESSIOND_REDIS_WAIT_REPLICAS", "1")]).await;
+    let node = Node::start(&url, &[("SESSIOND_REDIS__WAIT_REPLICAS", "1")]).await;
     let old_master = deployment.master.port;
     let outcome = login_through_a_fault(&node, || deployment.master.kill()).await;
     assert_ne!(
@@ -105,7 +101,7 @@ async fn a_cluster_master_killed_under_load_loses_no_acknowledged_session() {
         .unwrap();
     let url = deployment.url();
     add_user(&url, "alice", "user", PASSWORD);
-    let node = Node::start(&url, &[("SESSIOND_REDIS_WAIT_REPLICAS", "1")]).await;
+    let node = Node::start(&url, &[("SESSIOND_REDIS__WAIT_REPLICAS", "1")]).await;
     // The master that owns alice's sessions: the one node that has her index.
     let http = reqwest::Client::new();
     login(&http, &node.base, "alice").await.unwrap();

@@ -2,8 +2,6 @@
 //! slot holding a user's sessions moves from one master to another (ASK
 //! redirections during the move, MOVED after it), and none is lost.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;

@@ -1,12 +1,8 @@
 //! The server's HTTP behaviour, against the real server on port 0.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::time::Duration;
 
-use common::*;
+use crate::common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
@@ -541,10 +537,8 @@ async fn health_and_readiness_answer() {
 #[tokio::test]
 async fn a_request_past_its_deadline_gets_a_json_503_not_a_hang() {
     // A 0 s deadline: any request that has to wait (a login hashes for ~30 ms) runs out.
-    let config = sessiond::ServerConfig {
-        request_timeout_secs: 0,
-        ..test_config()
-    };
+    let mut config = test_config();
+    config.server.request_timeout = std::time::Duration::ZERO;
     let app = spawn_app_on(
         sessiond::StoreHandle::from_backend(std::sync::Arc::new(sessiond_core::MemoryStore::new())),
         config,

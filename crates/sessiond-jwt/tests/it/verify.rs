@@ -1,7 +1,5 @@
 //! Signing, rotation, JWKS and the RFC 8725 rules, against real keys.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;

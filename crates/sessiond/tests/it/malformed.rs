@@ -1,11 +1,7 @@
 //! Bad input gets a 4xx with the JSON error shape: never a 500, never a
 //! panic, and it loses nothing (the user's session is intact afterwards).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
-use common::*;
+use crate::common::*;
 use reqwest::header::{COOKIE, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::json;

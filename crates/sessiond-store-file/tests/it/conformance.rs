@@ -1,7 +1,5 @@
 //! The file store passes the shared conformance suite.
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
 use std::sync::Arc;
 
 use sessiond_core::Backend;

@@ -2,22 +2,16 @@
 //! the real server on the file store (behind the resilience decorator, as
 //! `sessiond serve` runs it).
 
-#![allow(clippy::unwrap_used, clippy::expect_used)]
-
-mod common;
-
 use std::collections::BTreeSet;
 
-use common::*;
+use crate::common::*;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sessiond::StoreHandle;
 
 async fn file_app(dir: &tempfile::TempDir, config: sessiond::ServerConfig) -> TestApp {
-    let config = sessiond::ServerConfig {
-        data_dir: dir.path().to_owned(),
-        ..config
-    };
+    let mut config = config;
+    config.store.data_dir = dir.path().to_owned();
     spawn_app_on(StoreHandle::open(&config).await.unwrap(), config).await
 }
 
@@ -203,9 +197,11 @@ async fn metrics_can_move_to_their_own_listener_or_be_turned_off() {
     let port = sessiond_store_redis::testing::free_port();
     let app = spawn_app_on(
         StoreHandle::from_backend(std::sync::Arc::new(sessiond_core::MemoryStore::new())),
-        sessiond::ServerConfig {
-            metrics_listen: Some(format!("127.0.0.1:{port}").parse().unwrap()),
-            ..test_config()
+        {
+            let mut config = test_config();
+            config.observability.metrics_listen =
+                Some(format!("127.0.0.1:{port}").parse().unwrap());
+            config
         },
     )
     .await;
@@ -221,9 +217,10 @@ async fn metrics_can_move_to_their_own_listener_or_be_turned_off() {
 
     let off = spawn_app_on(
         StoreHandle::from_backend(std::sync::Arc::new(sessiond_core::MemoryStore::new())),
-        sessiond::ServerConfig {
-            metrics_enabled: false,
-            ..test_config()
+        {
+            let mut config = test_config();
+            config.observability.metrics = false;
+            config
         },
     )
     .await;
@@ -236,9 +233,12 @@ async fn metrics_can_move_to_their_own_listener_or_be_turned_off() {
 async fn the_real_server_logs_one_json_line_per_request_with_its_request_id() {
     let dir = tempfile::tempdir().unwrap();
     seed_file_store(dir.path()).await;
-    let mut node = common::process::Node::start_file_with(
+    let mut node = crate::common::process::Node::start_file_with(
         dir.path(),
-        &[("SESSIOND_LOG", "info"), ("SESSIOND_LOG_FORMAT", "json")],
+        &[
+            ("SESSIOND_LOG", "info"),
+            ("SESSIOND_OBSERVABILITY__LOG_FORMAT", "json"),
+        ],
     )
     .await;
     let http = reqwest::Client::new();

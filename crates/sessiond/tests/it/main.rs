@@ -1,0 +1,14 @@
+//! The integration tests of sessiond, in one binary (it links once).
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+mod api;
+mod browser;
+mod common;
+mod faults;
+mod logs;
+mod malformed;
+mod observability;
+mod redis;
+mod restart;
+mod tokens;
