@@ -188,8 +188,14 @@ fn main() -> ExitCode {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("error: {e}");
-            for cause in e.chain().skip(1) {
-                eprintln!("  because: {cause}");
+            // Some errors repeat their source's text in their own (an I/O
+            // error wrapped by the Redis client): say each thing once.
+            let mut said = e.to_string();
+            for cause in e.chain().skip(1).map(|c| c.to_string()) {
+                if !said.contains(&cause) {
+                    eprintln!("  because: {cause}");
+                }
+                said = cause;
             }
             if verbose {
                 eprintln!("\n{e:?}");
@@ -200,8 +206,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> Result<()> {
-    let mut config =
-        ServerConfig::load(cli.config.as_deref()).context("loading the configuration")?;
+    let mut config = ServerConfig::load(cli.config.as_deref())?;
     if let Some(dir) = cli.data_dir {
         config.store.data_dir = dir;
     }

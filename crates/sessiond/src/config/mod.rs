@@ -110,7 +110,7 @@ fn not_config(key: &str) -> bool {
 pub enum ConfigError {
     /// The file or an environment variable could not be read or parsed
     /// (figment's message names the key and where it came from).
-    #[error("invalid configuration: {0}")]
+    #[error("invalid configuration")]
     Load(#[source] Box<figment::Error>),
     /// A key of the flat layout before sections.
     #[error(
@@ -342,6 +342,18 @@ mod tests {
     use super::*;
     use sessiond_axum::SameSite;
 
+    /// The error and its causes, as the CLI prints them.
+    fn chain(e: &ConfigError) -> String {
+        let mut text = e.to_string();
+        let mut source = std::error::Error::source(e);
+        while let Some(cause) = source {
+            text.push_str(": ");
+            text.push_str(&cause.to_string());
+            source = cause.source();
+        }
+        text
+    }
+
     #[test]
     fn the_key_encryption_key_is_read_from_its_file_and_a_bad_one_stops_the_load() {
         figment::Jail::expect_with(|jail| {
@@ -411,16 +423,12 @@ mod tests {
         figment::Jail::expect_with(|jail| {
             jail.set_env("SESSIOND_TOKENS__ALGORITHM", "ED25519X");
             // Keys from the environment are named as the variable spells them.
-            let e = ServerConfig::load(None)
-                .expect_err("unknown algorithm")
-                .to_string();
+            let e = chain(&ServerConfig::load(None).expect_err("unknown algorithm"));
             assert!(e.to_lowercase().contains("tokens.algorithm"), "{e}");
             assert!(e.contains("EdDSA, ES256, RS256 or HS256"), "{e}");
             jail.set_env("SESSIOND_TOKENS__ALGORITHM", "EdDSA");
             jail.set_env("SESSIOND_OBSERVABILITY__LOG_FORMAT", "yaml");
-            let e = ServerConfig::load(None)
-                .expect_err("unknown format")
-                .to_string();
+            let e = chain(&ServerConfig::load(None).expect_err("unknown format"));
             assert!(e.to_lowercase().contains("observability.log_format"), "{e}");
             assert!(
                 e.contains("auto") && e.contains("json") && e.contains("text"),
@@ -434,16 +442,15 @@ mod tests {
     fn an_unknown_key_stops_the_load_naming_it() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("SESSIOND_SESSION__IDLE_TIMEOUTT", "900");
-            let e = ServerConfig::load(None).expect_err("typo").to_string();
+            let e = chain(&ServerConfig::load(None).expect_err("typo"));
             assert!(e.contains("idle_timeoutt"), "{e}");
             jail.set_env("SESSIOND_SESSION__IDLE_TIMEOUTT", "");
             Ok(())
         });
         figment::Jail::expect_with(|jail| {
             jail.create_file("t.toml", "[sesion]\nidle_timeout = \"1m\"\n")?;
-            let e = ServerConfig::load(Some(Path::new("t.toml")))
-                .expect_err("unknown section")
-                .to_string();
+            let e =
+                chain(&ServerConfig::load(Some(Path::new("t.toml"))).expect_err("unknown section"));
             assert!(e.contains("sesion"), "{e}");
             Ok(())
         });
@@ -453,16 +460,15 @@ mod tests {
     fn an_old_flat_key_names_its_new_place() {
         figment::Jail::expect_with(|jail| {
             jail.set_env("SESSIOND_IDLE_TIMEOUT_SECS", "900");
-            let e = ServerConfig::load(None).expect_err("old name").to_string();
+            let e = chain(&ServerConfig::load(None).expect_err("old name"));
             assert!(e.contains("`idle_timeout` in the [session] table"), "{e}");
             assert!(e.contains("SESSIOND_SESSION__IDLE_TIMEOUT"), "{e}");
             Ok(())
         });
         figment::Jail::expect_with(|jail| {
             jail.create_file("old.toml", "store = \"redis://127.0.0.1:6379\"\n")?;
-            let e = ServerConfig::load(Some(Path::new("old.toml")))
-                .expect_err("old store key")
-                .to_string();
+            let e =
+                chain(&ServerConfig::load(Some(Path::new("old.toml"))).expect_err("old store key"));
             assert!(e.contains("`url` in the [store] table"), "{e}");
             Ok(())
         });

@@ -4,6 +4,7 @@
 
 mod api;
 mod browser;
+mod cli;
 mod common;
 mod faults;
 mod logs;
