@@ -70,6 +70,15 @@ async fn send(app: &App, req: Request<Body>) -> Response<Body> {
     app.router.clone().oneshot(req).await.unwrap()
 }
 
+/// `GET path`, with the session cookie `token` if any.
+async fn get_page(app: &App, path: &str, token: Option<&str>) -> Response<Body> {
+    send(
+        app,
+        request("GET", path, token).body(Body::empty()).unwrap(),
+    )
+    .await
+}
+
 async fn text(response: Response<Body>) -> String {
     let bytes = response.into_body().collect().await.unwrap().to_bytes();
     String::from_utf8(bytes.to_vec()).unwrap()
@@ -131,13 +140,7 @@ async fn the_session_layer_sets_a_secure_host_cookie_at_login_and_recognises_it_
         assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
     }
     let (token, _) = sign_in(&app, "user").await;
-    let me = send(
-        &app,
-        request("GET", "/me", Some(&token))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let me = get_page(&app, "/me", Some(&token)).await;
     assert_eq!(me.status(), StatusCode::OK);
     assert_eq!(text(me).await, "alice");
 }
@@ -156,13 +159,7 @@ async fn logout_clears_the_cookie_and_the_token_no_longer_works() {
     .await;
     assert_eq!(out.status(), StatusCode::OK);
     assert!(set_cookie(&out).contains("Max-Age=0"));
-    let me = send(
-        &app,
-        request("GET", "/me", Some(&token))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let me = get_page(&app, "/me", Some(&token)).await;
     assert_eq!(me.status(), StatusCode::UNAUTHORIZED);
     // The browser is told to drop the dead cookie.
     assert!(set_cookie(&me).contains("Max-Age=0"));
@@ -173,24 +170,12 @@ async fn a_store_outage_is_a_503_with_retry_after_and_never_reaches_the_handler(
     let app = app();
     let (token, _) = sign_in(&app, "user").await;
     app.store.set_down(true);
-    let me = send(
-        &app,
-        request("GET", "/me", Some(&token))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let me = get_page(&app, "/me", Some(&token)).await;
     assert_eq!(me.status(), StatusCode::SERVICE_UNAVAILABLE);
     assert_eq!(me.headers()[header::RETRY_AFTER], "1");
     assert_eq!(error_code(me).await, "store_unavailable");
     app.store.set_down(false);
-    let me = send(
-        &app,
-        request("GET", "/me", Some(&token))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let me = get_page(&app, "/me", Some(&token)).await;
     assert_eq!(
         me.status(),
         StatusCode::OK,
@@ -256,44 +241,22 @@ async fn the_csrf_layer_takes_the_token_from_a_form_field_and_refuses_cross_site
     .await;
     assert_eq!(cross_site.status(), StatusCode::FORBIDDEN);
     // Safe methods are not checked.
-    let get = send(
-        &app,
-        request("GET", "/me", Some(&token))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let get = get_page(&app, "/me", Some(&token)).await;
     assert_eq!(get.status(), StatusCode::OK);
 }
 
 #[tokio::test]
 async fn the_role_layer_answers_401_without_a_session_and_403_without_the_role() {
     let app = app();
-    let anonymous = send(
-        &app,
-        request("GET", "/admin", None).body(Body::empty()).unwrap(),
-    )
-    .await;
+    let anonymous = get_page(&app, "/admin", None).await;
     assert_eq!(anonymous.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(error_code(anonymous).await, "unauthenticated");
     let (user, _) = sign_in(&app, "user").await;
-    let denied = send(
-        &app,
-        request("GET", "/admin", Some(&user))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let denied = get_page(&app, "/admin", Some(&user)).await;
     assert_eq!(denied.status(), StatusCode::FORBIDDEN);
     assert_eq!(error_code(denied).await, "forbidden");
     let (admin, _) = sign_in(&app, "admin").await;
-    let allowed = send(
-        &app,
-        request("GET", "/admin", Some(&admin))
-            .body(Body::empty())
-            .unwrap(),
-    )
-    .await;
+    let allowed = get_page(&app, "/admin", Some(&admin)).await;
     assert_eq!(allowed.status(), StatusCode::OK);
     assert_eq!(text(allowed).await, "admin area");
 }

@@ -175,6 +175,26 @@ pub enum Refreshed {
     Invalid,
 }
 
+impl Refreshed {
+    /// The family of `presented` continues with secret `next`.
+    fn successor(
+        presented: &RefreshToken,
+        next: [u8; 32],
+        record: &sessiond_core::SessionRecord,
+        replayed: bool,
+    ) -> Self {
+        Refreshed::Rotated {
+            token: RefreshToken {
+                key: presented.key,
+                secret: next,
+            },
+            user: record.user_id.clone(),
+            roles: record.roles.clone(),
+            replayed,
+        }
+    }
+}
+
 /// Refresh families over the session engine (and so on its clock).
 #[derive(Clone)]
 pub struct RefreshFamilies {
@@ -255,17 +275,7 @@ impl RefreshFamilies {
                     .update_attributes(&presented.key, &changes, Some(record.version))
                     .await
                 {
-                    Ok(_) => {
-                        return Ok(Refreshed::Rotated {
-                            token: RefreshToken {
-                                key: presented.key,
-                                secret: next,
-                            },
-                            user: record.user_id.clone(),
-                            roles: record.roles.clone(),
-                            replayed: false,
-                        });
-                    }
+                    Ok(_) => return Ok(Refreshed::successor(presented, next, &record, false)),
                     // A concurrent refresh won: read again, we are probably in its grace window.
                     Err(StoreError::Conflict) => continue,
                     Err(StoreError::NotFound) => return Ok(Refreshed::Invalid),
@@ -283,15 +293,7 @@ impl RefreshFamilies {
                     .get(attr::SEALED_NEXT)
                     .and_then(|s| open(&presented.secret, s))
             {
-                return Ok(Refreshed::Rotated {
-                    token: RefreshToken {
-                        key: presented.key,
-                        secret: next,
-                    },
-                    user: record.user_id.clone(),
-                    roles: record.roles.clone(),
-                    replayed: true,
-                });
+                return Ok(Refreshed::successor(presented, next, &record, true));
             }
             if family.was_spent(&presented_digest) {
                 sessions.delete(&presented.key).await?;
