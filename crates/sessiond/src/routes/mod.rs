@@ -198,3 +198,19 @@ pub fn router(state: SharedState) -> Router {
         )
         .with_state(state)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_route_of_the_table_gets_its_own_template_as_the_metrics_route_label() {
+        let templates = templates();
+        assert!(templates.len() >= 20, "{templates:?}");
+        let layer = crate::observe::ObserveLayer::new(templates.clone(), true, None, false);
+        for route in &templates {
+            let concrete = route.replace("{id}", "x").replace("{name}", "y");
+            assert_eq!(layer.route_label(&concrete), *route);
+        }
+    }
+}
