@@ -159,6 +159,28 @@ async fn a_cookie_session_with_its_csrf_token_can_mint_a_token_pair() {
 }
 
 #[tokio::test]
+async fn a_token_family_records_the_same_device_label_as_a_cookie_session() {
+    let app = spawn_app().await;
+    let firefox = "Mozilla/5.0 (X11; Linux x86_64; rv:133.0) Gecko/20100101 Firefox/133.0";
+    let r = reqwest::Client::new()
+        .post(format!("{}/api/token", app.base))
+        .header("user-agent", format!("{firefox} {}", "x".repeat(200)))
+        .json(&json!({"username": "alice", "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    let p = pair(r).await;
+    let listed: Value = bearer(&app, Method::GET, "/api/sessions", &p.access)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let family = &listed["sessions"][0];
+    assert_eq!(family["user_agent"], "Firefox 133 on Linux", "{listed}");
+    assert_eq!(family["ip"], "127.0.0.1");
+}
+
+#[tokio::test]
 async fn each_refresh_spends_the_token_and_returns_a_new_pair() {
     let app = spawn_app().await;
     let first = issue(&app, "alice").await;

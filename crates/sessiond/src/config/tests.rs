@@ -1,0 +1,163 @@
+//! The configuration as an operator meets it: sections from files and
+//! nested variables, typed values, errors that name the key.
+
+#![allow(clippy::result_large_err)] // figment::Jail's closures return figment::Error
+
+use super::*;
+use sessiond_axum::SameSite;
+
+/// The error and its causes, as the CLI prints them.
+fn chain(e: &ConfigError) -> String {
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
+#[test]
+fn the_key_encryption_key_is_read_from_its_file_and_a_bad_one_stops_the_load() {
+    figment::Jail::expect_with(|jail| {
+        let key = sessiond_jwt::KeyEncryptionKey::generate_text().expect("a key");
+        jail.create_file("kek", &format!("{key}\n"))?;
+        jail.create_file("short", "c2hvcnQ")?;
+        jail.set_env("SESSIOND_TOKENS__KEY_ENCRYPTION_KEY_FILE", "kek");
+        let c = ServerConfig::load(None).expect("loads");
+        let read = c.token_settings().encryption.expect("the key is read");
+        let sealed = read.seal(b"x", b"c").expect("seals");
+        let same = sessiond_jwt::KeyEncryptionKey::from_text(&key).expect("parses");
+        assert_eq!(same.open(&sealed, b"c").expect("opens"), b"x");
+        for bad in ["short", "missing"] {
+            jail.set_env("SESSIOND_TOKENS__KEY_ENCRYPTION_KEY_FILE", bad);
+            let e = ServerConfig::load(None).expect_err("a bad key file is an error");
+            assert!(e.to_string().contains("key_encryption_key_file"), "{e}");
+            assert!(
+                std::error::Error::source(&e).is_some(),
+                "the cause is kept: {e:?}"
+            );
+        }
+        Ok(())
+    });
+}
+
+#[test]
+fn nested_environment_variables_set_section_keys_and_unrelated_ones_are_ignored() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("SESSIOND_SESSION__IDLE_TIMEOUT", "900");
+        jail.set_env("SESSIOND_COOKIE__SAME_SITE", "lax");
+        jail.set_env("SESSIOND_STORE__TIMEOUT", "250ms");
+        jail.set_env("SESSIOND_REDIS__WAIT_REPLICAS", "1");
+        jail.set_env("SESSIOND_LOG", "debug");
+        jail.set_env("SESSIOND_REQUIRE_REDIS", "1");
+        jail.set_env("SESSIOND_REQUIRE_BROWSER", "1");
+        let c = ServerConfig::load(None).expect("loads");
+        assert_eq!(c.session.idle_timeout, Duration::from_secs(900));
+        assert_eq!(c.cookie.same_site, SameSite::Lax);
+        assert_eq!(c.store.timeout, Duration::from_millis(250));
+        assert_eq!(c.redis.wait_replicas, 1);
+        Ok(())
+    });
+}
+
+#[test]
+fn a_file_sets_values_by_section_and_nonsense_is_refused_naming_the_key() {
+    figment::Jail::expect_with(|jail| {
+        jail.create_file(
+            "s.toml",
+            "[server]\nlisten = \"127.0.0.1:9999\"\n[session]\nrenewal_threshold = \"1m\"\n\
+             [tokens]\nalgorithm = \"ES256\"\n[observability]\nlog_format = \"text\"\n",
+        )?;
+        let c = ServerConfig::load(Some(Path::new("s.toml"))).expect("loads");
+        assert_eq!(c.server.listen.port(), 9999);
+        assert_eq!(c.session.renewal_threshold, Duration::from_secs(60));
+        assert_eq!(c.tokens.algorithm, sessiond_jwt::Algorithm::ES256);
+        assert!(!c.json_logs());
+        jail.create_file("bad.toml", "[session]\nrenewal_threshold = \"99h\"\n")?;
+        let e = ServerConfig::load(Some(Path::new("bad.toml"))).expect_err("refused");
+        assert!(e.to_string().contains("session.renewal_threshold"), "{e}");
+        Ok(())
+    });
+}
+
+#[test]
+fn a_typo_in_an_enum_value_names_the_key_and_the_accepted_values() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("SESSIOND_TOKENS__ALGORITHM", "ED25519X");
+        // Keys from the environment are named as the variable spells them.
+        let e = chain(&ServerConfig::load(None).expect_err("unknown algorithm"));
+        assert!(e.to_lowercase().contains("tokens.algorithm"), "{e}");
+        assert!(e.contains("EdDSA, ES256, RS256 or HS256"), "{e}");
+        jail.set_env("SESSIOND_TOKENS__ALGORITHM", "EdDSA");
+        jail.set_env("SESSIOND_OBSERVABILITY__LOG_FORMAT", "yaml");
+        let e = chain(&ServerConfig::load(None).expect_err("unknown format"));
+        assert!(e.to_lowercase().contains("observability.log_format"), "{e}");
+        assert!(
+            e.contains("auto") && e.contains("json") && e.contains("text"),
+            "{e}"
+        );
+        Ok(())
+    });
+}
+
+#[test]
+fn an_unknown_key_stops_the_load_naming_it() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("SESSIOND_SESSION__IDLE_TIMEOUTT", "900");
+        let e = chain(&ServerConfig::load(None).expect_err("typo"));
+        assert!(e.contains("idle_timeoutt"), "{e}");
+        jail.set_env("SESSIOND_SESSION__IDLE_TIMEOUTT", "");
+        Ok(())
+    });
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("t.toml", "[sesion]\nidle_timeout = \"1m\"\n")?;
+        let e = chain(&ServerConfig::load(Some(Path::new("t.toml"))).expect_err("unknown section"));
+        assert!(e.contains("sesion"), "{e}");
+        Ok(())
+    });
+}
+
+#[test]
+fn an_old_flat_key_names_its_new_place() {
+    figment::Jail::expect_with(|jail| {
+        jail.set_env("SESSIOND_IDLE_TIMEOUT_SECS", "900");
+        let e = chain(&ServerConfig::load(None).expect_err("old name"));
+        assert!(e.contains("`idle_timeout` in the [session] table"), "{e}");
+        assert!(e.contains("SESSIOND_SESSION__IDLE_TIMEOUT"), "{e}");
+        Ok(())
+    });
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("old.toml", "store = \"redis://127.0.0.1:6379\"\n")?;
+        let e = chain(&ServerConfig::load(Some(Path::new("old.toml"))).expect_err("old store key"));
+        assert!(e.contains("`url` in the [store] table"), "{e}");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_readme_example_configuration_loads() {
+    let readme = include_str!("../../../../README.md");
+    let example = readme
+        .split("```toml\n")
+        .nth(1)
+        .and_then(|rest| rest.split("```").next())
+        .expect("README.md has a TOML example");
+    figment::Jail::expect_with(|jail| {
+        jail.create_file("example.toml", example)?;
+        let c = ServerConfig::load(Some(Path::new("example.toml"))).expect("loads");
+        assert_eq!(c.server.listen.port(), 8080);
+        assert_eq!(c.tokens.issuer, "https://auth.example.com");
+        Ok(())
+    });
+}
+
+#[test]
+fn the_changelog_migration_table_lists_every_renamed_key() {
+    let changelog = include_str!("../../../../CHANGELOG.md");
+    for (old, new) in RENAMED_KEYS {
+        let row = format!("| `{old}` | `{new}` |");
+        assert!(changelog.contains(&row), "CHANGELOG.md lacks {row}");
+    }
+}
