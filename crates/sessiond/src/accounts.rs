@@ -116,8 +116,8 @@ pub struct Accounts {
     store: Arc<dyn Backend>,
     sessions: SessionManager,
     hasher: Hasher,
-    user_throttle: Arc<Throttle>,
-    ip_throttle: Arc<Throttle>,
+    user_throttle: Throttle,
+    ip_throttle: Throttle,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -139,8 +139,8 @@ impl Accounts {
             store,
             sessions,
             hasher,
-            user_throttle: Arc::new(Throttle::new(limits.per_user, limits.window)),
-            ip_throttle: Arc::new(Throttle::new(limits.per_ip, limits.window)),
+            user_throttle: Throttle::new(limits.per_user, limits.window),
+            ip_throttle: Throttle::new(limits.per_ip, limits.window),
         }
     }
 
@@ -156,28 +156,34 @@ impl Accounts {
             return Err(AccountError::InvalidCredentials);
         }
         let ip = client_ip.to_string();
-        let blocked = self
-            .user_throttle
-            .blocked(username)
-            .into_iter()
-            .chain(self.ip_throttle.blocked(&ip))
-            .max();
-        if let Some(retry_after) = blocked {
-            metrics::counter!(metric::LOGINS, "outcome" => "throttled").increment(1);
-            tracing::warn!(target: "sessiond::security", event = "login_throttled", client_ip = %ip);
-            return Err(AccountError::Throttled { retry_after });
-        }
+        // Both places are taken before the hash is computed, so concurrent
+        // guesses count against the limits while they are being checked.
+        let (user_slot, ip_slot) = match (
+            self.user_throttle.reserve(username),
+            self.ip_throttle.reserve(&ip),
+        ) {
+            (Ok(user), Ok(ip)) => (user, ip),
+            (by_user, by_ip) => {
+                let retry_after = [by_user.err(), by_ip.err()].into_iter().flatten().max();
+                metrics::counter!(metric::LOGINS, "outcome" => "throttled").increment(1);
+                tracing::warn!(target: "sessiond::security", event = "login_throttled", client_ip = %ip);
+                return Err(AccountError::Throttled {
+                    retry_after: retry_after.unwrap_or(1),
+                });
+            }
+        };
         let user = self.store.get_user(username).await?;
         let hash = user.as_ref().map(|u| u.password_hash.clone());
         match (self.hasher.verify(password, hash).await?, user) {
             (true, Some(user)) => {
                 metrics::counter!(metric::LOGINS, "outcome" => "success").increment(1);
-                self.user_throttle.reset(&user.name);
+                user_slot.succeeded(true);
+                ip_slot.succeeded(false);
                 Ok(user)
             }
             _ => {
-                self.user_throttle.record_failure(username);
-                self.ip_throttle.record_failure(&ip);
+                user_slot.failed();
+                ip_slot.failed();
                 metrics::counter!(metric::LOGINS, "outcome" => "bad_credentials").increment(1);
                 tracing::warn!(target: "sessiond::security", event = "login_failed", client_ip = %ip);
                 Err(AccountError::InvalidCredentials)
@@ -196,18 +202,20 @@ impl Accounts {
         keep: Option<&SessionKey>,
     ) -> Result<usize, AccountError> {
         check_password(&new)?;
-        if let Some(retry_after) = self.user_throttle.blocked(name) {
-            return Err(AccountError::Throttled { retry_after });
-        }
+        let slot = self
+            .user_throttle
+            .reserve(name)
+            .map_err(|retry_after| AccountError::Throttled { retry_after })?;
         let account = self.existing(name).await?;
         if !self
             .hasher
             .verify(current, Some(account.password_hash.clone()))
             .await?
         {
-            self.user_throttle.record_failure(name);
+            slot.failed();
             return Err(AccountError::WrongPassword);
         }
+        slot.succeeded(true);
         self.replace_password(account, new, keep).await
     }
 
