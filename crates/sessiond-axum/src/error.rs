@@ -21,6 +21,8 @@ pub enum ErrorCode {
     InvalidBody,
     /// `invalid_request` (bad request): the Authorization header has no usable bearer token.
     InvalidRequest,
+    /// `invalid_host` (bad request): the Host header is missing, repeated, malformed or not served here.
+    InvalidHost,
     /// `invalid_grant` (bad request): the refresh token is invalid, expired or revoked.
     InvalidGrant,
     /// `unsupported_grant_type` (bad request): grant_type must be refresh_token.
@@ -70,6 +72,7 @@ impl ErrorCode {
         ErrorCode::InvalidJson,
         ErrorCode::InvalidBody,
         ErrorCode::InvalidRequest,
+        ErrorCode::InvalidHost,
         ErrorCode::InvalidGrant,
         ErrorCode::UnsupportedGrantType,
         ErrorCode::WeakPassword,
@@ -99,6 +102,7 @@ impl ErrorCode {
             ErrorCode::InvalidJson => "invalid_json",
             ErrorCode::InvalidBody => "invalid_body",
             ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidHost => "invalid_host",
             ErrorCode::InvalidGrant => "invalid_grant",
             ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
             ErrorCode::WeakPassword => "weak_password",
@@ -129,6 +133,7 @@ impl ErrorCode {
             ErrorCode::InvalidJson => StatusCode::BAD_REQUEST,
             ErrorCode::InvalidBody => StatusCode::BAD_REQUEST,
             ErrorCode::InvalidRequest => StatusCode::BAD_REQUEST,
+            ErrorCode::InvalidHost => StatusCode::BAD_REQUEST,
             ErrorCode::InvalidGrant => StatusCode::BAD_REQUEST,
             ErrorCode::UnsupportedGrantType => StatusCode::BAD_REQUEST,
             ErrorCode::WeakPassword => StatusCode::BAD_REQUEST,
@@ -159,6 +164,9 @@ impl ErrorCode {
             ErrorCode::InvalidJson => "the body is not valid JSON",
             ErrorCode::InvalidBody => "the request body does not have the expected fields",
             ErrorCode::InvalidRequest => "the Authorization header has no usable bearer token",
+            ErrorCode::InvalidHost => {
+                "the Host header is missing, repeated, malformed or not served here"
+            }
             ErrorCode::InvalidGrant => "the refresh token is invalid, expired or revoked",
             ErrorCode::UnsupportedGrantType => "grant_type must be refresh_token",
             ErrorCode::WeakPassword => "the new password is too short or too long",

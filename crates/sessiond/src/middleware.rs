@@ -1,6 +1,9 @@
 //! The server's outermost layer, [`GuardLayer`]: refuses oversized headers
-//! (431), gives every failure answer the JSON error shape, and adds the
-//! security headers to every answer.
+//! (431) and a missing, repeated or malformed `Host` (400, RFC 9112 §3.2;
+//! with `allowed_hosts`, any other name too), gives every failure answer
+//! the JSON error shape, and adds the security headers to every answer.
+//! Everything behind it (the CSRF origin check) reads a `Host` that passed
+//! here.
 //!
 //! One hand-written service rather than `from_fn` plus four
 //! `SetResponseHeader` layers: the same work in one pass, without cloning the
@@ -10,11 +13,13 @@
 use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use http::{HeaderName, HeaderValue, Request, StatusCode, header};
+use http::uri::Authority;
+use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Version, header};
 use sessiond_axum::{ApiError, ErrorCode};
 use tower::{Layer, Service};
 
@@ -31,15 +36,28 @@ const SECURITY_HEADERS: [(HeaderName, &str); 4] = [
 ];
 
 /// See the module docs.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct GuardLayer {
     header_limit: usize,
+    /// Lowercase host names (no port); empty: any well-formed host.
+    allowed_hosts: Arc<[String]>,
 }
 
 impl GuardLayer {
     /// Refuses requests whose headers add up to more than `header_limit` bytes.
     pub fn new(header_limit: usize) -> Self {
-        Self { header_limit }
+        Self {
+            header_limit,
+            allowed_hosts: Arc::new([]),
+        }
+    }
+
+    /// Accepts only these host names in `Host` (any port); an empty list
+    /// accepts any well-formed host.
+    #[must_use]
+    pub fn with_allowed_hosts(mut self, hosts: &[String]) -> Self {
+        self.allowed_hosts = hosts.iter().map(|h| h.to_ascii_lowercase()).collect();
+        self
     }
 }
 
@@ -48,7 +66,7 @@ impl<S> Layer<S> for GuardLayer {
     fn layer(&self, inner: S) -> Self::Service {
         Guard {
             inner,
-            header_limit: self.header_limit,
+            layer: self.clone(),
         }
     }
 }
@@ -57,7 +75,42 @@ impl<S> Layer<S> for GuardLayer {
 #[derive(Debug, Clone)]
 pub struct Guard<S> {
     inner: S,
-    header_limit: usize,
+    layer: GuardLayer,
+}
+
+/// Why a request's `Host` is refused, if it is.
+pub fn check_host(
+    version: Version,
+    headers: &HeaderMap,
+    allowed: &[String],
+) -> Result<(), &'static str> {
+    let mut hosts = headers.get_all(header::HOST).iter();
+    let Some(host) = hosts.next() else {
+        // HTTP/1.0 predates Host; HTTP/1.1 requires it.
+        return if version == Version::HTTP_10 || version == Version::HTTP_09 {
+            Ok(())
+        } else {
+            Err("the Host header is missing")
+        };
+    };
+    if hosts.next().is_some() {
+        return Err("more than one Host header");
+    }
+    let authority = host
+        .to_str()
+        .ok()
+        .filter(|h| !h.is_empty() && !h.contains('@'))
+        .and_then(|h| h.parse::<Authority>().ok())
+        .ok_or("the Host header is not a host name or address")?;
+    if allowed.is_empty()
+        || allowed
+            .iter()
+            .any(|a| a.eq_ignore_ascii_case(authority.host()))
+    {
+        Ok(())
+    } else {
+        Err("this server does not answer for that host")
+    }
 }
 
 impl<S> Service<Request<Body>> for Guard<S>
@@ -79,8 +132,12 @@ where
             .iter()
             .map(|(k, v)| k.as_str().len() + v.len() + 4)
             .sum();
-        if size > self.header_limit {
+        if size > self.layer.header_limit {
             let refused = ApiError::from(ErrorCode::HeadersTooLarge);
+            return Box::pin(std::future::ready(Ok(finish(refused.into_response()))));
+        }
+        if let Err(why) = check_host(req.version(), req.headers(), &self.layer.allowed_hosts) {
+            let refused = ApiError::new(ErrorCode::InvalidHost, why);
             return Box::pin(std::future::ready(Ok(finish(refused.into_response()))));
         }
         let response = self.inner.call(req);
@@ -139,4 +196,57 @@ fn json_error(response: Response) -> Response {
         out.headers_mut().insert(header::ALLOW, allow.clone());
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn with_hosts(hosts: &[&'static str]) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        for host in hosts {
+            h.append(header::HOST, HeaderValue::from_static(host));
+        }
+        h
+    }
+
+    #[test]
+    fn a_request_needs_exactly_one_well_formed_host() {
+        let v11 = Version::HTTP_11;
+        assert!(check_host(v11, &with_hosts(&["auth.example.com"]), &[]).is_ok());
+        assert!(check_host(v11, &with_hosts(&["127.0.0.1:8080"]), &[]).is_ok());
+        assert!(check_host(v11, &with_hosts(&["[::1]:8080"]), &[]).is_ok());
+        assert!(check_host(v11, &with_hosts(&[]), &[]).is_err());
+        assert!(check_host(Version::HTTP_10, &with_hosts(&[]), &[]).is_ok());
+        assert!(check_host(v11, &with_hosts(&["a.example", "b.example"]), &[]).is_err());
+        for bad in [
+            "",
+            "a b",
+            "user@evil.example",
+            "evil.example/path",
+            "[::1",
+            "a:b:c",
+        ] {
+            assert!(
+                check_host(v11, &with_hosts(&[bad]), &[]).is_err(),
+                "{bad:?} accepted"
+            );
+        }
+    }
+
+    #[test]
+    fn allowed_hosts_pin_the_names_whatever_the_port_and_case() {
+        let allowed = ["auth.example.com".to_owned()];
+        let v11 = Version::HTTP_11;
+        assert!(check_host(v11, &with_hosts(&["AUTH.example.com:8443"]), &allowed).is_ok());
+        assert!(check_host(v11, &with_hosts(&["evil.example"]), &allowed).is_err());
+        assert!(
+            check_host(
+                v11,
+                &with_hosts(&["auth.example.com.evil.example"]),
+                &allowed
+            )
+            .is_err()
+        );
+    }
 }

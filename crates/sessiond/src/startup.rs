@@ -154,7 +154,7 @@ impl Application {
 /// The layers wrap the router once, rather than being added with
 /// `Router::layer` (which wraps every route and clones the whole stack on
 /// every request: measured at ~5% of the CPU of `GET /api/profile`).
-/// Outermost first: header limit, JSON errors and security headers
+/// Outermost first: header limit, `Host`, JSON errors and security headers
 /// (`GuardLayer`); panics become a 500; the request deadline; the body
 /// limit; bearer tokens (which drop a bearer request's cookie); the
 /// session; CSRF.
@@ -184,9 +184,10 @@ pub fn service(
         // Outermost, to time and count everything, refusals included.
         .option_layer(observe)
         // Then, so that even a panic's 500 gets the JSON shape and headers.
-        .layer(middleware::GuardLayer::new(
-            config.server.header_limit_bytes,
-        ))
+        .layer(
+            middleware::GuardLayer::new(config.server.header_limit_bytes)
+                .with_allowed_hosts(&config.server.allowed_hosts),
+        )
         .map_response(axum::response::IntoResponse::into_response)
         .layer(CatchPanicLayer::new())
         .layer(TimeoutLayer::with_status_code(

@@ -25,6 +25,9 @@ pub struct ServerSection {
     pub body_limit_bytes: usize,
     /// Largest accepted total size of request headers, bytes.
     pub header_limit_bytes: usize,
+    /// The host names this server answers for (`Host`, any port), for
+    /// example its public names; empty: any well-formed host.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl Default for ServerSection {
@@ -34,6 +37,7 @@ impl Default for ServerSection {
             request_timeout: Duration::from_secs(10),
             body_limit_bytes: 64 * 1024,
             header_limit_bytes: 16 * 1024,
+            allowed_hosts: Vec::new(),
         }
     }
 }

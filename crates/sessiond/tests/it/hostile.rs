@@ -76,3 +76,60 @@ async fn a_burst_of_concurrent_failures_from_one_ip_gets_at_most_the_ip_limit_ev
     assert_eq!(unauthorized + throttled, limit + 10);
     assert!(throttled >= 10);
 }
+
+/// Writes `raw` on a new connection and returns the status line of the answer.
+async fn raw_status(addr: std::net::SocketAddr, raw: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
+    stream.write_all(raw.as_bytes()).await.unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(5), stream.read(&mut buf))
+        .await
+        .expect("an answer within 5 s")
+        .unwrap();
+    let text = String::from_utf8_lossy(&buf[..n]).into_owned();
+    text.lines().next().unwrap_or_default().to_owned()
+}
+
+#[tokio::test]
+async fn a_request_without_exactly_one_valid_host_is_a_400() {
+    let app = spawn_app().await;
+    let ok = "GET /healthz HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw_status(app.addr, ok).await, "HTTP/1.1 200 OK");
+    for bad in [
+        "GET /healthz HTTP/1.1\r\nConnection: close\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: a.example\r\nHost: b.example\r\nConnection: close\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: user@evil.example\r\nConnection: close\r\n\r\n",
+        "GET /healthz HTTP/1.1\r\nHost: a b\r\nConnection: close\r\n\r\n",
+    ] {
+        assert_eq!(
+            raw_status(app.addr, bad).await,
+            "HTTP/1.1 400 Bad Request",
+            "{bad:?}"
+        );
+    }
+    // HTTP/1.0 predates Host.
+    let old = "GET /healthz HTTP/1.0\r\n\r\n";
+    assert_eq!(raw_status(app.addr, old).await, "HTTP/1.0 200 OK");
+}
+
+#[tokio::test]
+async fn allowed_hosts_refuse_other_names_and_the_json_says_why() {
+    let mut config = test_config();
+    config.server.allowed_hosts = vec!["auth.example.com".into()];
+    let app = spawn_app_on(
+        sessiond::StoreHandle::from_backend(std::sync::Arc::new(sessiond_core::MemoryStore::new())),
+        config,
+    )
+    .await;
+    let ours = "GET /healthz HTTP/1.1\r\nHost: auth.example.com:443\r\nConnection: close\r\n\r\n";
+    assert_eq!(raw_status(app.addr, ours).await, "HTTP/1.1 200 OK");
+    let r = reqwest::Client::new()
+        .get(format!("{}/healthz", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST, "127.0.0.1 is not ours");
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "invalid_host");
+}
