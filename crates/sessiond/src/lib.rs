@@ -17,7 +17,9 @@
 //!   (`refresh.rs`), on the session engine's clock.
 //! - `password.rs`: argon2id on the blocking pool, bounded.
 //!   `throttle.rs`: failure counters for login throttling.
-//! - `middleware.rs`: JSON errors for every failure, header limits, security headers.
+//! - `serve.rs`: the accept loop (header-read timeout, connection cap,
+//!   graceful stop). `middleware.rs`: JSON errors for every failure, header
+//!   limits, `Host`, security headers, 408 for a body still arriving.
 //! - `observe/`: request ids, metrics (`http_metrics.rs`), the access log
 //!   (`access_log.rs`); `telemetry.rs`: OpenTelemetry export (feature `otel`).
 
@@ -27,6 +29,7 @@ pub mod middleware;
 pub mod observe;
 pub mod password;
 pub mod routes;
+pub mod serve;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

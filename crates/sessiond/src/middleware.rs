@@ -14,6 +14,7 @@ use std::convert::Infallible;
 use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
@@ -140,8 +141,85 @@ where
             let refused = ApiError::new(ErrorCode::InvalidHost, why);
             return Box::pin(std::future::ready(Ok(finish(refused.into_response()))));
         }
+        // Only a request that declares a body pays for watching it (the hot
+        // path is bodiless GETs).
+        let (req, waiting) = if declares_body(req.headers()) {
+            let waiting = Arc::new(AtomicBool::new(false));
+            let req = req.map(|body| {
+                Body::new(WatchedBody {
+                    inner: body,
+                    waiting: waiting.clone(),
+                })
+            });
+            (req, Some(waiting))
+        } else {
+            (req, None)
+        };
         let response = self.inner.call(req);
-        Box::pin(async move { Ok(finish(response.await?)) })
+        Box::pin(async move {
+            let response = response.await?;
+            let waiting_for_client = waiting.is_some_and(|w| w.load(Ordering::Acquire));
+            Ok(finish(client_timeout(response, waiting_for_client)))
+        })
+    }
+}
+
+/// Whether the request says a body follows.
+fn declares_body(headers: &HeaderMap) -> bool {
+    headers.contains_key(header::TRANSFER_ENCODING)
+        || headers
+            .get(header::CONTENT_LENGTH)
+            .is_some_and(|v| v.as_bytes() != b"0")
+}
+
+/// The request deadline's bare 503 is the client's fault when the server
+/// was waiting for the rest of the client's body: 408 `request_timeout`,
+/// counted as a 4xx, and the connection closed (the rest of the body would
+/// be read as a new request). A deadline passed while the server itself
+/// worked (a store call, a hash) stays 503.
+fn client_timeout(response: Response, waiting_for_client: bool) -> Response {
+    let bare_deadline = response.status() == StatusCode::SERVICE_UNAVAILABLE
+        && !response.headers().contains_key(header::CONTENT_TYPE);
+    if !(bare_deadline && waiting_for_client) {
+        return response;
+    }
+    let mut timeout = ApiError::new(
+        ErrorCode::RequestTimeout,
+        "the request body did not arrive in time",
+    )
+    .into_response();
+    timeout
+        .headers_mut()
+        .insert(header::CONNECTION, HeaderValue::from_static("close"));
+    timeout
+}
+
+/// A request body that records whether the server is waiting for the
+/// client's next bytes (its last read found none).
+struct WatchedBody {
+    inner: Body,
+    waiting: Arc<AtomicBool>,
+}
+
+impl http_body::Body for WatchedBody {
+    type Data = axum::body::Bytes;
+    type Error = axum::Error;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<http_body::Frame<Self::Data>, Self::Error>>> {
+        let polled = Pin::new(&mut self.inner).poll_frame(cx);
+        self.waiting.store(polled.is_pending(), Ordering::Release);
+        polled
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> http_body::SizeHint {
+        self.inner.size_hint()
     }
 }
 

@@ -124,7 +124,6 @@ impl Application {
         self,
         shutdown: impl Future<Output = ()> + Send + 'static,
     ) -> std::io::Result<()> {
-        use axum::ServiceExt as _;
         let gauges = self.state.config.observability.metrics.then(|| {
             crate::observe::spawn_gauges(self.state.store.clone(), Duration::from_secs(5))
         });
@@ -136,11 +135,13 @@ impl Application {
                 }
             })
         });
-        let service =
-            service(self.state.clone()).into_make_service_with_connect_info::<SocketAddr>();
-        let served = axum::serve(self.listener, service)
-            .with_graceful_shutdown(shutdown)
-            .await;
+        let server = &self.state.config.server;
+        let limits = crate::serve::Limits {
+            header_read_timeout: server.header_read_timeout,
+            max_connections: server.max_connections,
+        };
+        let served =
+            crate::serve::serve(self.listener, service(self.state.clone()), limits, shutdown).await;
         for task in [gauges, metrics_server].into_iter().flatten() {
             task.abort();
         }

@@ -226,6 +226,12 @@ impl ServerConfig {
 
     /// Checks the values that have to make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.server.header_read_timeout.is_zero() {
+            return Err(invalid("server.header_read_timeout", "must be positive"));
+        }
+        if self.server.max_connections == 0 {
+            return Err(invalid("server.max_connections", "must be at least 1"));
+        }
         let s = &self.session;
         if s.idle_timeout.is_zero() {
             return Err(invalid("session.idle_timeout", "must be positive"));

@@ -18,9 +18,16 @@ use sessiond_jwt::Algorithm;
 pub struct ServerSection {
     /// Address to listen on.
     pub listen: SocketAddr,
-    /// Whole-request deadline.
+    /// Whole-request deadline. A request still sending its body when it
+    /// passes is answered 408 (the client's fault), anything else 503.
     #[serde(with = "duration")]
     pub request_timeout: Duration,
+    /// How long a client may take to send a request head; also how long a
+    /// kept-alive connection may sit idle before its next request.
+    #[serde(with = "duration")]
+    pub header_read_timeout: Duration,
+    /// Connections served at once; more wait to be accepted.
+    pub max_connections: usize,
     /// Largest accepted request body, bytes.
     pub body_limit_bytes: usize,
     /// Largest accepted total size of request headers, bytes.
@@ -35,6 +42,8 @@ impl Default for ServerSection {
         Self {
             listen: SocketAddr::from(([127, 0, 0, 1], 8080)),
             request_timeout: Duration::from_secs(10),
+            header_read_timeout: Duration::from_secs(10),
+            max_connections: 4096,
             body_limit_bytes: 64 * 1024,
             header_limit_bytes: 16 * 1024,
             allowed_hosts: Vec::new(),

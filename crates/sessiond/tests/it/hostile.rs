@@ -133,3 +133,119 @@ async fn allowed_hosts_refuse_other_names_and_the_json_says_why() {
     let body: serde_json::Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "invalid_host");
 }
+
+/// A server on the memory store with `config` changed by `f`.
+async fn app_with(f: impl FnOnce(&mut sessiond::ServerConfig)) -> TestApp {
+    let mut config = test_config();
+    f(&mut config);
+    spawn_app_on(
+        sessiond::StoreHandle::from_backend(std::sync::Arc::new(sessiond_core::MemoryStore::new())),
+        config,
+    )
+    .await
+}
+
+/// Reads until the peer closes (`Ok(bytes)`) or `limit` passes (`Err`).
+async fn read_until_closed(
+    stream: &mut tokio::net::TcpStream,
+    limit: std::time::Duration,
+) -> Result<Vec<u8>, ()> {
+    use tokio::io::AsyncReadExt;
+    let mut all = Vec::new();
+    tokio::time::timeout(limit, async {
+        let mut buf = [0u8; 4096];
+        loop {
+            match stream.read(&mut buf).await {
+                Ok(0) | Err(_) => break,
+                Ok(n) => all.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .map_err(|_| ())?;
+    Ok(all)
+}
+
+#[tokio::test]
+async fn a_stalled_request_head_is_closed_within_the_timeout_while_others_are_served() {
+    use tokio::io::AsyncWriteExt;
+    let app = app_with(|c| c.server.header_read_timeout = std::time::Duration::from_secs(1)).await;
+    let mut stalled = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\nX-Slow: ")
+        .await
+        .unwrap();
+    let started = std::time::Instant::now();
+    let r = reqwest::get(format!("{}/healthz", app.base)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "others are served meanwhile");
+    assert!(started.elapsed() < std::time::Duration::from_millis(900));
+    read_until_closed(&mut stalled, std::time::Duration::from_secs(5))
+        .await
+        .expect("the stalled connection is closed by the server");
+}
+
+#[tokio::test]
+async fn an_idle_kept_alive_connection_is_closed_after_the_header_timeout() {
+    use tokio::io::AsyncWriteExt;
+    let app = app_with(|c| c.server.header_read_timeout = std::time::Duration::from_secs(1)).await;
+    let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    conn.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n\r\n")
+        .await
+        .unwrap();
+    let answered = read_until_closed(&mut conn, std::time::Duration::from_secs(5))
+        .await
+        .expect("closed once idle");
+    assert!(answered.starts_with(b"HTTP/1.1 200 OK"));
+}
+
+#[tokio::test]
+async fn past_max_connections_a_new_connection_waits_until_one_closes() {
+    use tokio::io::AsyncWriteExt;
+    let app = app_with(|c| c.server.max_connections = 2).await;
+    let mut held = Vec::new();
+    for _ in 0..2 {
+        let mut s = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+        s.write_all(b"GET /healthz HTTP/1.1\r\nHost: localhost\r\n")
+            .await
+            .unwrap();
+        held.push(s);
+    }
+    let client = reqwest::Client::new();
+    let url = format!("{}/healthz", app.base);
+    let third = tokio::spawn({
+        let client = client.clone();
+        let url = url.clone();
+        async move { client.get(url).send().await.map(|r| r.status()) }
+    });
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert!(
+        !third.is_finished(),
+        "a third connection is not served past the cap"
+    );
+    drop(held.pop());
+    let status = tokio::time::timeout(std::time::Duration::from_secs(5), third)
+        .await
+        .expect("served once a place is free")
+        .unwrap()
+        .unwrap();
+    assert_eq!(status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_body_that_stops_arriving_is_a_408_not_a_server_error() {
+    use tokio::io::AsyncWriteExt;
+    let app = app_with(|c| c.server.request_timeout = std::time::Duration::from_secs(1)).await;
+    let mut conn = tokio::net::TcpStream::connect(app.addr).await.unwrap();
+    conn.write_all(
+        b"POST /login HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n\
+          Content-Length: 200\r\n\r\n{\"username\":",
+    )
+    .await
+    .unwrap();
+    let answer = read_until_closed(&mut conn, std::time::Duration::from_secs(5))
+        .await
+        .expect("answered and closed");
+    let text = String::from_utf8_lossy(&answer);
+    assert!(text.starts_with("HTTP/1.1 408 Request Timeout"), "{text}");
+    assert!(text.contains("\"code\":\"request_timeout\""), "{text}");
+}

@@ -1,0 +1,104 @@
+//! The accept loop: HTTP/1.1 connections served by hyper with the limits
+//! `axum::serve` cannot set (it gives hyper no timer).
+//!
+//! - **Header read timeout** (`server.header_read_timeout`, 10 s): a client
+//!   that sends part of a request head and goes silent is disconnected.
+//!   hyper starts the same timer when a kept-alive connection goes idle, so
+//!   it also closes idle connections that send nothing more.
+//! - **Connection cap** (`server.max_connections`): past it the loop stops
+//!   accepting, and new connections wait in the kernel's backlog until one
+//!   closes, so stalled sockets cannot exhaust file descriptors.
+//! - **Graceful stop**: on shutdown the loop stops accepting, connections
+//!   finish the request in hand and close.
+
+use std::future::Future;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::extract::ConnectInfo;
+use axum::response::Response;
+use hyper::body::Incoming;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::server::graceful::GracefulShutdown;
+use tokio::net::TcpListener;
+use tokio::sync::Semaphore;
+use tower::ServiceExt as _;
+
+/// Connection limits.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    /// How long a client may take to send a request head (and how long a
+    /// kept-alive connection may sit idle).
+    pub header_read_timeout: Duration,
+    /// Connections served at once.
+    pub max_connections: usize,
+}
+
+/// Serves `service` on `listener` until `shutdown` completes, then lets open
+/// connections finish their requests.
+pub async fn serve<S>(
+    listener: TcpListener,
+    service: S,
+    limits: Limits,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    S: tower::Service<
+            http::Request<Body>,
+            Response = Response,
+            Error = std::convert::Infallible,
+            Future: Send + 'static,
+        > + Clone
+        + Send
+        + Sync
+        + 'static,
+{
+    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
+    let graceful = GracefulShutdown::new();
+    let mut builder = hyper::server::conn::http1::Builder::new();
+    builder
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_read_timeout);
+    let mut shutdown = std::pin::pin!(shutdown);
+    loop {
+        let permit = tokio::select! {
+            permit = permits.clone().acquire_owned() => match permit {
+                Ok(permit) => permit,
+                Err(_) => break,
+            },
+            () = &mut shutdown => break,
+        };
+        let (stream, peer) = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok(accepted) => accepted,
+                Err(e) => {
+                    // Out of file descriptors or a connection reset before
+                    // it was accepted: wait a moment rather than spin.
+                    tracing::warn!(error = %e, "accepting a connection failed");
+                    tokio::time::sleep(Duration::from_millis(10)).await;
+                    continue;
+                }
+            },
+            () = &mut shutdown => break,
+        };
+        let _ = stream.set_nodelay(true);
+        let service = service.clone();
+        let handler = hyper::service::service_fn(move |req: http::Request<Incoming>| {
+            let mut req = req.map(Body::new);
+            req.extensions_mut().insert(ConnectInfo(peer));
+            service.clone().oneshot(req)
+        });
+        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), handler));
+        tokio::spawn(async move {
+            if let Err(e) = connection.await {
+                // Timeouts and clients that went away: routine, not errors.
+                tracing::debug!(error = %e, %peer, "connection ended");
+            }
+            drop(permit);
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+    Ok(())
+}
