@@ -19,7 +19,6 @@ use std::task::{Context, Poll};
 
 use axum::body::Body;
 use axum::response::{IntoResponse, Response};
-use http::uri::Authority;
 use http::{HeaderMap, HeaderName, HeaderValue, Request, StatusCode, Version, header};
 use sessiond_axum::{ApiError, ErrorCode};
 use tower::{Layer, Service};
@@ -79,6 +78,44 @@ pub struct Guard<S> {
     layer: GuardLayer,
 }
 
+/// The host part of a `Host` value (`uri-host [ ":" port ]`, RFC 9110
+/// §7.2), or `None` when it is not one: user information, a path, spaces or
+/// a malformed port or IPv6 literal. Checked byte by byte rather than with
+/// `http::uri::Authority`, which copies the value: this runs on every request.
+fn host_name(value: &[u8]) -> Option<&[u8]> {
+    let (name, port) = if value.first() == Some(&b'[') {
+        let end = value.iter().position(|b| *b == b']')?;
+        let literal = &value[1..end];
+        let ok = !literal.is_empty()
+            && literal
+                .iter()
+                .all(|b| b.is_ascii_hexdigit() || b":.".contains(b));
+        if !ok {
+            return None;
+        }
+        (&value[..=end], &value[end + 1..])
+    } else {
+        let end = value.iter().position(|b| *b == b':').unwrap_or(value.len());
+        let name = &value[..end];
+        // reg-name: unreserved, percent-encoded and sub-delims characters.
+        let ok = !name.is_empty()
+            && name
+                .iter()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._~%!$&'()*+,;=".contains(b));
+        if !ok {
+            return None;
+        }
+        (name, &value[end..])
+    };
+    match port {
+        [] => Some(name),
+        [b':', digits @ ..] if digits.len() <= 5 && digits.iter().all(u8::is_ascii_digit) => {
+            Some(name)
+        }
+        _ => None,
+    }
+}
+
 /// Why a request's `Host` is refused, if it is.
 pub fn check_host(
     version: Version,
@@ -97,16 +134,11 @@ pub fn check_host(
     if hosts.next().is_some() {
         return Err("more than one Host header");
     }
-    let authority = host
-        .to_str()
-        .ok()
-        .filter(|h| !h.is_empty() && !h.contains('@'))
-        .and_then(|h| h.parse::<Authority>().ok())
-        .ok_or("the Host header is not a host name or address")?;
+    let name = host_name(host.as_bytes()).ok_or("the Host header is not a host name or address")?;
     if allowed.is_empty()
         || allowed
             .iter()
-            .any(|a| a.eq_ignore_ascii_case(authority.host()))
+            .any(|a| a.as_bytes().eq_ignore_ascii_case(name))
     {
         Ok(())
     } else {

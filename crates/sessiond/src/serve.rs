@@ -82,7 +82,6 @@ where
             },
             () = &mut shutdown => break,
         };
-        let _ = stream.set_nodelay(true);
         let service = service.clone();
         let handler = hyper::service::service_fn(move |req: http::Request<Incoming>| {
             let mut req = req.map(Body::new);
