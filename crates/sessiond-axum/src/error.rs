@@ -49,6 +49,8 @@ pub enum ErrorCode {
     RequestTimeout,
     /// `conflict` (conflict): the session changed concurrently; retry.
     Conflict,
+    /// `attributes_too_large` (payload too large): the change would take the session's attributes over their budget; nothing was written.
+    AttributesTooLarge,
     /// `payload_too_large` (payload too large): the request body is too large.
     PayloadTooLarge,
     /// `unsupported_media_type` (unsupported media type): unsupported Content-Type.
@@ -87,6 +89,7 @@ impl ErrorCode {
         ErrorCode::RequestTimeout,
         ErrorCode::Conflict,
         ErrorCode::PayloadTooLarge,
+        ErrorCode::AttributesTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::TooManyAttempts,
         ErrorCode::HeadersTooLarge,
@@ -117,6 +120,7 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Conflict => "conflict",
             ErrorCode::PayloadTooLarge => "payload_too_large",
+            ErrorCode::AttributesTooLarge => "attributes_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::HeadersTooLarge => "headers_too_large",
@@ -148,6 +152,7 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::Conflict => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            ErrorCode::AttributesTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
@@ -181,6 +186,9 @@ impl ErrorCode {
             ErrorCode::RequestTimeout => "the request took too long",
             ErrorCode::Conflict => "the session changed concurrently; retry",
             ErrorCode::PayloadTooLarge => "the request body is too large",
+            ErrorCode::AttributesTooLarge => {
+                "the change would take the session's attributes over their budget; nothing was written"
+            }
             ErrorCode::UnsupportedMediaType => "unsupported Content-Type",
             ErrorCode::TooManyAttempts => "too many failed attempts; try again later",
             ErrorCode::HeadersTooLarge => "the request headers are too large",
@@ -335,6 +343,7 @@ impl From<sessiond_core::StoreError> for ApiError {
         match e {
             E::NotFound => ErrorCode::NotFound.into(),
             E::Conflict => ErrorCode::Conflict.into(),
+            E::TooLarge => ErrorCode::AttributesTooLarge.into(),
             E::Unavailable(_) => Self::store_unavailable(),
             e => {
                 tracing::error!(error = %e, "session store error");

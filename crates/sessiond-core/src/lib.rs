@@ -49,7 +49,7 @@ pub mod testing;
 pub use manager::{NewSession, SessionManager, StoredSession, Verified};
 pub use memory::MemoryStore;
 pub use policy::ExpiryPolicy;
-pub use record::{AttributeChange, ClientMeta, SessionRecord, UserRecord};
+pub use record::{AttributeBudget, AttributeChange, ClientMeta, SessionRecord, UserRecord};
 pub use resilience::{
     BreakerConfig, BreakerState, ResilienceConfig, ResilientStore, retried_operations,
 };

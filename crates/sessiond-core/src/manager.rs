@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use crate::policy::ExpiryPolicy;
-use crate::record::{AttributeChange, ClientMeta, SessionRecord};
+use crate::record::{AttributeBudget, AttributeChange, ClientMeta, SessionRecord};
 use crate::store::{CycleChanges, Renewal, SessionStore, StoreError};
 use crate::time::{Clock, Millis, SystemClock};
 use crate::token::{SessionKey, SessionToken, random_secret};
@@ -48,6 +48,7 @@ pub struct NewSession {
 pub struct SessionManager {
     store: Arc<dyn SessionStore>,
     policy: ExpiryPolicy,
+    budget: AttributeBudget,
     clock: Arc<dyn Clock>,
 }
 
@@ -72,6 +73,7 @@ impl SessionManager {
             store,
             policy,
             clock: Arc::new(SystemClock),
+            budget: AttributeBudget::default(),
         }
     }
 
@@ -206,8 +208,20 @@ impl SessionManager {
         if_version: Option<u64>,
     ) -> Result<u64, StoreError> {
         self.store
-            .update_attributes(key, self.now(), changes, if_version)
+            .update_attributes(key, self.now(), changes, if_version, self.budget)
             .await
+    }
+
+    /// The attribute budget every update is held to.
+    pub fn attribute_budget(&self) -> AttributeBudget {
+        self.budget
+    }
+
+    /// Sets the attribute budget (default: 64 attributes, 16 KiB).
+    #[must_use]
+    pub fn with_attribute_budget(mut self, budget: AttributeBudget) -> Self {
+        self.budget = budget;
+        self
     }
 
     /// Ends one session (logout).

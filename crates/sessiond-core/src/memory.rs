@@ -7,7 +7,7 @@ use async_trait::async_trait;
 
 use crate::ops;
 use crate::policy::ExpiryPolicy;
-use crate::record::{AttributeChange, SessionRecord, UserRecord};
+use crate::record::{AttributeBudget, AttributeChange, SessionRecord, UserRecord};
 use crate::store::{CycleChanges, Renewal, SessionStore, StoreError, UserStore};
 use crate::time::Millis;
 use crate::token::SessionKey;
@@ -107,10 +107,11 @@ impl SessionStore for MemoryStore {
         now: Millis,
         changes: &[AttributeChange],
         if_version: Option<u64>,
+        budget: AttributeBudget,
     ) -> Result<u64, StoreError> {
         let mut state = self.state();
         let record = state.live(key, now).ok_or(StoreError::NotFound)?;
-        ops::update_attributes(record, now, changes, if_version)
+        ops::update_attributes(record, now, changes, if_version, budget)
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {

@@ -3,7 +3,7 @@
 //! the rules live in one place. Redis applies the same rules in Lua.
 
 use crate::policy::ExpiryPolicy;
-use crate::record::{AttributeChange, SessionRecord};
+use crate::record::{AttributeBudget, AttributeChange, SessionRecord};
 use crate::store::{CycleChanges, Renewal, StoreError};
 use crate::time::Millis;
 
@@ -24,18 +24,22 @@ pub fn renew(record: &mut SessionRecord, now: Millis, policy: &ExpiryPolicy) -> 
     }
 }
 
-/// Applies attribute changes in place; returns the new version.
+/// Applies attribute changes in place, within `budget`; returns the new version.
 pub fn update_attributes(
     record: &mut SessionRecord,
     now: Millis,
     changes: &[AttributeChange],
     if_version: Option<u64>,
+    budget: AttributeBudget,
 ) -> Result<u64, StoreError> {
     if !record.is_live(now) {
         return Err(StoreError::NotFound);
     }
     if if_version.is_some_and(|v| v != record.version) {
         return Err(StoreError::Conflict);
+    }
+    if !budget.admits(&record.attributes, changes) {
+        return Err(StoreError::TooLarge);
     }
     Ok(record.apply_attribute_changes(changes))
 }

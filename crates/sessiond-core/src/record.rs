@@ -83,6 +83,50 @@ impl SessionRecord {
     }
 }
 
+/// How much a session may hold in attributes: a count and a total of name
+/// and value bytes. Every store checks it in the same atomic step as the
+/// write, so a burst of concurrent updates cannot overrun it, and an update
+/// that would is refused whole ([`crate::StoreError::TooLarge`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AttributeBudget {
+    /// Attributes per session.
+    pub max_count: usize,
+    /// Bytes of names and values per session.
+    pub max_bytes: usize,
+}
+
+impl Default for AttributeBudget {
+    /// 64 attributes, 16 KiB.
+    fn default() -> Self {
+        Self {
+            max_count: 64,
+            max_bytes: 16 * 1024,
+        }
+    }
+}
+
+impl AttributeBudget {
+    /// Whether `attributes` with `changes` applied stay within the budget.
+    pub fn admits(
+        &self,
+        attributes: &BTreeMap<String, String>,
+        changes: &[AttributeChange],
+    ) -> bool {
+        let mut after: BTreeMap<&str, usize> = attributes
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.len()))
+            .collect();
+        for c in changes {
+            match &c.value {
+                Some(v) => after.insert(c.name.as_str(), v.len()),
+                None => after.remove(c.name.as_str()),
+            };
+        }
+        let bytes: usize = after.iter().map(|(k, v)| k.len() + v).sum();
+        after.len() <= self.max_count && bytes <= self.max_bytes
+    }
+}
+
 /// One field-level change to a session's attributes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AttributeChange {

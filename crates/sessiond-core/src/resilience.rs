@@ -28,7 +28,7 @@ use tokio::time::Instant;
 
 use crate::metric;
 use crate::policy::ExpiryPolicy;
-use crate::record::{AttributeChange, SessionRecord, UserRecord};
+use crate::record::{AttributeBudget, AttributeChange, SessionRecord, UserRecord};
 use crate::store::{Backend, CycleChanges, Renewal, SessionStore, StoreError, UserStore};
 use crate::time::Millis;
 use crate::token::SessionKey;
@@ -131,13 +131,14 @@ pub fn retried_operations() -> impl Iterator<Item = &'static str> {
 }
 
 /// The outcomes `sessiond_store_operations_total` distinguishes.
-const OUTCOMES: [&str; 6] = [
+const OUTCOMES: [&str; 7] = [
     "ok",
     "not_found",
     "conflict",
     "unavailable",
     "rejected",
     "corrupt",
+    "too_large",
 ];
 
 /// Metric handles, made on first use (the registry lookup per call cost
@@ -452,6 +453,7 @@ impl ResilientStore {
             Err(StoreError::Conflict) => 2,
             Err(StoreError::Unavailable(e)) if e.is::<BreakerOpen>() => 4,
             Err(StoreError::Unavailable(_)) => 3,
+            Err(StoreError::TooLarge) => 6,
             Err(_) => 5,
         };
         self.metrics.operations[which as usize * OUTCOMES.len() + outcome]
@@ -556,9 +558,11 @@ impl SessionStore for ResilientStore {
         now: Millis,
         changes: &[AttributeChange],
         if_version: Option<u64>,
+        budget: AttributeBudget,
     ) -> Result<u64, StoreError> {
         self.call(Op::UpdateAttributes, || {
-            self.inner.update_attributes(key, now, changes, if_version)
+            self.inner
+                .update_attributes(key, now, changes, if_version, budget)
         })
         .await
     }

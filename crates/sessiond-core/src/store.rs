@@ -3,7 +3,7 @@
 use async_trait::async_trait;
 
 use crate::policy::ExpiryPolicy;
-use crate::record::{AttributeChange, SessionRecord, UserRecord};
+use crate::record::{AttributeBudget, AttributeChange, SessionRecord, UserRecord};
 use crate::time::Millis;
 use crate::token::SessionKey;
 
@@ -24,6 +24,10 @@ pub enum StoreError {
     /// The store cannot be reached or did not answer in time. Retryable.
     #[error("store unavailable")]
     Unavailable(#[source] BoxError),
+    /// The write would take the session's attributes over their
+    /// [`crate::AttributeBudget`]; nothing was written.
+    #[error("the session's attributes would exceed their budget")]
+    TooLarge,
     /// The store answered with data sessiond cannot decode.
     #[error("corrupt data in the store: {0}")]
     Corrupt(String, #[source] Option<BoxError>),
@@ -95,12 +99,16 @@ pub trait SessionStore: Send + Sync + 'static {
     /// new version. With `if_version`, fails with [`StoreError::Conflict`]
     /// unless the stored version matches. A missing or expired session gives
     /// [`StoreError::NotFound`]: an update never resurrects a deleted session.
+    /// An update that would take the attributes over `budget` fails with
+    /// [`StoreError::TooLarge`] and writes nothing; the check and the write
+    /// are one atomic step.
     async fn update_attributes(
         &self,
         key: &SessionKey,
         now: Millis,
         changes: &[AttributeChange],
         if_version: Option<u64>,
+        budget: AttributeBudget,
     ) -> Result<u64, StoreError>;
 
     /// Deletes a session; `true` if it existed.

@@ -22,7 +22,7 @@ use async_trait::async_trait;
 use proptest::prelude::*;
 
 use crate::policy::ExpiryPolicy;
-use crate::record::{AttributeChange, ClientMeta, SessionRecord, UserRecord};
+use crate::record::{AttributeBudget, AttributeChange, ClientMeta, SessionRecord, UserRecord};
 use crate::store::{Backend, CycleChanges, Renewal, SessionStore, StoreError, UserStore};
 use crate::time::{Clock, ManualClock, Millis};
 use crate::token::{SessionKey, SessionToken};
@@ -86,9 +86,10 @@ impl<S: SessionStore + ?Sized> SessionStore for CountingStore<S> {
         now: Millis,
         changes: &[AttributeChange],
         if_version: Option<u64>,
+        budget: AttributeBudget,
     ) -> Result<u64, StoreError> {
         self.inner
-            .update_attributes(key, now, changes, if_version)
+            .update_attributes(key, now, changes, if_version, budget)
             .await
     }
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
@@ -531,6 +532,10 @@ pub mod cases {
 
     pub async fn concurrent_updates_of_distinct_attributes_are_all_kept(store: Arc<dyn Backend>) {
         let (sessions, _clock) = engine(store.clone());
+        let sessions = sessions.with_attribute_budget(AttributeBudget {
+            max_count: 1000,
+            max_bytes: 1 << 20,
+        });
         let (token, session) = sessions
             .create(new_session(&unique_user("conc")))
             .await
@@ -567,6 +572,91 @@ pub mod cases {
             );
         }
         assert_eq!(record.version, session.record.version + 100);
+    }
+
+    pub async fn an_update_over_the_attribute_budget_is_refused_and_writes_nothing(
+        store: Arc<dyn Backend>,
+    ) {
+        let (sessions, _clock) = engine(store.clone());
+        let sessions = sessions.with_attribute_budget(AttributeBudget {
+            max_count: 3,
+            max_bytes: 24,
+        });
+        let (token, session) = sessions
+            .create(new_session(&unique_user("budget")))
+            .await
+            .unwrap();
+        let key = session.key;
+        sessions
+            .update_attributes(&key, &[AttributeChange::set("a", "1")], None)
+            .await
+            .unwrap();
+        async fn current(sessions: &SessionManager, token: &SessionToken) -> SessionRecord {
+            let verified = sessions.verify(&token.expose()).await.unwrap().unwrap();
+            verified.session.record
+        }
+        let before = current(&sessions, &token).await;
+        let too_many = [
+            AttributeChange::set("b", "2"),
+            AttributeChange::set("c", "3"),
+            AttributeChange::set("d", "4"),
+        ];
+        let r = sessions.update_attributes(&key, &too_many, None).await;
+        assert!(matches!(r, Err(StoreError::TooLarge)), "{r:?}");
+        let too_big = [AttributeChange::set("b", "x".repeat(24))];
+        let r = sessions.update_attributes(&key, &too_big, None).await;
+        assert!(matches!(r, Err(StoreError::TooLarge)), "{r:?}");
+        let after = current(&sessions, &token).await;
+        assert_eq!(after.attributes, before.attributes, "nothing written");
+        assert_eq!(after.version, before.version);
+        // Replacing and removing count what remains: this fits.
+        let fits = [
+            AttributeChange::remove("a"),
+            AttributeChange::set("b", "x".repeat(10)),
+            AttributeChange::set("c", "y".repeat(10)),
+        ];
+        sessions.update_attributes(&key, &fits, None).await.unwrap();
+    }
+
+    pub async fn a_burst_of_updates_cannot_take_the_attributes_over_their_budget(
+        store: Arc<dyn Backend>,
+    ) {
+        let (sessions, _clock) = engine(store.clone());
+        let sessions = sessions.with_attribute_budget(AttributeBudget {
+            max_count: 10,
+            max_bytes: 1 << 20,
+        });
+        let (token, session) = sessions
+            .create(new_session(&unique_user("budget-burst")))
+            .await
+            .unwrap();
+        let mut tasks = Vec::new();
+        for i in 0..40 {
+            let sessions = sessions.clone();
+            let key = session.key;
+            tasks.push(tokio::spawn(async move {
+                sessions
+                    .update_attributes(&key, &[AttributeChange::set(format!("b{i}"), "v")], None)
+                    .await
+            }));
+        }
+        let (mut ok, mut refused) = (0, 0);
+        for t in tasks {
+            match t.await.unwrap() {
+                Ok(_) => ok += 1,
+                Err(StoreError::TooLarge) => refused += 1,
+                Err(e) => panic!("unexpected {e:?}"),
+            }
+        }
+        assert_eq!((ok, refused), (10, 30));
+        let record = sessions
+            .verify(&token.expose())
+            .await
+            .unwrap()
+            .unwrap()
+            .session
+            .record;
+        assert_eq!(record.attributes.len(), 10);
     }
 
     pub async fn an_update_after_delete_does_not_resurrect_the_session(store: Arc<dyn Backend>) {
@@ -663,6 +753,7 @@ pub mod cases {
                 clock.now(),
                 &[AttributeChange::set("a", "b")],
                 None,
+                AttributeBudget::default(),
             )
             .await;
         assert!(matches!(r, Err(StoreError::NotFound)));
@@ -891,11 +982,20 @@ async fn run_model(store: Arc<dyn Backend>, ops: Vec<Op>) -> Result<(), TestCase
                         name: format!("a{a}"),
                         value: v.map(|v| v.to_string()),
                     }];
-                    let got = store.update_attributes(&key, now, &change, None).await;
+                    let got = store
+                        .update_attributes(&key, now, &change, None, AttributeBudget::default())
+                        .await;
                     match model.get_mut(&key) {
                         Some(r) => prop_assert_eq!(
                             got.unwrap(),
-                            crate::ops::update_attributes(r, now, &change, None).unwrap()
+                            crate::ops::update_attributes(
+                                r,
+                                now,
+                                &change,
+                                None,
+                                AttributeBudget::default()
+                            )
+                            .unwrap()
                         ),
                         None => prop_assert!(matches!(got, Err(StoreError::NotFound))),
                     }
@@ -990,6 +1090,8 @@ macro_rules! store_conformance_tests {
             listing_by_user_shows_only_that_users_live_sessions,
             revoking_a_user_ends_all_sessions_or_all_but_one,
             concurrent_updates_of_distinct_attributes_are_all_kept,
+            an_update_over_the_attribute_budget_is_refused_and_writes_nothing,
+            a_burst_of_updates_cannot_take_the_attributes_over_their_budget,
             an_update_after_delete_does_not_resurrect_the_session,
             an_update_with_a_stale_version_is_a_conflict,
             expired_sessions_are_never_returned_and_the_sweeper_removes_them,
@@ -1112,10 +1214,11 @@ impl<S: SessionStore + ?Sized> SessionStore for FaultyStore<S> {
         now: Millis,
         changes: &[AttributeChange],
         if_version: Option<u64>,
+        budget: AttributeBudget,
     ) -> Result<u64, StoreError> {
         self.gate().await?;
         self.inner
-            .update_attributes(key, now, changes, if_version)
+            .update_attributes(key, now, changes, if_version, budget)
             .await
     }
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {

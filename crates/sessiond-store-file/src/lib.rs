@@ -23,8 +23,8 @@ use std::time::Duration;
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable};
 use sessiond_core::{
-    AttributeChange, CycleChanges, ExpiryPolicy, Millis, Renewal, SessionKey, SessionRecord,
-    SessionStore, StoreError, UserRecord, UserStore,
+    AttributeBudget, AttributeChange, CycleChanges, ExpiryPolicy, Millis, Renewal, SessionKey,
+    SessionRecord, SessionStore, StoreError, UserRecord, UserStore,
 };
 
 use crate::tables::{SESSIONS, SETTINGS, USER_SESSIONS, USERS};
@@ -225,10 +225,11 @@ impl SessionStore for FileStore {
         now: Millis,
         changes: &[AttributeChange],
         if_version: Option<u64>,
+        budget: AttributeBudget,
     ) -> Result<u64, StoreError> {
         match self
             .writer
-            .call(Op::Update(*key, now, changes.to_vec(), if_version))
+            .call(Op::Update(*key, now, changes.to_vec(), if_version, budget))
             .await?
         {
             Reply::Version(v) => Ok(v),

@@ -12,8 +12,8 @@ use std::sync::Arc;
 
 use redb::{Database, MultimapTable, ReadableMultimapTable, ReadableTable, Table};
 use sessiond_core::{
-    AttributeChange, Clock, CycleChanges, ExpiryPolicy, Millis, Renewal, SessionKey, SessionRecord,
-    StoreError, SystemClock, UserRecord, ops,
+    AttributeBudget, AttributeChange, Clock, CycleChanges, ExpiryPolicy, Millis, Renewal,
+    SessionKey, SessionRecord, StoreError, SystemClock, UserRecord, ops,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -26,7 +26,13 @@ use crate::tables::{EXPIRY, SESSIONS, SETTINGS, USER_SESSIONS, USERS};
 pub(crate) enum Op {
     Create(SessionKey, Box<SessionRecord>),
     Renew(SessionKey, Millis, ExpiryPolicy),
-    Update(SessionKey, Millis, Vec<AttributeChange>, Option<u64>),
+    Update(
+        SessionKey,
+        Millis,
+        Vec<AttributeChange>,
+        Option<u64>,
+        AttributeBudget,
+    ),
     Delete(SessionKey),
     Cycle(SessionKey, SessionKey, Millis, CycleChanges),
     DeleteUser(String, Option<SessionKey>),
@@ -291,9 +297,9 @@ fn apply(t: &mut Tables<'_>, op: Op) -> Result<Reply, redb::Error> {
             Some(Err(e)) => Reply::Failed(e),
             None => Reply::Renewal(Renewal::Gone),
         },
-        Op::Update(key, now, changes, if_version) => match t.get(&key)? {
+        Op::Update(key, now, changes, if_version, budget) => match t.get(&key)? {
             Some(Ok(mut record)) => {
-                match ops::update_attributes(&mut record, now, &changes, if_version) {
+                match ops::update_attributes(&mut record, now, &changes, if_version, budget) {
                     Ok(version) => {
                         let old = record.expires_at();
                         t.put(&key, &record, Some(old))?;

@@ -39,8 +39,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::{AsyncCommands, Client, RedisError, Value};
 use sessiond_core::{
-    AttributeChange, CycleChanges, ExpiryPolicy, Millis, Renewal, SessionKey, SessionRecord,
-    SessionStore, StoreError, UserRecord, UserStore,
+    AttributeBudget, AttributeChange, CycleChanges, ExpiryPolicy, Millis, Renewal, SessionKey,
+    SessionRecord, SessionStore, StoreError, UserRecord, UserStore,
 };
 
 use crate::census::Census;
@@ -460,11 +460,14 @@ impl SessionStore for RedisStore {
         now: Millis,
         changes: &[AttributeChange],
         if_version: Option<u64>,
+        budget: AttributeBudget,
     ) -> Result<u64, StoreError> {
         let skey = self.session_key(key);
         let mut cmd = evalsha(&scripts::UPDATE, &[&skey]);
         cmd.arg(now)
-            .arg(if_version.map(|v| v.to_string()).unwrap_or_default());
+            .arg(if_version.map(|v| v.to_string()).unwrap_or_default())
+            .arg(budget.max_count)
+            .arg(budget.max_bytes);
         for c in changes {
             match &c.value {
                 Some(v) => cmd.arg(&c.name).arg("s").arg(v),
@@ -474,6 +477,7 @@ impl SessionStore for RedisStore {
         match int(&self.run_script(&scripts::UPDATE, cmd, false).await?)? {
             -2 => Err(StoreError::NotFound),
             -3 => Err(StoreError::Conflict),
+            -4 => Err(StoreError::TooLarge),
             n => u64::try_from(n).map_err(|_| corrupt("version")),
         }
     }

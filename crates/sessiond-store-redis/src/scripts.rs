@@ -79,8 +79,11 @@ return new
     )
 });
 
-/// KEYS: session. ARGV: now, expected version or '', then (name, 's'|'d', value) triples.
-/// Returns the new version, -2 or -3.
+/// KEYS: session. ARGV: now, expected version or '', the attribute budget
+/// (count, bytes of names and values), then (name, 's'|'d', value) triples.
+/// Returns the new version, -2 (gone), -3 (version conflict) or -4 (over
+/// budget; nothing written). The budget is counted over the `a:` fields
+/// inside the script, so concurrent updates cannot overrun it.
 pub(crate) static UPDATE: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
@@ -89,7 +92,23 @@ if not v[1] then return -2 end
 local now = tonumber(ARGV[1])
 if now >= tonumber(v[1]) or now >= tonumber(v[2]) then return -2 end
 if ARGV[2] ~= '' and tonumber(ARGV[2]) ~= tonumber(v[3]) then return -3 end
-local i = 3
+local sizes = {}
+local all = redis.call('HGETALL', KEYS[1])
+for j = 1, #all, 2 do
+  if string.sub(all[j], 1, 2) == 'a:' then sizes[string.sub(all[j], 3)] = #all[j + 1] end
+end
+local i = 5
+while i <= #ARGV do
+  if ARGV[i + 1] == 's' then sizes[ARGV[i]] = #ARGV[i + 2] else sizes[ARGV[i]] = nil end
+  i = i + 3
+end
+local count, bytes = 0, 0
+for name, size in pairs(sizes) do
+  count = count + 1
+  bytes = bytes + #name + size
+end
+if count > tonumber(ARGV[3]) or bytes > tonumber(ARGV[4]) then return -4 end
+i = 5
 while i <= #ARGV do
   if ARGV[i + 1] == 's' then
     redis.call('HSET', KEYS[1], 'a:' .. ARGV[i], ARGV[i + 2])

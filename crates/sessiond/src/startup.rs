@@ -87,6 +87,7 @@ impl Application {
         if o.metrics && crate::observe::metrics_handle().is_none() {
             tracing::warn!("another metrics recorder is installed; /metrics will be empty");
         }
+        let sessions = sessions.with_attribute_budget(config.attribute_budget());
         let state = Arc::new(AppState::new(config, store, sessions)?);
         // Read (or create) the key ring now so the first token request does
         // not pay for it; if the store is down, the first use retries.

@@ -118,7 +118,13 @@ async fn the_near_cache_never_serves_a_record_older_than_an_acknowledged_write()
         .collect();
     for i in 0..300 {
         let v = store
-            .update_attributes(&key, now, &[AttributeChange::set("n", i.to_string())], None)
+            .update_attributes(
+                &key,
+                now,
+                &[AttributeChange::set("n", i.to_string())],
+                None,
+                sessiond_core::AttributeBudget::default(),
+            )
             .await
             .unwrap();
         let seen = store.load(&key, now).await.unwrap().unwrap();

@@ -17,7 +17,7 @@ use figment::Figment;
 use figment::providers::{Env, Format, Serialized, Toml};
 use serde::{Deserialize, Serialize};
 use sessiond_axum::CookieConfig;
-use sessiond_core::ExpiryPolicy;
+use sessiond_core::{AttributeBudget, ExpiryPolicy};
 
 pub use sections::{
     CookieSection, CsrfSection, LogFormat, LoginSection, ObservabilitySection, RedisSection,
@@ -284,6 +284,14 @@ impl ServerConfig {
             idle_timeout: self.session.idle_timeout,
             absolute_lifetime: self.session.absolute_lifetime,
             renewal_threshold: self.session.renewal_threshold,
+        }
+    }
+
+    /// The attribute budget of every session.
+    pub fn attribute_budget(&self) -> AttributeBudget {
+        AttributeBudget {
+            max_count: self.session.max_attributes,
+            max_bytes: self.session.max_attribute_bytes,
         }
     }
 

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 use sessiond_axum::{SameSite, StoreDownPolicy};
-use sessiond_core::ExpiryPolicy;
+use sessiond_core::{AttributeBudget, ExpiryPolicy};
 use sessiond_jwt::Algorithm;
 
 /// `[server]`: the listener and per-request limits.
@@ -121,6 +121,10 @@ pub struct SessionSection {
     /// Renew only when less than this much of the idle timeout remains.
     #[serde(with = "duration")]
     pub renewal_threshold: Duration,
+    /// Attributes one session may hold.
+    pub max_attributes: usize,
+    /// Bytes of attribute names and values one session may hold.
+    pub max_attribute_bytes: usize,
 }
 
 impl Default for SessionSection {
@@ -130,6 +134,8 @@ impl Default for SessionSection {
             idle_timeout: policy.idle_timeout,
             absolute_lifetime: policy.absolute_lifetime,
             renewal_threshold: policy.renewal_threshold,
+            max_attributes: AttributeBudget::default().max_count,
+            max_attribute_bytes: AttributeBudget::default().max_bytes,
         }
     }
 }

@@ -12,6 +12,7 @@ use sessiond_core::{AttributeChange, SessionKey, StoreError};
 
 use crate::routes::SessionView;
 use crate::state::SharedState;
+use crate::tokens::RESERVED_PREFIX;
 
 /// `GET /api/profile` answer.
 #[derive(Serialize)]
@@ -164,7 +165,9 @@ pub async fn current_session(session: Session) -> Result<Json<Value>, ApiError> 
     })))
 }
 
-/// The changes a PATCH body asks for, checked: 1 to 64 names of 1-128 bytes.
+/// The changes a PATCH body asks for, checked: 1 to 64 names of 1-128
+/// bytes, none of them the server's own. The session's budget is the store's
+/// to enforce, atomically with the write.
 fn attribute_changes(
     changes: serde_json::Map<String, Value>,
 ) -> Result<Vec<AttributeChange>, ApiError> {
@@ -181,6 +184,14 @@ fn attribute_changes(
                 return Err(ApiError::new(
                     ErrorCode::InvalidBody,
                     "attribute names must be 1-128 bytes",
+                ));
+            }
+            if name.starts_with(RESERVED_PREFIX) {
+                return Err(ApiError::new(
+                    ErrorCode::InvalidBody,
+                    format!(
+                        "attribute names starting with {RESERVED_PREFIX:?} are the server's own"
+                    ),
                 ));
             }
             Ok(match value {

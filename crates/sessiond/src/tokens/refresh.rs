@@ -39,6 +39,10 @@ mod attr {
     pub(super) const SPENT: &str = "sessiond.rt.spent";
 }
 
+/// Attribute names under this prefix are the server's own (a family's
+/// state); the attribute API refuses them.
+pub const RESERVED_PREFIX: &str = "sessiond.";
+
 /// How many spent secrets a family remembers: a replay of any of them is
 /// recognised as theft; older ones are just invalid.
 const SPENT_HISTORY: usize = 32;

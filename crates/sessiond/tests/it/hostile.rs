@@ -249,3 +249,34 @@ async fn a_body_that_stops_arriving_is_a_408_not_a_server_error() {
     assert!(text.starts_with("HTTP/1.1 408 Request Timeout"), "{text}");
     assert!(text.contains("\"code\":\"request_timeout\""), "{text}");
 }
+
+#[tokio::test]
+async fn attributes_past_the_session_budget_are_a_413_and_nothing_is_written() {
+    let app = app_with(|c| c.session.max_attribute_bytes = 4096).await;
+    let mut c = app.login("alice").await;
+    let patch = |body: serde_json::Value| (reqwest::Method::PATCH, "/api/session/attributes", body);
+    let (m, p, small) = patch(json!({"theme": "dark"}));
+    assert_eq!(
+        c.unsafe_json(m, p, Some(small)).await.status(),
+        StatusCode::OK
+    );
+    // 64 attributes of 900 bytes: the shape that grew one session to 2.25 MB.
+    let big: serde_json::Map<String, serde_json::Value> = (0..64)
+        .map(|i| (format!("blob{i}"), json!("x".repeat(900))))
+        .collect();
+    let (m, p, body) = patch(serde_json::Value::Object(big));
+    let r = c.unsafe_json(m, p, Some(body)).await;
+    assert_eq!(r.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let error: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(error["error"]["code"], "attributes_too_large");
+    let session: serde_json::Value = c.get("/api/session").await.json().await.unwrap();
+    assert_eq!(
+        session["attributes"],
+        json!({"theme": "dark"}),
+        "nothing of the refused change was written"
+    );
+    // The server's own names cannot be written through the API.
+    let (m, p, reserved) = patch(json!({"sessiond.rt.cur": "forged"}));
+    let r = c.unsafe_json(m, p, Some(reserved)).await;
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+}
