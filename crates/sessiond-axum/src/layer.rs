@@ -3,13 +3,13 @@
 
 use std::convert::Infallible;
 use std::future::Future;
-use std::net::SocketAddr;
+
 use std::pin::Pin;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use axum::body::Body;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::response::{IntoResponse, Response};
 use http::request::Parts;
 use http::{HeaderValue, Request, header};
@@ -112,7 +112,7 @@ struct SessionState {
     change: Mutex<Option<CookieChange>>,
     /// Peer address and `User-Agent`, kept raw: turned into [`ClientMeta`]
     /// only when a session is created, not on every request.
-    peer: Option<SocketAddr>,
+    peer: Option<std::net::IpAddr>,
     user_agent: Option<HeaderValue>,
 }
 
@@ -160,7 +160,7 @@ impl Session {
     /// from the `User-Agent` ([`crate::device::device_label`]).
     pub fn client(&self) -> ClientMeta {
         ClientMeta {
-            ip: self.0.peer.map(|p| p.ip().to_string()),
+            ip: self.0.peer.map(|p| p.to_string()),
             user_agent: self
                 .0
                 .user_agent
@@ -295,10 +295,7 @@ where
             let renewed = verified.as_ref().is_some_and(|v| v.renewed);
             let stale_cookie = presented.is_some() && verified.is_none();
             let state = Arc::new(SessionState {
-                peer: req
-                    .extensions()
-                    .get::<ConnectInfo<SocketAddr>>()
-                    .map(|c| c.0),
+                peer: crate::client_ip::ClientIp::of(req.extensions()),
                 user_agent: req.headers().get(header::USER_AGENT).cloned(),
                 shared: shared.clone(),
                 current: Mutex::new(verified),

@@ -13,6 +13,8 @@
 //!   [`sessiond_jwt::TokenVerifier`]; optionally a live-session check per route.
 //! - [`ApiError`], [`ErrorCode`] (`error.rs`): the JSON error shape, and
 //!   every stable code with its status.
+//! - [`ClientIpLayer`], [`ClientIp`] (`client_ip.rs`): the client's address,
+//!   through trusted proxies only, for everything that needs it.
 //! - [`body`]: `Content-Type` detection and the JSON / form extractors
 //!   ([`ApiJson`], [`JsonOrForm`], [`OptionalJson`]) whose rejections are
 //!   [`ApiError`]s.
@@ -32,6 +34,7 @@ pub mod auth;
 #[cfg(feature = "bearer")]
 pub mod bearer;
 pub mod body;
+pub mod client_ip;
 pub mod cookie;
 pub mod csrf;
 pub mod device;
@@ -42,6 +45,7 @@ pub use auth::{AuthMethod, CurrentUser, Principal, RequireRoleLayer};
 #[cfg(feature = "bearer")]
 pub use bearer::{BearerLayer, Degraded, RequireLiveSessionLayer, StoreDownPolicy};
 pub use body::{ApiJson, BodyKind, JsonOrForm, OptionalJson, body_kind};
+pub use client_ip::{ClientIp, ClientIpLayer, ForwardedHeader, TrustedProxies};
 pub use cookie::{CookieConfig, SameSite};
 pub use csrf::CsrfLayer;
 pub use error::{ApiError, ErrorCode};

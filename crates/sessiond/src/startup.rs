@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use http::StatusCode;
-use sessiond_axum::{BearerLayer, CsrfLayer, SessionLayer};
+use sessiond_axum::{BearerLayer, ClientIpLayer, CsrfLayer, SessionLayer};
 use sessiond_core::SessionManager;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -182,8 +182,17 @@ pub fn service(
     let spans = cfg!(feature = "otel") && o.otlp_endpoint.is_some();
     let observe = (o.metrics || access_log.is_some() || spans)
         .then(|| ObserveLayer::new(routes::templates(), o.metrics, access_log, spans));
+    let server = &config.server;
+    let client_ip = (!server.trusted_proxies.is_empty()).then(|| {
+        ClientIpLayer::new()
+            .with_trusted_proxies(server.trusted_proxies.clone(), server.forwarded_header)
+    });
     tower::ServiceBuilder::new()
-        // Outermost, to time and count everything, refusals included.
+        // First, so that the access log, throttling and sessions all see the
+        // same client address (without trusted proxies it is the peer's,
+        // read where needed).
+        .option_layer(client_ip)
+        // Then, to time and count everything, refusals included.
         .option_layer(observe)
         // Then, so that even a panic's 500 gets the JSON shape and headers.
         .layer(

@@ -260,3 +260,35 @@ async fn the_role_layer_answers_401_without_a_session_and_403_without_the_role()
     assert_eq!(allowed.status(), StatusCode::OK);
     assert_eq!(text(allowed).await, "admin area");
 }
+
+#[tokio::test]
+async fn the_client_ip_layer_believes_forwarded_for_only_from_a_trusted_proxy() {
+    use axum::extract::ConnectInfo;
+    use sessiond_axum::{ClientIp, ClientIpLayer, ForwardedHeader};
+    let router = Router::new()
+        .route(
+            "/ip",
+            get(|ClientIp(ip): ClientIp| async move { ip.to_string() }),
+        )
+        .layer(ClientIpLayer::new().with_trusted_proxies(
+            vec!["10.0.0.0/8".parse().unwrap()],
+            ForwardedHeader::XForwardedFor,
+        ));
+    let ask = |peer: &str| {
+        let mut req = Request::get("/ip")
+            .header("x-forwarded-for", "6.6.6.6, 198.51.100.7")
+            .body(Body::empty())
+            .unwrap();
+        let peer: std::net::SocketAddr = peer.parse().unwrap();
+        req.extensions_mut().insert(ConnectInfo(peer));
+        router.clone().oneshot(req)
+    };
+    assert_eq!(
+        text(ask("10.1.2.3:5000").await.unwrap()).await,
+        "198.51.100.7"
+    );
+    assert_eq!(
+        text(ask("192.0.2.1:5000").await.unwrap()).await,
+        "192.0.2.1"
+    );
+}

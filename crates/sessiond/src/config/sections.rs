@@ -32,6 +32,13 @@ pub struct ServerSection {
     pub body_limit_bytes: usize,
     /// Largest accepted total size of request headers, bytes.
     pub header_limit_bytes: usize,
+    /// Proxies (CIDRs, `["10.0.0.0/8"]`) whose `forwarded_header` is
+    /// believed for the client's address; empty (the default): the client
+    /// is the socket's peer.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// The header trusted proxies report the client in: `x-forwarded-for`
+    /// (default) or `forwarded` (RFC 7239). Only this one is read.
+    pub forwarded_header: sessiond_axum::ForwardedHeader,
     /// The host names this server answers for (`Host`, any port), for
     /// example its public names; empty: any well-formed host.
     pub allowed_hosts: Vec<String>,
@@ -46,6 +53,8 @@ impl Default for ServerSection {
             max_connections: 4096,
             body_limit_bytes: 64 * 1024,
             header_limit_bytes: 16 * 1024,
+            trusted_proxies: Vec::new(),
+            forwarded_header: sessiond_axum::ForwardedHeader::XForwardedFor,
             allowed_hosts: Vec::new(),
         }
     }

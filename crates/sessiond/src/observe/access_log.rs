@@ -1,6 +1,7 @@
 //! The access log: one line per request, in the shape of the other log
 //! lines, written by a thread of its own (see [`AccessLog`] for why).
 
+use std::io::Write as _;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
@@ -32,6 +33,8 @@ pub struct AccessRecord {
     pub(super) status: u16,
     pub(super) latency: Duration,
     pub(super) trace: Option<TraceId>,
+    /// The client address (through trusted proxies only).
+    pub(super) client: Option<std::net::IpAddr>,
 }
 
 /// The access log: one line per request (target `sessiond::access`, in the
@@ -142,7 +145,7 @@ impl Drop for AccessLog {
 
 /// Appends one line in the shape `tracing-subscriber` uses for its text or
 /// JSON output. Every value is plain by construction (validated or generated
-/// request id, route templates, hex), so nothing needs escaping. Digits are
+/// request id, route templates, hex, IP addresses), so nothing needs escaping. Digits are
 /// written by hand: `write!` with a float made formatting the writer's
 /// largest cost, on a core the requests share.
 fn format_line(buf: &mut Vec<u8>, r: &AccessRecord, json: bool) {
@@ -162,6 +165,10 @@ fn format_line(buf: &mut Vec<u8>, r: &AccessRecord, json: bool) {
         buf.extend_from_slice(r.method.as_bytes());
         buf.extend_from_slice(br#"","route":""#);
         buf.extend_from_slice(r.route.as_bytes());
+        if let Some(ip) = r.client {
+            buf.extend_from_slice(br#"","client_ip":""#);
+            let _ = write!(buf, "{ip}");
+        }
         if let Some(t) = trace {
             buf.extend_from_slice(br#"","trace_id":""#);
             buf.extend_from_slice(t);
@@ -175,6 +182,9 @@ fn format_line(buf: &mut Vec<u8>, r: &AccessRecord, json: bool) {
         buf.extend_from_slice(r.method.as_bytes());
         buf.extend_from_slice(b" route=");
         buf.extend_from_slice(r.route.as_bytes());
+        if let Some(ip) = r.client {
+            let _ = write!(buf, " client_ip={ip}");
+        }
         if let Some(t) = trace {
             buf.extend_from_slice(b" trace_id=");
             buf.extend_from_slice(t);
@@ -262,6 +272,7 @@ mod tests {
             status: 200,
             latency: Duration::from_micros(1234),
             trace,
+            client: Some("203.0.113.9".parse().unwrap()),
         }
     }
 
@@ -286,6 +297,7 @@ mod tests {
         assert_eq!(lines[0]["fields"]["latency_ms"], 1.234);
         assert_eq!(lines[0]["span"]["request_id"], "req-0");
         assert_eq!(lines[0]["span"]["route"], "/api/sessions/{id}");
+        assert_eq!(lines[0]["span"]["client_ip"], "203.0.113.9");
         assert_eq!(
             lines[7]["span"]["trace_id"],
             "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -302,7 +314,7 @@ mod tests {
         let text = String::from_utf8(out.0.lock().unwrap().clone()).unwrap();
         assert_eq!(
             text,
-            "2026-11-24T06:00:00.123456Z  INFO request{request_id=req-0 method=GET route=/api/sessions/{id}}: sessiond::access: request status=200 latency_ms=1.234\n"
+            "2026-11-24T06:00:00.123456Z  INFO request{request_id=req-0 method=GET route=/api/sessions/{id} client_ip=203.0.113.9}: sessiond::access: request status=200 latency_ms=1.234\n"
         );
     }
 }

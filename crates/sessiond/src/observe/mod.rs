@@ -206,6 +206,7 @@ where
         let state = self.layer.state.clone();
         let route = state.route_index(req.uri().path());
         let method = method_index(req.method());
+        let client = sessiond_axum::ClientIp::of(req.extensions());
         let trace: Option<TraceId> = req
             .headers()
             .get("traceparent")
@@ -249,6 +250,7 @@ where
                     status,
                     latency: elapsed,
                     trace,
+                    client,
                 });
             }
             response.headers_mut().insert(X_REQUEST_ID.clone(), id);

@@ -1,15 +1,13 @@
 //! Login and logout.
 
-use std::net::SocketAddr;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Redirect, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
 use sessiond_axum::csrf::same_origin;
-use sessiond_axum::{ApiError, BodyKind, JsonOrForm, Session, body_kind};
+use sessiond_axum::{ApiError, BodyKind, ClientIp, JsonOrForm, Session, body_kind};
 use sessiond_core::token::{random_secret, secrets_equal};
 
 use crate::routes::pages;
@@ -104,7 +102,7 @@ fn login_csrf_ok(
 /// `POST /login` with a form (→ 303 to `/`) or JSON (→ 200 JSON).
 pub async fn login(
     State(app): State<SharedState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     session: Session,
     headers: HeaderMap,
     body: JsonOrForm<LoginRequest>,
@@ -127,7 +125,7 @@ pub async fn login(
     }
     let user = app
         .accounts
-        .verify_credentials(&req.username, req.password, peer.ip())
+        .verify_credentials(&req.username, req.password, client)
         .await
         .map_err(|e| fail(e.into()))?;
     let record = session

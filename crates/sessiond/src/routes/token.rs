@@ -1,14 +1,12 @@
 //! The token endpoints: issue, refresh, revoke, JWKS.
 
-use std::net::SocketAddr;
-
 use axum::Json;
-use axum::extract::{ConnectInfo, State};
+use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
-use sessiond_axum::{ApiError, ErrorCode, JsonOrForm, OptionalJson, Session};
+use sessiond_axum::{ApiError, ClientIp, ErrorCode, JsonOrForm, OptionalJson, Session};
 use sessiond_core::metric;
 use sessiond_jwt::TokenVerifier;
 
@@ -65,7 +63,7 @@ async fn token_response(
 /// caller's cookie session (whose CSRF token the CSRF layer has checked).
 pub async fn issue(
     State(app): State<SharedState>,
-    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    ClientIp(client): ClientIp,
     session: Session,
     OptionalJson(credentials): OptionalJson<Credentials>,
 ) -> Result<Response, ApiError> {
@@ -73,7 +71,7 @@ pub async fn issue(
         Some(c) => {
             let user = app
                 .accounts
-                .verify_credentials(&c.username, c.password, peer.ip())
+                .verify_credentials(&c.username, c.password, client)
                 .await?;
             (user.name, user.roles)
         }

@@ -280,3 +280,82 @@ async fn attributes_past_the_session_budget_are_a_413_and_nothing_is_written() {
     let r = c.unsafe_json(m, p, Some(reserved)).await;
     assert_eq!(r.status(), StatusCode::BAD_REQUEST);
 }
+
+/// A JSON login with an `X-Forwarded-For` header.
+async fn login_via(
+    app: &TestApp,
+    user: &str,
+    password: &str,
+    forwarded_for: &str,
+) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}/login", app.base))
+        .header("x-forwarded-for", forwarded_for)
+        .json(&json!({"username": user, "password": password}))
+        .send()
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_spoofed_forwarded_for_from_an_untrusted_peer_changes_nothing() {
+    let app = app_with(|c| c.login.failures_per_ip = 3).await;
+    for i in 0..3 {
+        let r = login_via(
+            &app,
+            &format!("nobody{i}"),
+            "wrong-password",
+            &format!("198.51.100.{i}"),
+        )
+        .await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    // A fresh address in the header does not buy a fresh window.
+    let r = login_via(&app, "nobody9", "wrong-password", "198.51.100.99").await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    let r = login_via(&app, "alice", PASSWORD, "203.0.113.7").await;
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "the peer is what counts"
+    );
+}
+
+#[tokio::test]
+async fn a_trusted_proxys_forwarded_for_is_the_client_for_throttling_and_sessions() {
+    let app = app_with(|c| {
+        c.login.failures_per_ip = 3;
+        c.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    })
+    .await;
+    for i in 0..3 {
+        // The client's own claim first, the address the proxy saw last.
+        let hops = format!("6.6.6.6, 198.51.100.{i}");
+        let r = login_via(&app, &format!("nobody{i}"), "wrong-password", &hops).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let blocked = login_via(&app, "nobody9", "wrong-password", "198.51.100.2").await;
+    assert_eq!(
+        blocked.status(),
+        StatusCode::UNAUTHORIZED,
+        "another client's window"
+    );
+    let r = login_via(&app, "nobody9", "wrong-password", "6.6.6.6, 198.51.100.0").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = login_via(&app, "nobody9", "wrong-password", "198.51.100.0").await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = login_via(&app, "nobody9", "wrong-password", "198.51.100.0").await;
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "198.51.100.0 used its 3"
+    );
+
+    let r = login_via(&app, "alice", PASSWORD, "203.0.113.7").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let cookie = session_set_cookie(r.headers(), "__Host-sessiond").unwrap();
+    let mut c = app.client();
+    c.session = Some(cookie_value(&cookie));
+    let listed: serde_json::Value = c.get("/api/sessions").await.json().await.unwrap();
+    assert_eq!(listed["sessions"][0]["ip"], "203.0.113.7");
+}
