@@ -16,6 +16,24 @@ mod codec;
 mod tables;
 mod writer;
 
+/// Entry points for the fuzz targets (`fuzz/`): the decoders that read what
+/// is on disk, which must refuse corrupt bytes as `Corrupt`, never panic.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use sessiond_core::{SessionRecord, StoreError, UserRecord};
+
+    /// Decodes a stored session.
+    pub fn decode_session(bytes: &[u8]) -> Result<SessionRecord, StoreError> {
+        crate::codec::decode_session(bytes)
+    }
+
+    /// Decodes a stored user.
+    pub fn decode_user(bytes: &[u8]) -> Result<UserRecord, StoreError> {
+        crate::codec::decode_user(bytes)
+    }
+}
+
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;

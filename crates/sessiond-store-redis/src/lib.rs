@@ -28,6 +28,20 @@ mod census;
 mod codec;
 mod conn;
 mod scripts;
+
+/// Entry points for the fuzz targets (`fuzz/`): the decoder of a session
+/// hash as Redis returns it, which must refuse corrupt fields as `Corrupt`,
+/// never panic.
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub mod fuzzing {
+    use sessiond_core::{SessionRecord, StoreError};
+
+    /// Decodes an `HGETALL` reply.
+    pub fn decode(reply: redis::Value) -> Result<Option<SessionRecord>, StoreError> {
+        crate::codec::decode(reply)
+    }
+}
 #[cfg(feature = "testing")]
 pub mod testing;
 

@@ -224,6 +224,17 @@ impl ServerConfig {
         Ok(config)
     }
 
+    /// Defaults ← `toml` (no environment, no key files): what a file alone
+    /// says, checked the same way.
+    pub fn from_toml(toml: &str) -> Result<Self, ConfigError> {
+        let config: ServerConfig = Figment::from(Serialized::defaults(ServerConfig::default()))
+            .merge(Toml::string(toml))
+            .extract()
+            .map_err(ConfigError::from_figment)?;
+        config.validate()?;
+        Ok(config)
+    }
+
     /// Checks the values that have to make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         if self.server.header_read_timeout.is_zero() {
