@@ -530,6 +530,27 @@ pub mod cases {
         assert!(sessions.verify(&t.expose()).await.unwrap().is_none());
     }
 
+    /// `n` concurrent updates of `key`, the i-th setting `{prefix}{i}` to `i`.
+    async fn concurrent_updates(
+        sessions: &SessionManager,
+        key: SessionKey,
+        n: usize,
+        prefix: &str,
+    ) -> Vec<Result<u64, StoreError>> {
+        let tasks: Vec<_> = (0..n)
+            .map(|i| {
+                let sessions = sessions.clone();
+                let change = [AttributeChange::set(format!("{prefix}{i}"), i.to_string())];
+                tokio::spawn(async move { sessions.update_attributes(&key, &change, None).await })
+            })
+            .collect();
+        let mut results = Vec::with_capacity(n);
+        for t in tasks {
+            results.push(t.await.unwrap());
+        }
+        results
+    }
+
     pub async fn concurrent_updates_of_distinct_attributes_are_all_kept(store: Arc<dyn Backend>) {
         let (sessions, _clock) = engine(store.clone());
         let sessions = sessions.with_attribute_budget(AttributeBudget {
@@ -540,22 +561,8 @@ pub mod cases {
             .create(new_session(&unique_user("conc")))
             .await
             .unwrap();
-        let mut tasks = Vec::new();
-        for i in 0..100 {
-            let sessions = sessions.clone();
-            let key = session.key;
-            tasks.push(tokio::spawn(async move {
-                sessions
-                    .update_attributes(
-                        &key,
-                        &[AttributeChange::set(format!("attr{i}"), i.to_string())],
-                        None,
-                    )
-                    .await
-            }));
-        }
-        for t in tasks {
-            t.await.unwrap().unwrap();
+        for result in concurrent_updates(&sessions, session.key, 100, "attr").await {
+            result.unwrap();
         }
         let record = sessions
             .verify(&token.expose())
@@ -630,19 +637,9 @@ pub mod cases {
             .create(new_session(&unique_user("budget-burst")))
             .await
             .unwrap();
-        let mut tasks = Vec::new();
-        for i in 0..40 {
-            let sessions = sessions.clone();
-            let key = session.key;
-            tasks.push(tokio::spawn(async move {
-                sessions
-                    .update_attributes(&key, &[AttributeChange::set(format!("b{i}"), "v")], None)
-                    .await
-            }));
-        }
         let (mut ok, mut refused) = (0, 0);
-        for t in tasks {
-            match t.await.unwrap() {
+        for result in concurrent_updates(&sessions, session.key, 40, "b").await {
+            match result {
                 Ok(_) => ok += 1,
                 Err(StoreError::TooLarge) => refused += 1,
                 Err(e) => panic!("unexpected {e:?}"),
