@@ -530,6 +530,12 @@ pub mod cases {
         assert!(sessions.verify(&t.expose()).await.unwrap().is_none());
     }
 
+    /// The record of the live session `token` names.
+    async fn live_record(sessions: &SessionManager, token: &SessionToken) -> SessionRecord {
+        let verified = sessions.verify(&token.expose()).await.unwrap();
+        verified.expect("the session is live").session.record
+    }
+
     /// `n` concurrent updates of `key`, the i-th setting `{prefix}{i}` to `i`.
     async fn concurrent_updates(
         sessions: &SessionManager,
@@ -564,13 +570,7 @@ pub mod cases {
         for result in concurrent_updates(&sessions, session.key, 100, "attr").await {
             result.unwrap();
         }
-        let record = sessions
-            .verify(&token.expose())
-            .await
-            .unwrap()
-            .unwrap()
-            .session
-            .record;
+        let record = live_record(&sessions, &token).await;
         assert_eq!(record.attributes.len(), 100, "no update was lost");
         for i in 0..100 {
             assert_eq!(
@@ -598,11 +598,7 @@ pub mod cases {
             .update_attributes(&key, &[AttributeChange::set("a", "1")], None)
             .await
             .unwrap();
-        async fn current(sessions: &SessionManager, token: &SessionToken) -> SessionRecord {
-            let verified = sessions.verify(&token.expose()).await.unwrap().unwrap();
-            verified.session.record
-        }
-        let before = current(&sessions, &token).await;
+        let before = live_record(&sessions, &token).await;
         let too_many = [
             AttributeChange::set("b", "2"),
             AttributeChange::set("c", "3"),
@@ -613,7 +609,7 @@ pub mod cases {
         let too_big = [AttributeChange::set("b", "x".repeat(24))];
         let r = sessions.update_attributes(&key, &too_big, None).await;
         assert!(matches!(r, Err(StoreError::TooLarge)), "{r:?}");
-        let after = current(&sessions, &token).await;
+        let after = live_record(&sessions, &token).await;
         assert_eq!(after.attributes, before.attributes, "nothing written");
         assert_eq!(after.version, before.version);
         // Replacing and removing count what remains: this fits.
@@ -646,13 +642,7 @@ pub mod cases {
             }
         }
         assert_eq!((ok, refused), (10, 30));
-        let record = sessions
-            .verify(&token.expose())
-            .await
-            .unwrap()
-            .unwrap()
-            .session
-            .record;
+        let record = live_record(&sessions, &token).await;
         assert_eq!(record.attributes.len(), 10);
     }
 

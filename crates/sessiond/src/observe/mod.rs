@@ -206,7 +206,11 @@ where
         let state = self.layer.state.clone();
         let route = state.route_index(req.uri().path());
         let method = method_index(req.method());
-        let client = sessiond_axum::ClientIp::of(req.extensions());
+        // Only the access log needs the client address.
+        let client = state
+            .access_log
+            .as_ref()
+            .and_then(|_| sessiond_axum::ClientIp::of(req.extensions()));
         let trace: Option<TraceId> = req
             .headers()
             .get("traceparent")
