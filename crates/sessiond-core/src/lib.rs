@@ -32,6 +32,7 @@
 //! # }
 //! ```
 
+pub mod attempts;
 pub mod manager;
 pub mod memory;
 pub mod metric;
@@ -46,6 +47,7 @@ pub mod token;
 #[cfg(feature = "testing")]
 pub mod testing;
 
+pub use attempts::{Attempt, Counter, Refund};
 pub use manager::{NewSession, SessionManager, StoredSession, Verified};
 pub use memory::MemoryStore;
 pub use policy::ExpiryPolicy;

@@ -5,6 +5,7 @@ use std::sync::Mutex;
 
 use async_trait::async_trait;
 
+use crate::attempts::{Attempt, AttemptCounters, Counter, Refund};
 use crate::ops;
 use crate::policy::ExpiryPolicy;
 use crate::record::{AttributeBudget, AttributeChange, SessionRecord, UserRecord};
@@ -53,6 +54,7 @@ impl State {
 #[derive(Default)]
 pub struct MemoryStore {
     state: Mutex<State>,
+    attempts: AttemptCounters,
 }
 
 impl MemoryStore {
@@ -254,5 +256,23 @@ impl UserStore for MemoryStore {
         }
         state.settings.insert(name.to_owned(), value.to_vec());
         Ok(true)
+    }
+
+    async fn take_attempt(
+        &self,
+        counters: &[Counter],
+        window_ms: u64,
+        now: Millis,
+    ) -> Result<Attempt, StoreError> {
+        Ok(self.attempts.take(counters, window_ms, now))
+    }
+
+    async fn refund_attempts(
+        &self,
+        refunds: &[(String, Refund)],
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        self.attempts.refund(refunds, now);
+        Ok(())
     }
 }

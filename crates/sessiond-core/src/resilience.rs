@@ -26,6 +26,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use tokio::time::Instant;
 
+use crate::attempts::{Attempt, Counter, Refund};
 use crate::metric;
 use crate::policy::ExpiryPolicy;
 use crate::record::{AttributeBudget, AttributeChange, SessionRecord, UserRecord};
@@ -54,10 +55,12 @@ enum Op {
     ListUsers,
     GetSetting,
     SwapSetting,
+    TakeAttempt,
+    RefundAttempts,
 }
 
 impl Op {
-    const COUNT: usize = 17;
+    const COUNT: usize = 19;
     const ALL: [Op; Op::COUNT] = [
         Op::Create,
         Op::Load,
@@ -76,6 +79,8 @@ impl Op {
         Op::ListUsers,
         Op::GetSetting,
         Op::SwapSetting,
+        Op::TakeAttempt,
+        Op::RefundAttempts,
     ];
 
     fn name(self) -> &'static str {
@@ -97,6 +102,8 @@ impl Op {
             Op::ListUsers => "list_users",
             Op::GetSetting => "get_setting",
             Op::SwapSetting => "swap_setting",
+            Op::TakeAttempt => "take_attempt",
+            Op::RefundAttempts => "refund_attempts",
         }
     }
 
@@ -105,7 +112,8 @@ impl Op {
     /// or user write whose answer was lost may have happened, and repeating
     /// it could conflict or count twice. A compare-and-set is not repeated
     /// either: a retry after a lost reply would see its own write and
-    /// answer false.
+    /// answer false. Nor is an attempt counter change, which would count
+    /// (or give back) twice.
     fn retried(self) -> bool {
         matches!(
             self,
@@ -645,6 +653,27 @@ impl UserStore for ResilientStore {
     ) -> Result<bool, StoreError> {
         self.call(Op::SwapSetting, || {
             self.inner.swap_setting(name, expected, value)
+        })
+        .await
+    }
+    async fn take_attempt(
+        &self,
+        counters: &[Counter],
+        window_ms: u64,
+        now: Millis,
+    ) -> Result<Attempt, StoreError> {
+        self.call(Op::TakeAttempt, || {
+            self.inner.take_attempt(counters, window_ms, now)
+        })
+        .await
+    }
+    async fn refund_attempts(
+        &self,
+        refunds: &[(String, Refund)],
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        self.call(Op::RefundAttempts, || {
+            self.inner.refund_attempts(refunds, now)
         })
         .await
     }

@@ -2,6 +2,7 @@
 
 use async_trait::async_trait;
 
+use crate::attempts::{Attempt, Counter, Refund};
 use crate::policy::ExpiryPolicy;
 use crate::record::{AttributeBudget, AttributeChange, SessionRecord, UserRecord};
 use crate::time::Millis;
@@ -172,9 +173,10 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 }
 
-/// Where user accounts and server-wide settings live (in the same backend
-/// as the sessions, so every node sharing a store sees the same users and,
-/// for instance, the same JWT signing keys).
+/// Where user accounts, server-wide settings and attempt counters live (in
+/// the same backend as the sessions, so every node sharing a store sees the
+/// same users, for instance the same JWT signing keys, and counts login
+/// attempts together).
 #[async_trait]
 pub trait UserStore: Send + Sync + 'static {
     /// Adds a user; [`StoreError::Conflict`] if the name is taken.
@@ -196,6 +198,26 @@ pub trait UserStore: Send + Sync + 'static {
         expected: Option<&[u8]>,
         value: &[u8],
     ) -> Result<bool, StoreError>;
+    /// Takes one attempt on every counter in `counters`, as one atomic step:
+    /// if each is below its limit in its current window, each gains one and
+    /// the answer is [`Attempt::Taken`]; otherwise nothing changes and the
+    /// answer is [`Attempt::Refused`] with the time until the blocking
+    /// window ends. A counter's window starts at the attempt that finds it
+    /// empty and lasts `window_ms`. Counters need not survive a restart or
+    /// a failover (a lost count resets a limit early; it never blocks).
+    async fn take_attempt(
+        &self,
+        counters: &[Counter],
+        window_ms: u64,
+        now: Millis,
+    ) -> Result<Attempt, StoreError>;
+    /// Gives attempts back: each named counter loses one ([`Refund::One`],
+    /// never going below zero) or its whole window ([`Refund::All`]).
+    async fn refund_attempts(
+        &self,
+        refunds: &[(String, Refund)],
+        now: Millis,
+    ) -> Result<(), StoreError>;
 }
 
 /// A backend that stores both sessions and users.

@@ -21,10 +21,11 @@ use std::time::Duration;
 use async_trait::async_trait;
 use proptest::prelude::*;
 
+use crate::attempts::{Attempt, Counter, Refund};
 use crate::policy::ExpiryPolicy;
 use crate::record::{AttributeBudget, AttributeChange, ClientMeta, SessionRecord, UserRecord};
 use crate::store::{Backend, CycleChanges, Renewal, SessionStore, StoreError, UserStore};
-use crate::time::{Clock, ManualClock, Millis};
+use crate::time::{Clock, ManualClock, Millis, SystemClock};
 use crate::token::{SessionKey, SessionToken};
 use crate::{NewSession, SessionManager};
 
@@ -800,6 +801,93 @@ pub mod cases {
         store.ping().await.unwrap();
     }
 
+    // Attempt windows run on the wall clock: Redis expires counters by its
+    // own clock, so these cases pass the real time as `now`.
+
+    pub async fn attempts_are_taken_up_to_the_limit_and_a_refused_take_changes_nothing(
+        store: Arc<dyn Backend>,
+    ) {
+        let user = Counter::new(unique_user("user:"), 2);
+        let ip = Counter::new(unique_user("ip:"), 4);
+        let both = [user.clone(), ip.clone()];
+        for _ in 0..2 {
+            let taken = store.take_attempt(&both, 60_000, SystemClock.now()).await;
+            assert_eq!(taken.unwrap(), Attempt::Taken);
+        }
+        match store.take_attempt(&both, 60_000, SystemClock.now()).await {
+            Ok(Attempt::Refused { retry_after_ms }) => {
+                assert!((1..=60_000).contains(&retry_after_ms), "{retry_after_ms}");
+            }
+            other => panic!("the user's counter is full: {other:?}"),
+        }
+        // The refused take did not count on the IP: two more attempts pass.
+        for _ in 0..2 {
+            let other_user = Counter::new(unique_user("user:"), 2);
+            let taken = store
+                .take_attempt(&[other_user, ip.clone()], 60_000, SystemClock.now())
+                .await;
+            assert_eq!(taken.unwrap(), Attempt::Taken);
+        }
+        let taken = store.take_attempt(&[ip], 60_000, SystemClock.now()).await;
+        assert!(matches!(taken.unwrap(), Attempt::Refused { .. }));
+    }
+
+    pub async fn a_burst_of_attempts_takes_no_more_than_the_limit(store: Arc<dyn Backend>) {
+        let counter = Counter::new(unique_user("user:"), 5);
+        let mut burst = tokio::task::JoinSet::new();
+        for _ in 0..50 {
+            let (store, counter) = (store.clone(), counter.clone());
+            burst.spawn(async move {
+                store
+                    .take_attempt(&[counter], 60_000, SystemClock.now())
+                    .await
+                    .unwrap()
+            });
+        }
+        let taken = burst
+            .join_all()
+            .await
+            .into_iter()
+            .filter(|a| *a == Attempt::Taken)
+            .count();
+        assert_eq!(taken, 5);
+    }
+
+    pub async fn refunds_give_attempts_back_and_a_window_ends(store: Arc<dyn Backend>) {
+        let counter = Counter::new(unique_user("user:"), 1);
+        let take = |window_ms| {
+            let store = store.clone();
+            let counter = counter.clone();
+            async move {
+                store
+                    .take_attempt(&[counter], window_ms, SystemClock.now())
+                    .await
+                    .unwrap()
+            }
+        };
+        assert_eq!(take(60_000).await, Attempt::Taken);
+        assert!(matches!(take(60_000).await, Attempt::Refused { .. }));
+        let refund = |how| vec![(counter.key.clone(), how)];
+        store
+            .refund_attempts(&refund(Refund::One), SystemClock.now())
+            .await
+            .unwrap();
+        assert_eq!(take(60_000).await, Attempt::Taken, "one given back");
+        store
+            .refund_attempts(&refund(Refund::All), SystemClock.now())
+            .await
+            .unwrap();
+        // Refunding an empty counter leaves it at zero, not below.
+        store
+            .refund_attempts(&refund(Refund::One), SystemClock.now())
+            .await
+            .unwrap();
+        assert_eq!(take(300).await, Attempt::Taken, "the window was forgotten");
+        assert!(matches!(take(300).await, Attempt::Refused { .. }));
+        tokio::time::sleep(Duration::from_millis(450)).await;
+        assert_eq!(take(300).await, Attempt::Taken, "the window ended");
+    }
+
     pub async fn settings_change_only_when_the_expected_value_matches(store: Arc<dyn Backend>) {
         let name = unique_user("setting");
         assert_eq!(store.get_setting(&name).await.unwrap(), None);
@@ -1083,7 +1171,10 @@ macro_rules! store_conformance_tests {
             an_update_with_a_stale_version_is_a_conflict,
             expired_sessions_are_never_returned_and_the_sweeper_removes_them,
             users_are_created_once_updated_and_listed,
-            settings_change_only_when_the_expected_value_matches
+            settings_change_only_when_the_expected_value_matches,
+            attempts_are_taken_up_to_the_limit_and_a_refused_take_changes_nothing,
+            a_burst_of_attempts_takes_no_more_than_the_limit,
+            refunds_give_attempts_back_and_a_window_ends
         );
 
         #[test]
@@ -1107,7 +1198,7 @@ macro_rules! store_conformance_tests {
 /// session call fails with [`StoreError::Unavailable`], what a dead Redis
 /// looks like to the engine), failing its next `n` calls, or hanging (every
 /// call waits an hour, what a blackholed connection looks like). Counts the
-/// session calls that reached it. User and settings calls pass through.
+/// session calls that reached it. User, settings and attempt calls pass through.
 pub struct FaultyStore<S: ?Sized> {
     inner: Arc<S>,
     down: std::sync::atomic::AtomicBool,
@@ -1275,5 +1366,20 @@ impl<S: UserStore + ?Sized> UserStore for FaultyStore<S> {
         value: &[u8],
     ) -> Result<bool, StoreError> {
         self.inner.swap_setting(name, expected, value).await
+    }
+    async fn take_attempt(
+        &self,
+        counters: &[Counter],
+        window_ms: u64,
+        now: Millis,
+    ) -> Result<Attempt, StoreError> {
+        self.inner.take_attempt(counters, window_ms, now).await
+    }
+    async fn refund_attempts(
+        &self,
+        refunds: &[(String, Refund)],
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        self.inner.refund_attempts(refunds, now).await
     }
 }

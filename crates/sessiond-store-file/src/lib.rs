@@ -10,6 +10,9 @@
 //! commit). The writer thread also sweeps expired sessions in the background.
 //!
 //! Only one process may open a data directory at a time (redb locks the file).
+//! Login attempt counters are kept in memory, not in the file: the store
+//! serves one node, and a restart that forgets a count only ends a
+//! throttling window early.
 
 mod cache;
 mod codec;
@@ -40,9 +43,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use redb::{Database, ReadableDatabase, ReadableTable};
+use sessiond_core::attempts::AttemptCounters;
 use sessiond_core::{
-    AttributeBudget, AttributeChange, CycleChanges, ExpiryPolicy, Millis, Renewal, SessionKey,
-    SessionRecord, SessionStore, StoreError, UserRecord, UserStore,
+    Attempt, AttributeBudget, AttributeChange, Counter, CycleChanges, ExpiryPolicy, Millis, Refund,
+    Renewal, SessionKey, SessionRecord, SessionStore, StoreError, UserRecord, UserStore,
 };
 
 use crate::tables::{SESSIONS, SETTINGS, USER_SESSIONS, USERS};
@@ -109,6 +113,7 @@ pub struct FileStore {
     cache: Arc<cache::NearCache>,
     writer: Writer,
     path: PathBuf,
+    attempts: Arc<AttemptCounters>,
 }
 
 impl std::fmt::Debug for FileStore {
@@ -148,6 +153,7 @@ impl FileStore {
             cache,
             writer,
             path,
+            attempts: Arc::default(),
         })
     }
 
@@ -413,5 +419,23 @@ impl UserStore for FileStore {
             Reply::Existed(swapped) => Ok(swapped),
             other => Err(other.unexpected()),
         }
+    }
+
+    async fn take_attempt(
+        &self,
+        counters: &[Counter],
+        window_ms: u64,
+        now: Millis,
+    ) -> Result<Attempt, StoreError> {
+        Ok(self.attempts.take(counters, window_ms, now))
+    }
+
+    async fn refund_attempts(
+        &self,
+        refunds: &[(String, Refund)],
+        now: Millis,
+    ) -> Result<(), StoreError> {
+        self.attempts.refund(refunds, now);
+        Ok(())
     }
 }

@@ -18,6 +18,12 @@
 //!   except `create` on a Cluster: two single-key scripts (hash, then index
 //!   entry), which keep working while the slot migrates (see `create`).
 //! - Users: `{prefix}user:<name>` (JSON) and the set `{prefix}users`.
+//! - Attempt counters (login throttling): `{prefix}{att}a:<counter>`, an
+//!   integer with `PEXPIREAT` at the end of its window. All share the hash
+//!   tag `{att}`, so taking an attempt on a user's and an IP's counter is
+//!   one script on one Cluster slot (one round trip, atomic). That slot sees
+//!   only login traffic; counters are not `WAIT`ed for, since a count lost
+//!   in a failover only ends a window early.
 //!
 //! Verifying a session is one `HGETALL`. Renewal is one script call, made
 //! only when the renewal is due. Deletes remove the hash; the index entry of
@@ -53,8 +59,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::{AsyncCommands, Client, RedisError, Value};
 use sessiond_core::{
-    AttributeBudget, AttributeChange, CycleChanges, ExpiryPolicy, Millis, Renewal, SessionKey,
-    SessionRecord, SessionStore, StoreError, UserRecord, UserStore,
+    Attempt, AttributeBudget, AttributeChange, Counter, CycleChanges, ExpiryPolicy, Millis, Refund,
+    Renewal, SessionKey, SessionRecord, SessionStore, StoreError, UserRecord, UserStore,
 };
 
 use crate::census::Census;
@@ -299,6 +305,10 @@ impl RedisStore {
 
     fn setting_key(&self, name: &str) -> String {
         format!("{}setting:{name}", self.prefix)
+    }
+
+    fn attempt_key(&self, counter: &str) -> String {
+        format!("{}{{att}}a:{counter}", self.prefix)
     }
 
     fn users_key(&self) -> String {
@@ -750,5 +760,52 @@ impl UserStore for RedisStore {
                 None,
             )),
         }
+    }
+
+    async fn take_attempt(
+        &self,
+        counters: &[Counter],
+        window_ms: u64,
+        now: Millis,
+    ) -> Result<Attempt, StoreError> {
+        if counters.is_empty() {
+            return Ok(Attempt::Taken);
+        }
+        let keys: Vec<String> = counters.iter().map(|c| self.attempt_key(&c.key)).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut cmd = scripts::evalsha(&scripts::TAKE_ATTEMPT, &keys);
+        cmd.arg(now.saturating_add(window_ms));
+        for c in counters {
+            cmd.arg(c.limit);
+        }
+        let reply = self.run_script(&scripts::TAKE_ATTEMPT, cmd, false).await?;
+        Ok(match int(&reply)? {
+            n if n < 0 => Attempt::Taken,
+            n => Attempt::Refused {
+                retry_after_ms: n.unsigned_abs(),
+            },
+        })
+    }
+
+    async fn refund_attempts(
+        &self,
+        refunds: &[(String, Refund)],
+        _now: Millis,
+    ) -> Result<(), StoreError> {
+        if refunds.is_empty() {
+            return Ok(());
+        }
+        let keys: Vec<String> = refunds.iter().map(|(k, _)| self.attempt_key(k)).collect();
+        let keys: Vec<&str> = keys.iter().map(String::as_str).collect();
+        let mut cmd = scripts::evalsha(&scripts::REFUND_ATTEMPTS, &keys);
+        for (_, refund) in refunds {
+            cmd.arg(match refund {
+                Refund::One => "1",
+                Refund::All => "all",
+            });
+        }
+        self.run_script(&scripts::REFUND_ATTEMPTS, cmd, false)
+            .await
+            .map(drop)
     }
 }

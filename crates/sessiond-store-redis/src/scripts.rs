@@ -181,3 +181,47 @@ return 1
 ",
     )
 });
+
+/// KEYS: attempt counters (all under one hash tag). ARGV: window end (ms,
+/// absolute), then each counter's limit. Returns -1 when the attempt was
+/// taken (each counter gained one), else the milliseconds until the
+/// blocking counter's window ends (nothing changed).
+pub(crate) static TAKE_ATTEMPT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local wait = -1
+for i, k in ipairs(KEYS) do
+  local n = tonumber(redis.call('GET', k) or '0')
+  if n >= tonumber(ARGV[i + 1]) then
+    local t = redis.call('PTTL', k)
+    if t < 0 then t = 0 end
+    if t > wait then wait = t end
+  end
+end
+if wait >= 0 then return wait end
+for _, k in ipairs(KEYS) do
+  if redis.call('INCR', k) == 1 then
+    redis.call('PEXPIREAT', k, ARGV[1])
+  end
+end
+return -1
+",
+    )
+});
+
+/// KEYS: attempt counters. ARGV: per key, '1' (give back one) or 'all'
+/// (forget the window). A counter never goes below zero.
+pub(crate) static REFUND_ATTEMPTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+for i, k in ipairs(KEYS) do
+  if ARGV[i] == 'all' then
+    redis.call('DEL', k)
+  elseif redis.call('DECR', k) <= 0 then
+    redis.call('DEL', k)
+  end
+end
+return 1
+",
+    )
+});

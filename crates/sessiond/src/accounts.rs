@@ -2,7 +2,7 @@
 //! changes and user creation. The HTTP routes and the `sessiond user`
 //! commands both call [`Accounts`]; neither reaches the user store another way.
 //!
-//! - [`Accounts::verify_credentials`]: throttling (per user and per client
+//! - [`Accounts::verify_credentials`]: throttling (per user or device, and per client
 //!   IP), lookup and the argon2id check, equally slow and equally worded
 //!   for an unknown user and a wrong password.
 //! - [`Accounts::change_password`] (the user, knowing the old password) and
@@ -17,8 +17,9 @@ use std::time::Duration;
 use sessiond_core::metric;
 use sessiond_core::{Backend, SessionKey, SessionManager, StoreError, UserRecord};
 
+use crate::devices::DeviceId;
 use crate::password::{HashError, Hasher};
-use crate::throttle::Throttle;
+use crate::throttle::{Key, Refusal, Throttle};
 
 /// Shortest accepted new password (NIST SP 800-63B's floor for user-chosen secrets).
 pub const MIN_PASSWORD: usize = 8;
@@ -102,8 +103,10 @@ fn check_role(role: &str) -> Result<(), AccountError> {
 /// Throttle limits.
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottleLimits {
-    /// Failures per user name per window.
+    /// Failures per user name per window (attempts without a device cookie).
     pub per_user: u32,
+    /// Failures per device cookie per window.
+    pub per_device: u32,
     /// Failures per client IP per window.
     pub per_ip: u32,
     /// The window.
@@ -116,8 +119,8 @@ pub struct Accounts {
     store: Arc<dyn Backend>,
     sessions: SessionManager,
     hasher: Hasher,
-    user_throttle: Throttle,
-    ip_throttle: Throttle,
+    throttle: Throttle,
+    limits: ThrottleLimits,
 }
 
 impl std::fmt::Debug for Accounts {
@@ -136,63 +139,83 @@ impl Accounts {
         limits: ThrottleLimits,
     ) -> Self {
         Self {
+            hasher,
+            throttle: Throttle::new(store.clone(), sessions.clock(), limits.window),
+            limits,
             store,
             sessions,
-            hasher,
-            user_throttle: Throttle::new(limits.per_user, limits.window),
-            ip_throttle: Throttle::new(limits.per_ip, limits.window),
         }
     }
 
-    /// The user `username` if `password` is theirs. Throttled per user and
-    /// per `client_ip`; an unknown user costs the same hash as a known one.
+    /// Takes a place for one attempt on `counters`: the answer to give when
+    /// they are full, logged and counted here once.
+    async fn reserve(
+        &self,
+        counters: &[(Key<'_>, u32)],
+        client_ip: Option<IpAddr>,
+    ) -> Result<crate::throttle::Slot, AccountError> {
+        self.throttle.reserve(counters).await.map_err(|refusal| match refusal {
+            Refusal::Throttled(retry_after) => {
+                metrics::counter!(metric::LOGINS, "outcome" => "throttled").increment(1);
+                match client_ip {
+                    Some(ip) => tracing::warn!(target: "sessiond::security", event = "login_throttled", client_ip = %ip),
+                    None => tracing::warn!(target: "sessiond::security", event = "reauth_throttled"),
+                }
+                AccountError::Throttled { retry_after }
+            }
+            Refusal::Store(e) => e.into(),
+        })
+    }
+
+    /// The user `username` if `password` is theirs. Throttled per client
+    /// IP, and per user name, or per device when the attempt comes from a
+    /// browser where the user signed in before (`device`, see
+    /// [`crate::devices`]). An unknown user costs the same hash as a known one.
     pub async fn verify_credentials(
         &self,
         username: &str,
         password: String,
         client_ip: IpAddr,
+        device: Option<&DeviceId>,
     ) -> Result<UserRecord, AccountError> {
         if username.is_empty() || username.len() > MAX_NAME || password.len() > MAX_PASSWORD {
             return Err(AccountError::InvalidCredentials);
         }
-        let ip = client_ip.to_string();
-        // Both places are taken before the hash is computed, so concurrent
-        // guesses count against the limits while they are being checked.
-        let (user_slot, ip_slot) = match (
-            self.user_throttle.reserve(username),
-            self.ip_throttle.reserve(&ip),
-        ) {
-            (Ok(user), Ok(ip)) => (user, ip),
-            (by_user, by_ip) => {
-                let retry_after = [by_user.err(), by_ip.err()].into_iter().flatten().max();
-                metrics::counter!(metric::LOGINS, "outcome" => "throttled").increment(1);
-                tracing::warn!(target: "sessiond::security", event = "login_throttled", client_ip = %ip);
-                return Err(AccountError::Throttled {
-                    retry_after: retry_after.unwrap_or(1),
-                });
-            }
+        let (who, limit) = match device {
+            Some(d) => (Key::Device(d.as_str()), self.limits.per_device),
+            None => (Key::User(username), self.limits.per_user),
         };
+        // The places are taken before the hash is computed, so concurrent
+        // guesses count against the limits while they are being checked.
+        let slot = self
+            .reserve(
+                &[(who, limit), (Key::Ip(&client_ip), self.limits.per_ip)],
+                Some(client_ip),
+            )
+            .await?;
         let user = self.store.get_user(username).await?;
         let hash = user.as_ref().map(|u| u.password_hash.clone());
         match (self.hasher.verify(password, hash).await?, user) {
             (true, Some(user)) => {
                 metrics::counter!(metric::LOGINS, "outcome" => "success").increment(1);
-                user_slot.succeeded(true);
-                ip_slot.succeeded(false);
+                // A device's owner got in: its earlier failures are forgotten.
+                // Anonymous failures for the name stay: they may be a
+                // stranger's, still guessing.
+                slot.succeeded(device.map(|_| who)).await;
                 Ok(user)
             }
             _ => {
-                user_slot.failed();
-                ip_slot.failed();
+                slot.failed();
                 metrics::counter!(metric::LOGINS, "outcome" => "bad_credentials").increment(1);
-                tracing::warn!(target: "sessiond::security", event = "login_failed", client_ip = %ip);
+                tracing::warn!(target: "sessiond::security", event = "login_failed", client_ip = %client_ip);
                 Err(AccountError::InvalidCredentials)
             }
         }
     }
 
     /// The user changes their own password: `current` must be right
-    /// (failures count against the per-user throttle). Ends every other
+    /// (failures count against a per-user throttle of their own, which only
+    /// a holder of the user's session can spend). Ends every other
     /// session of the user but `keep`; returns how many ended.
     pub async fn change_password(
         &self,
@@ -203,9 +226,8 @@ impl Accounts {
     ) -> Result<usize, AccountError> {
         check_password(&new)?;
         let slot = self
-            .user_throttle
-            .reserve(name)
-            .map_err(|retry_after| AccountError::Throttled { retry_after })?;
+            .reserve(&[(Key::Reauth(name), self.limits.per_user)], None)
+            .await?;
         let account = self.existing(name).await?;
         if !self
             .hasher
@@ -215,7 +237,7 @@ impl Accounts {
             slot.failed();
             return Err(AccountError::WrongPassword);
         }
-        slot.succeeded(true);
+        slot.succeeded(Some(Key::Reauth(name))).await;
         self.replace_password(account, new, keep).await
     }
 
@@ -351,6 +373,7 @@ mod tests {
         let sessions = SessionManager::new(store.clone(), ExpiryPolicy::default());
         let limits = ThrottleLimits {
             per_user: 2,
+            per_device: 2,
             per_ip: 100,
             window: Duration::from_secs(60),
         };
@@ -366,24 +389,26 @@ mod tests {
             .await
             .expect("added");
         let user = a
-            .verify_credentials("alice", "correct horse".into(), IP)
+            .verify_credentials("alice", "correct horse".into(), IP, None)
             .await
             .expect("verifies");
         assert_eq!(user.roles, ["user"]);
         for _ in 0..2 {
             assert!(matches!(
-                a.verify_credentials("alice", "wrong".into(), IP).await,
+                a.verify_credentials("alice", "wrong".into(), IP, None)
+                    .await,
                 Err(AccountError::InvalidCredentials)
             ));
         }
         assert!(matches!(
-            a.verify_credentials("alice", "correct horse".into(), IP)
+            a.verify_credentials("alice", "correct horse".into(), IP, None)
                 .await,
             Err(AccountError::Throttled { .. })
         ));
         // An unknown user is answered like a wrong password.
         assert!(matches!(
-            a.verify_credentials("nobody", "whatever".into(), IP).await,
+            a.verify_credentials("nobody", "whatever".into(), IP, None)
+                .await,
             Err(AccountError::InvalidCredentials)
         ));
     }
@@ -422,7 +447,7 @@ mod tests {
             .expect("changed");
         assert_eq!(ended, 1);
         assert!(
-            a.verify_credentials("bob", "second password".into(), IP)
+            a.verify_credentials("bob", "second password".into(), IP, None)
                 .await
                 .is_ok()
         );

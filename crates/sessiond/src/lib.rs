@@ -16,7 +16,9 @@
 //! - `tokens/`: the shared JWT key ring (`ring.rs`) and refresh families
 //!   (`refresh.rs`), on the session engine's clock.
 //! - `password.rs`: argon2id on the blocking pool, bounded.
-//!   `throttle.rs`: failure counters for login throttling.
+//!   `throttle.rs`: login throttling on attempt counters in the store
+//!   (shared by every node); `devices.rs`: the signed device cookies that
+//!   give a user's own browsers their own counter.
 //! - `serve.rs`: the accept loop (header-read timeout, connection cap,
 //!   graceful stop). `middleware.rs`: JSON errors for every failure, header
 //!   limits, `Host`, security headers, 408 for a body still arriving.
@@ -25,6 +27,7 @@
 
 pub mod accounts;
 pub mod config;
+pub mod devices;
 pub mod middleware;
 pub mod observe;
 pub mod password;

@@ -10,11 +10,15 @@ use sessiond_axum::{CookieConfig, SameSite};
 
 use crate::accounts::{Accounts, ThrottleLimits};
 use crate::config::ServerConfig;
+use crate::devices::DeviceCookies;
 use crate::password::{HashError, Hasher};
 use crate::tokens::{RefreshFamilies, TokenService};
 
 /// The login form's double-submit CSRF cookie (before a session exists).
 pub const LOGIN_CSRF_COOKIE: &str = "__Host-sessiond-login";
+
+/// The device cookie set at each sign-in (see [`crate::devices`]).
+pub const DEVICE_COOKIE: &str = "__Host-sessiond-device";
 
 /// Errors opening the configured store.
 #[derive(Debug, thiserror::Error)]
@@ -158,6 +162,7 @@ fn without_password(url: &str) -> String {
 fn throttle_limits(config: &ServerConfig) -> ThrottleLimits {
     ThrottleLimits {
         per_user: config.login.failures_per_user,
+        per_device: config.login.failures_per_device,
         per_ip: config.login.failures_per_ip,
         window: config.login.throttle_window,
     }
@@ -177,6 +182,8 @@ pub struct AppState {
     pub families: RefreshFamilies,
     /// The login form's double-submit cookie.
     pub login_csrf_cookie: CookieConfig,
+    /// Device cookies (throttling per known browser).
+    pub devices: DeviceCookies,
     /// The configuration.
     pub config: ServerConfig,
 }
@@ -211,6 +218,11 @@ impl AppState {
                 LOGIN_CSRF_COOKIE,
                 config.cookie.secure,
                 SameSite::Strict,
+            ),
+            devices: DeviceCookies::new(
+                CookieConfig::new(DEVICE_COOKIE, config.cookie.secure, SameSite::Strict),
+                config.login.device_cookie_lifetime,
+                store.backend.clone(),
             ),
             sessions,
             store,

@@ -1,133 +1,120 @@
-//! Login throttling: failed attempts counted per username and per client IP
-//! in a fixed window. Unknown usernames are counted like known ones, so the
-//! answers never reveal whether a name exists.
+//! Login throttling: attempts counted per username, per client IP and per
+//! known device, in fixed windows kept in the store
+//! ([`sessiond_core::UserStore::take_attempt`]), so every node sharing the
+//! store counts together: N nodes do not allow N times the guesses. Unknown
+//! usernames are counted like known ones, so the answers never reveal
+//! whether a name exists.
 //!
-//! An attempt takes a slot *before* its password hash is computed
-//! ([`Throttle::reserve`]) and settles it afterwards (a failure stays
-//! counted, a success or an error gives the slot back). Slots in flight
-//! count against the limit, so a burst of concurrent guesses cannot all
-//! pass an "is this key blocked?" check made before any of them failed: at
-//! most `limit` guesses per key are ever evaluated per window, however many
-//! arrive at once.
+//! An attempt takes its place on every counter *before* its password hash
+//! is computed ([`Throttle::reserve`], one atomic store call: on Redis one
+//! round trip) and counts at once; an attempt that succeeded is given back
+//! afterwards ([`Slot::succeeded`]). So a burst of concurrent guesses cannot
+//! all pass an "is this key blocked?" check made before any of them failed:
+//! at most `limit` guesses per counter are ever evaluated per window,
+//! however many arrive at once and on whichever nodes.
 //!
-//! Written here rather than with `governor`: governor's keyed limiters spend
-//! a cell on every check, and throttling must count failures only while
-//! holding a place for attempts still being checked.
+//! Written here rather than with `governor`: governor's limiters live in
+//! one process and spend a cell on every check, and throttling must count
+//! failures only, across nodes.
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
-use std::time::{Duration, Instant};
+use std::sync::Arc;
+use std::time::Duration;
 
-struct Window {
-    started: Instant,
-    failures: u32,
-    in_flight: u32,
+use sessiond_core::{Attempt, Backend, Clock, Counter, Refund, StoreError};
+
+/// What a counter counts: the key kinds, named once.
+#[derive(Debug, Clone, Copy)]
+pub enum Key<'a> {
+    /// Login attempts for a user name without a device cookie for it.
+    User(&'a str),
+    /// Login attempts from a client address.
+    Ip(&'a std::net::IpAddr),
+    /// Login attempts carrying a valid device cookie (its id).
+    Device(&'a str),
+    /// Current-password checks by a signed-in user (password change).
+    Reauth(&'a str),
 }
 
-struct Inner {
-    limit: u32,
-    window: Duration,
-    entries: Mutex<HashMap<String, Window>>,
+impl Key<'_> {
+    fn name(self) -> String {
+        match self {
+            Key::User(name) => format!("login:user:{name}"),
+            Key::Ip(ip) => format!("login:ip:{ip}"),
+            Key::Device(id) => format!("login:device:{id}"),
+            Key::Reauth(name) => format!("reauth:user:{name}"),
+        }
+    }
 }
 
-/// Failure counters for one kind of key (username or IP).
+/// Why a place could not be taken.
+#[derive(Debug, thiserror::Error)]
+pub enum Refusal {
+    /// A counter is at its limit.
+    #[error("too many attempts; try again in {0} s")]
+    Throttled(u64),
+    /// The store could not count.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+/// Attempt counters in the store, with one window length.
 #[derive(Clone)]
 pub struct Throttle {
-    inner: Arc<Inner>,
+    store: Arc<dyn Backend>,
+    clock: Arc<dyn Clock>,
+    window: Duration,
 }
 
-/// Above this many tracked keys, expired idle windows are pruned on insert.
-const PRUNE_AT: usize = 100_000;
-
-/// A place held for one attempt. Settle it with [`Slot::failed`] or
-/// [`Slot::succeeded`]; dropped unsettled (the check itself failed, say the
-/// store was down), it just gives the place back.
-#[must_use = "a slot counts against the limit until it is settled or dropped"]
+/// A place held for one attempt on each of its counters. Settle it with
+/// [`Slot::failed`] (it stays counted) or [`Slot::succeeded`]; dropped
+/// unsettled (the check itself failed, say the store was down), it is given
+/// back in the background.
+#[must_use = "a slot counts against the limits until it is settled"]
 pub struct Slot {
     throttle: Throttle,
-    key: String,
+    keys: Vec<String>,
     settled: bool,
 }
 
 impl Throttle {
-    /// Allows `limit` failures per key per `window`.
-    pub fn new(limit: u32, window: Duration) -> Self {
+    /// Counters in `store`, windows of `window`, on `clock`.
+    pub fn new(store: Arc<dyn Backend>, clock: Arc<dyn Clock>, window: Duration) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                limit,
-                window,
-                entries: Mutex::new(HashMap::new()),
+            store,
+            clock,
+            window,
+        }
+    }
+
+    /// Takes a place on every `(key, limit)` at once, or none: refused with
+    /// the seconds to wait when one of them is full.
+    pub async fn reserve(&self, counters: &[(Key<'_>, u32)]) -> Result<Slot, Refusal> {
+        let counters: Vec<Counter> = counters
+            .iter()
+            .map(|(key, limit)| Counter::new(key.name(), *limit))
+            .collect();
+        let window_ms = u64::try_from(self.window.as_millis()).unwrap_or(u64::MAX);
+        match self
+            .store
+            .take_attempt(&counters, window_ms, self.clock.now())
+            .await?
+        {
+            Attempt::Taken => Ok(Slot {
+                throttle: self.clone(),
+                keys: counters.into_iter().map(|c| c.key).collect(),
+                settled: false,
             }),
-        }
-    }
-
-    fn entries(&self) -> MutexGuard<'_, HashMap<String, Window>> {
-        self.inner
-            .entries
-            .lock()
-            .unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Seconds until `w`'s window ends, at least 1.
-    fn wait(&self, w: &Window) -> u64 {
-        self.inner
-            .window
-            .saturating_sub(w.started.elapsed())
-            .as_secs()
-            .max(1)
-    }
-
-    /// Takes a place for one attempt on `key`, or answers how many seconds
-    /// to wait when the failures so far and the attempts in flight already
-    /// reach the limit.
-    pub fn reserve(&self, key: &str) -> Result<Slot, u64> {
-        let mut entries = self.entries();
-        if entries.len() >= PRUNE_AT {
-            let window = self.inner.window;
-            entries.retain(|_, w| w.in_flight > 0 || w.started.elapsed() < window);
-        }
-        let w = entries.entry(key.to_owned()).or_insert(Window {
-            started: Instant::now(),
-            failures: 0,
-            in_flight: 0,
-        });
-        if w.started.elapsed() >= self.inner.window {
-            w.started = Instant::now();
-            w.failures = 0;
-        }
-        if w.failures.saturating_add(w.in_flight) >= self.inner.limit {
-            return Err(self.wait(w));
-        }
-        w.in_flight += 1;
-        Ok(Slot {
-            throttle: self.clone(),
-            key: key.to_owned(),
-            settled: false,
-        })
-    }
-
-    /// `Some(seconds to wait)` if `key` has used up its failures now (slots
-    /// in flight aside).
-    pub fn blocked(&self, key: &str) -> Option<u64> {
-        let entries = self.entries();
-        let w = entries.get(key)?;
-        (w.failures >= self.inner.limit && w.started.elapsed() < self.inner.window)
-            .then(|| self.wait(w))
-    }
-
-    fn settle(&self, key: &str, failed: bool, reset: bool) {
-        let mut entries = self.entries();
-        if let Some(w) = entries.get_mut(key) {
-            w.in_flight = w.in_flight.saturating_sub(1);
-            if failed {
-                w.failures = w.failures.saturating_add(1);
+            Attempt::Refused { retry_after_ms } => {
+                Err(Refusal::Throttled(retry_after_ms.div_ceil(1000).max(1)))
             }
-            if reset {
-                w.failures = 0;
-            }
-            if w.in_flight == 0 && w.failures == 0 {
-                entries.remove(key);
-            }
+        }
+    }
+
+    async fn refund(&self, refunds: Vec<(String, Refund)>) {
+        if let Err(e) = self.store.refund_attempts(&refunds, self.clock.now()).await {
+            // A place not given back only shortens the user's allowance
+            // until the window ends; the attempt itself has its answer.
+            tracing::warn!(error = %e, "could not give back a login attempt");
         }
     }
 }
@@ -136,21 +123,40 @@ impl Slot {
     /// The attempt failed: it stays counted for the rest of the window.
     pub fn failed(mut self) {
         self.settled = true;
-        self.throttle.settle(&self.key, true, false);
     }
 
-    /// The attempt succeeded: the place is given back and, with `reset`,
-    /// the key's earlier failures are forgotten (a user who got in).
-    pub fn succeeded(mut self, reset: bool) {
+    /// The attempt succeeded: its places are given back, and the counter of
+    /// `forget` (if any) loses its whole window (a device whose owner got in).
+    pub async fn succeeded(mut self, forget: Option<Key<'_>>) {
         self.settled = true;
-        self.throttle.settle(&self.key, false, reset);
+        let forget = forget.map(Key::name);
+        let refunds = std::mem::take(&mut self.keys)
+            .into_iter()
+            .map(|k| {
+                let how = if forget.as_ref() == Some(&k) {
+                    Refund::All
+                } else {
+                    Refund::One
+                };
+                (k, how)
+            })
+            .collect();
+        self.throttle.refund(refunds).await;
     }
 }
 
 impl Drop for Slot {
     fn drop(&mut self) {
-        if !self.settled {
-            self.throttle.settle(&self.key, false, false);
+        if self.settled {
+            return;
+        }
+        let refunds: Vec<_> = std::mem::take(&mut self.keys)
+            .into_iter()
+            .map(|k| (k, Refund::One))
+            .collect();
+        let throttle = self.throttle.clone();
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            runtime.spawn(async move { throttle.refund(refunds).await });
         }
     }
 }
@@ -158,41 +164,71 @@ impl Drop for Slot {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use sessiond_core::{ManualClock, MemoryStore};
 
-    #[test]
-    fn a_key_is_blocked_after_the_limit_and_a_success_clears_it() {
-        let t = Throttle::new(3, Duration::from_secs(60));
-        for _ in 0..2 {
-            t.reserve("alice").expect("a place").failed();
-        }
-        assert_eq!(t.blocked("alice"), None);
-        t.reserve("alice").expect("a place").failed();
-        assert!(t.blocked("alice").is_some_and(|s| s <= 60));
-        assert!(t.reserve("alice").is_err());
-        assert!(t.reserve("bob").is_ok());
-        let t = Throttle::new(3, Duration::from_secs(60));
-        t.reserve("carol").expect("a place").failed();
-        t.reserve("carol").expect("a place").succeeded(true);
-        for _ in 0..3 {
-            t.reserve("carol").expect("forgotten").failed();
-        }
+    fn throttle() -> (Throttle, ManualClock) {
+        let clock = ManualClock::starting_now();
+        let t = Throttle::new(
+            Arc::new(MemoryStore::new()),
+            Arc::new(clock.clone()),
+            Duration::from_secs(60),
+        );
+        (t, clock)
     }
 
-    #[test]
-    fn attempts_in_flight_hold_their_places_so_a_burst_cannot_overrun_the_limit() {
-        let t = Throttle::new(5, Duration::from_secs(60));
-        let held: Vec<Slot> = (0..5)
-            .map(|_| t.reserve("alice").expect("a place"))
-            .collect();
-        assert!(t.reserve("alice").is_err(), "five in flight fill the limit");
-        drop(held); // unsettled: the places come back, nothing was counted
-        assert!(t.blocked("alice").is_none());
-        let held: Vec<Slot> = (0..5)
-            .map(|_| t.reserve("alice").expect("a place"))
-            .collect();
-        for slot in held {
-            slot.failed();
+    #[tokio::test]
+    async fn a_key_is_refused_after_the_limit_until_its_window_ends() {
+        let (t, clock) = throttle();
+        for _ in 0..3 {
+            t.reserve(&[(Key::User("alice"), 3)])
+                .await
+                .unwrap()
+                .failed();
         }
-        assert!(t.reserve("alice").is_err());
+        match t.reserve(&[(Key::User("alice"), 3)]).await {
+            Err(Refusal::Throttled(secs)) => assert_eq!(secs, 60),
+            _ => panic!("alice is throttled"),
+        }
+        assert!(t.reserve(&[(Key::User("bob"), 3)]).await.is_ok());
+        clock.advance(Duration::from_secs(60));
+        assert!(t.reserve(&[(Key::User("alice"), 3)]).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn a_success_gives_its_place_back_and_forgets_the_named_counter() {
+        let (t, _) = throttle();
+        let device = Key::Device("d1");
+        for _ in 0..2 {
+            t.reserve(&[(device, 3)]).await.unwrap().failed();
+        }
+        t.reserve(&[(device, 3), (Key::User("x"), 1)])
+            .await
+            .unwrap()
+            .succeeded(Some(device))
+            .await;
+        for _ in 0..3 {
+            t.reserve(&[(device, 3)]).await.expect("forgotten").failed();
+        }
+        // The user counter got its one place back.
+        assert!(t.reserve(&[(Key::User("x"), 1)]).await.is_ok());
+    }
+
+    #[tokio::test]
+    async fn places_held_in_flight_count_and_come_back_when_dropped() {
+        let (t, _) = throttle();
+        let mut held = Vec::new();
+        for _ in 0..5 {
+            held.push(t.reserve(&[(Key::User("alice"), 5)]).await.unwrap());
+        }
+        assert!(t.reserve(&[(Key::User("alice"), 5)]).await.is_err());
+        drop(held); // unsettled: given back in the background
+        tokio::task::yield_now().await;
+        for _ in 0..10 {
+            if t.reserve(&[(Key::User("alice"), 5)]).await.is_ok() {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        panic!("dropped places were not given back");
     }
 }

@@ -187,13 +187,21 @@ pub struct CsrfSection {
 pub struct LoginSection {
     /// Password hashes computed at once (each takes ~19 MiB and a core for ~30 ms).
     pub max_concurrent_hashes: usize,
-    /// Failed logins per username before it is throttled, per window.
+    /// Failed logins per username before it is throttled, per window, for
+    /// attempts without a device cookie for that user (anyone's).
     pub failures_per_user: u32,
+    /// Failed logins per device cookie, per window: a browser where the
+    /// user signed in before is counted on its own, so strangers' failures
+    /// for the same name do not lock it out.
+    pub failures_per_device: u32,
     /// Failed logins per client IP before it is throttled, per window.
     pub failures_per_ip: u32,
     /// The throttling window.
     #[serde(with = "duration")]
     pub throttle_window: Duration,
+    /// How long a device cookie (set at each successful sign-in) is valid.
+    #[serde(with = "duration")]
+    pub device_cookie_lifetime: Duration,
 }
 
 impl Default for LoginSection {
@@ -201,8 +209,10 @@ impl Default for LoginSection {
         Self {
             max_concurrent_hashes: 2,
             failures_per_user: 5,
+            failures_per_device: 10,
             failures_per_ip: 50,
             throttle_window: Duration::from_secs(15 * 60),
+            device_cookie_lifetime: Duration::from_secs(90 * 24 * 3600),
         }
     }
 }

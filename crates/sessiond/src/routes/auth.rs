@@ -123,9 +123,15 @@ pub async fn login(
         tracing::warn!(target: "sessiond::security", event = "csrf_rejected", reason = "login form token", route = "/login");
         return Err(fail(ApiError::csrf_failed("missing or wrong form token")));
     }
+    let now = app.sessions.now();
+    let device = app
+        .devices
+        .recognise(&headers, &req.username, now)
+        .await
+        .map_err(|e| fail(e.into()))?;
     let user = app
         .accounts
-        .verify_credentials(&req.username, req.password, client)
+        .verify_credentials(&req.username, req.password, client, device.as_ref())
         .await
         .map_err(|e| fail(e.into()))?;
     let record = session
@@ -133,17 +139,26 @@ pub async fn login(
         .await
         .map_err(|e| fail(e.into()))?;
     tracing::info!(target: "sessiond::security", event = "login_succeeded", user = %user.name);
+    let device_cookie = app
+        .devices
+        .issue(&user.name, device.as_ref(), now)
+        .await
+        .map_err(|e| fail(e.into()))?;
+    let set_device = [(header::SET_COOKIE, device_cookie)];
     if is_form {
-        return Ok(Redirect::to("/").into_response());
+        return Ok((set_device, Redirect::to("/")).into_response());
     }
-    Ok(Json(json!({
-        "user_id": record.user_id,
-        "role": record.roles.first(),
-        "roles": record.roles,
-        "expires_at": record.expires_at() / 1000,
-        "csrf_token": session.csrf_token(),
-    }))
-    .into_response())
+    Ok((
+        set_device,
+        Json(json!({
+            "user_id": record.user_id,
+            "role": record.roles.first(),
+            "roles": record.roles,
+            "expires_at": record.expires_at() / 1000,
+            "csrf_token": session.csrf_token(),
+        })),
+    )
+        .into_response())
 }
 
 /// `POST /logout`: deletes the session and clears the cookie. A form post is

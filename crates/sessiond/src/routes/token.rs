@@ -69,9 +69,11 @@ pub async fn issue(
 ) -> Result<Response, ApiError> {
     let (user, roles) = match credentials {
         Some(c) => {
+            // Token clients are programs, not browsers: no device cookie,
+            // so their failures count on the user's shared counter.
             let user = app
                 .accounts
-                .verify_credentials(&c.username, c.password, client)
+                .verify_credentials(&c.username, c.password, client, None)
                 .await?;
             (user.name, user.roles)
         }

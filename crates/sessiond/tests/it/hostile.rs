@@ -359,3 +359,85 @@ async fn a_trusted_proxys_forwarded_for_is_the_client_for_throttling_and_session
     let listed: serde_json::Value = c.get("/api/sessions").await.json().await.unwrap();
     assert_eq!(listed["sessions"][0]["ip"], "203.0.113.7");
 }
+
+/// A JSON login to `base`, presenting `cookie` (`name=value`) if any.
+async fn login_presenting(
+    base: &str,
+    user: &str,
+    password: &str,
+    cookie: Option<&str>,
+) -> reqwest::Response {
+    let mut rb = reqwest::Client::new()
+        .post(format!("{base}/login"))
+        .json(&json!({"username": user, "password": password}));
+    if let Some(cookie) = cookie {
+        rb = rb.header("cookie", cookie);
+    }
+    rb.send().await.unwrap()
+}
+
+/// The `name=value` of the device cookie a login set.
+fn device_cookie(r: &reqwest::Response) -> String {
+    let set = session_set_cookie(r.headers(), sessiond::state::DEVICE_COOKIE)
+        .expect("a successful login sets the device cookie");
+    assert!(set.contains("HttpOnly") && set.contains("Secure") && set.contains("Path=/"));
+    set.split(';').next().unwrap().to_owned()
+}
+
+#[tokio::test]
+async fn a_stranger_who_exhausts_alices_anonymous_limit_does_not_lock_her_out_of_her_own_browser() {
+    let app = spawn_app().await;
+    let limit = app.config.login.failures_per_user;
+    let first = login_presenting(&app.base, "alice", PASSWORD, None).await;
+    assert_eq!(first.status(), StatusCode::OK);
+    let alices_browser = device_cookie(&first);
+    // Someone else guesses alice's password until her name is throttled.
+    for _ in 0..limit {
+        let r = login_presenting(&app.base, "alice", "a-wrong-guess", None).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = login_presenting(&app.base, "alice", PASSWORD, None).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::TOO_MANY_REQUESTS,
+        "anonymous: throttled"
+    );
+    // A made-up or altered device cookie does not open a new counter.
+    let (name, value) = alices_browser.split_once('=').unwrap();
+    for forged in [
+        format!("{name}=made-up.9999999999.AAAA"),
+        format!("{name}=x{value}"),
+    ] {
+        let r = login_presenting(&app.base, "alice", PASSWORD, Some(&forged)).await;
+        assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS, "{forged}");
+    }
+    // Nor does alice's cookie help with another user's name.
+    for _ in 0..limit {
+        let r = login_presenting(&app.base, "bob", "a-wrong-guess", None).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = login_presenting(&app.base, "bob", PASSWORD, Some(&alices_browser)).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Alice, on her browser, still gets in (a typo first, evaluated too).
+    let r = login_presenting(&app.base, "alice", "a-typo", Some(&alices_browser)).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let r = login_presenting(&app.base, "alice", PASSWORD, Some(&alices_browser)).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(session_set_cookie(r.headers(), &app.config.session_cookie().name).is_some());
+}
+
+#[tokio::test]
+async fn a_device_has_its_own_limit_so_a_stolen_device_cookie_still_meets_one() {
+    let app = app_with(|c| c.login.failures_per_device = 3).await;
+    let first = login_presenting(&app.base, "alice", PASSWORD, None).await;
+    let device = device_cookie(&first);
+    for _ in 0..3 {
+        let r = login_presenting(&app.base, "alice", "wrong", Some(&device)).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = login_presenting(&app.base, "alice", PASSWORD, Some(&device)).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    // Anonymous attempts for alice were not spent by the device's failures.
+    let r = login_presenting(&app.base, "alice", PASSWORD, None).await;
+    assert_eq!(r.status(), StatusCode::OK);
+}

@@ -335,3 +335,43 @@ async fn with_redis_down_a_cookie_request_gets_a_fast_503_never_a_401_and_recove
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+#[tokio::test]
+async fn two_nodes_on_one_redis_count_login_failures_together() {
+    if !testing::redis_available("shared throttling") {
+        return;
+    }
+    let redis = tokio::task::spawn_blocking(testing::standalone)
+        .await
+        .unwrap();
+    let url = redis.url();
+    add_user(&url, "alice", "user", PASSWORD);
+    let (a, b) = (Node::start(&url, &[]).await, Node::start(&url, &[]).await);
+    let http = reqwest::Client::new();
+    // 40 concurrent guesses for alice, half on each node. Counted per node,
+    // each would allow the limit (5): up to 10 evaluated.
+    let answers = futures::future::join_all((0..40).map(|i| {
+        let base = if i % 2 == 0 { &a.base } else { &b.base };
+        http.post(format!("{base}/login"))
+            .json(&json!({"username": "alice", "password": format!("guess-{i}")}))
+            .send()
+    }))
+    .await;
+    let statuses: Vec<StatusCode> = answers.into_iter().map(|r| r.unwrap().status()).collect();
+    let evaluated = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::UNAUTHORIZED)
+        .count();
+    let throttled = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    assert_eq!(evaluated + throttled, 40, "{statuses:?}");
+    assert_eq!(evaluated, 5, "the default limit, across both nodes");
+    for node in [&a, &b] {
+        assert_eq!(
+            login(&http, &node.base, "alice").await.unwrap_err(),
+            StatusCode::TOO_MANY_REQUESTS
+        );
+    }
+}
