@@ -65,6 +65,8 @@ pub enum ErrorCode {
     StoreUnavailable,
     /// `deadline_exceeded` (service unavailable): the request took too long; retry.
     DeadlineExceeded,
+    /// `busy` (service unavailable): too many sign-ins are being checked; retry shortly.
+    Busy,
 }
 
 impl ErrorCode {
@@ -96,6 +98,7 @@ impl ErrorCode {
         ErrorCode::Internal,
         ErrorCode::StoreUnavailable,
         ErrorCode::DeadlineExceeded,
+        ErrorCode::Busy,
     ];
 
     /// The code as it appears in the JSON body.
@@ -127,6 +130,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal",
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::DeadlineExceeded => "deadline_exceeded",
+            ErrorCode::Busy => "busy",
         }
     }
 
@@ -159,6 +163,7 @@ impl ErrorCode {
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -195,6 +200,7 @@ impl ErrorCode {
             ErrorCode::Internal => "internal error",
             ErrorCode::StoreUnavailable => "the session store is unavailable; retry shortly",
             ErrorCode::DeadlineExceeded => "the request took too long; retry",
+            ErrorCode::Busy => "too many sign-ins are being checked; retry shortly",
         }
     }
 }

@@ -325,7 +325,17 @@ where
             };
             if let Some(value) = set_cookie {
                 let headers = response.headers_mut();
+                // The session cookie goes first, before any the handler set
+                // (a device cookie): clients that keep only the first
+                // `Set-Cookie` still keep the session.
+                let others: Vec<HeaderValue> = match headers.entry(header::SET_COOKIE) {
+                    http::header::Entry::Occupied(e) => e.remove_entry_mult().1.collect(),
+                    http::header::Entry::Vacant(_) => Vec::new(),
+                };
                 headers.append(header::SET_COOKIE, value);
+                for other in others {
+                    headers.append(header::SET_COOKIE, other);
+                }
                 headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
             }
             Ok(response)

@@ -44,7 +44,7 @@ catalogue! {
         "Expired sessions removed by the sweeper (stores that expire keys themselves do not count)";
     /// By `outcome` ([`LOGIN_OUTCOMES`]).
     LOGINS = "sessiond_logins_total", Counter,
-        "Password checks by outcome: success, bad_credentials, throttled";
+        "Password checks by outcome: success, bad_credentials, throttled, busy";
     /// Token pairs issued.
     TOKENS_ISSUED = "sessiond_tokens_issued_total", Counter,
         "Token pairs issued for credentials or a cookie session";
@@ -90,7 +90,7 @@ catalogue! {
 }
 
 /// The `outcome` values of [`LOGINS`].
-pub const LOGIN_OUTCOMES: [&str; 3] = ["success", "bad_credentials", "throttled"];
+pub const LOGIN_OUTCOMES: [&str; 4] = ["success", "bad_credentials", "throttled", "busy"];
 /// The `outcome` values of [`TOKEN_REFRESHES`].
 pub const REFRESH_OUTCOMES: [&str; 4] = ["rotated", "grace_replay", "invalid", "reuse_detected"];
 

@@ -195,7 +195,12 @@ impl Accounts {
             .await?;
         let user = self.store.get_user(username).await?;
         let hash = user.as_ref().map(|u| u.password_hash.clone());
-        match (self.hasher.verify(password, hash).await?, user) {
+        let verified = self.hasher.verify(password, hash).await.inspect_err(|e| {
+            if matches!(e, HashError::Busy) {
+                metrics::counter!(metric::LOGINS, "outcome" => "busy").increment(1);
+            }
+        })?;
+        match (verified, user) {
             (true, Some(user)) => {
                 metrics::counter!(metric::LOGINS, "outcome" => "success").increment(1);
                 // A device's owner got in: its earlier failures are forgotten.
@@ -366,6 +371,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::password::PoolConfig;
     use sessiond_core::{ExpiryPolicy, MemoryStore, NewSession};
 
     fn accounts() -> Accounts {
@@ -377,7 +383,12 @@ mod tests {
             per_ip: 100,
             window: Duration::from_secs(60),
         };
-        Accounts::new(store, sessions, Hasher::new(2).expect("hasher"), limits)
+        Accounts::new(
+            store,
+            sessions,
+            Hasher::new(PoolConfig::batch()).expect("hasher"),
+            limits,
+        )
     }
 
     const IP: IpAddr = IpAddr::V4(std::net::Ipv4Addr::LOCALHOST);

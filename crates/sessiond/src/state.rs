@@ -11,7 +11,7 @@ use sessiond_axum::{CookieConfig, SameSite};
 use crate::accounts::{Accounts, ThrottleLimits};
 use crate::config::ServerConfig;
 use crate::devices::DeviceCookies;
-use crate::password::{HashError, Hasher};
+use crate::password::{HashError, Hasher, PoolConfig};
 use crate::tokens::{RefreshFamilies, TokenService};
 
 /// The login form's double-submit CSRF cookie (before a session exists).
@@ -127,11 +127,10 @@ impl StoreHandle {
     /// server builds its own in [`AppState::new`]).
     pub fn accounts(&self, config: &ServerConfig) -> Result<Accounts, HashError> {
         let sessions = SessionManager::new(self.backend.clone(), config.policy());
-        let parallel = std::thread::available_parallelism().map_or(2, usize::from);
         Ok(Accounts::new(
             self.backend.clone(),
             sessions,
-            Hasher::new(parallel)?,
+            Hasher::new(PoolConfig::batch())?,
             throttle_limits(config),
         ))
     }
@@ -199,7 +198,11 @@ impl AppState {
         store: StoreHandle,
         sessions: SessionManager,
     ) -> Result<Self, HashError> {
-        let hasher = Hasher::new(config.login.max_concurrent_hashes)?;
+        let hasher = Hasher::new(PoolConfig {
+            threads: config.login.max_concurrent_hashes,
+            queue: config.login.hash_queue,
+            nice: config.login.hash_nice,
+        })?;
         let settings = config.token_settings();
         Ok(Self {
             accounts: Accounts::new(

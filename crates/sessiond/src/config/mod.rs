@@ -267,6 +267,12 @@ impl ServerConfig {
         if self.login.max_concurrent_hashes == 0 {
             return Err(invalid("login.max_concurrent_hashes", "must be at least 1"));
         }
+        if !(0..=19).contains(&self.login.hash_nice) {
+            return Err(invalid(
+                "login.hash_nice",
+                "must be 0 (normal) to 19 (lowest)",
+            ));
+        }
         let t = &self.tokens;
         if !(Duration::from_secs(30)..=Duration::from_secs(3600)).contains(&t.access_token_ttl) {
             return Err(invalid(

@@ -185,8 +185,17 @@ pub struct CsrfSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct LoginSection {
-    /// Password hashes computed at once (each takes ~19 MiB and a core for ~30 ms).
+    /// Password hashes computed at once: the threads of the hashing pool
+    /// (each hash takes ~19 MiB and a core for ~20-30 ms). Default: one
+    /// fewer than the cores (at least 1), so a login storm leaves a core to
+    /// session checks.
     pub max_concurrent_hashes: usize,
+    /// Password checks that may wait for a hashing thread; past this a login
+    /// is answered 503 `busy` with `Retry-After` at once.
+    pub hash_queue: usize,
+    /// The nice value of the hashing threads (0 normal, 19 lowest; Linux),
+    /// so session checks win the cores when both want them.
+    pub hash_nice: i32,
     /// Failed logins per username before it is throttled, per window, for
     /// attempts without a device cookie for that user (anyone's).
     pub failures_per_user: u32,
@@ -207,7 +216,10 @@ pub struct LoginSection {
 impl Default for LoginSection {
     fn default() -> Self {
         Self {
-            max_concurrent_hashes: 2,
+            max_concurrent_hashes: std::thread::available_parallelism()
+                .map_or(1, |n| n.get().saturating_sub(1).max(1)),
+            hash_queue: 32,
+            hash_nice: 10,
             failures_per_user: 5,
             failures_per_device: 10,
             failures_per_ip: 50,

@@ -21,6 +21,7 @@ use sessiond_axum::{ApiError, ErrorCode, RequireLiveSessionLayer, RequireRoleLay
 use sessiond_core::StoredSession;
 
 use crate::accounts::AccountError;
+use crate::password::HashError;
 use crate::state::SharedState;
 use crate::tokens::TokenError;
 
@@ -40,6 +41,10 @@ impl From<AccountError> for ApiError {
             // The account was deleted while the session lived.
             AccountError::Missing(_) => ApiError::unauthenticated(),
             AccountError::Store(e) => e.into(),
+            // The hashing queue is full: a login storm, not a fault.
+            AccountError::Hash(HashError::Busy) => {
+                ApiError::from(ErrorCode::Busy).with_retry_after(1)
+            }
             AccountError::Hash(e) => {
                 tracing::error!(error = %e, "password hashing failed");
                 ApiError::internal()

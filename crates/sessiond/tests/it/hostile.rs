@@ -61,7 +61,9 @@ async fn a_burst_of_concurrent_guesses_for_one_user_gets_at_most_the_limit_evalu
 
 #[tokio::test]
 async fn a_burst_of_concurrent_failures_from_one_ip_gets_at_most_the_ip_limit_evaluated() {
-    let app = spawn_app().await;
+    // A queue long enough for the whole burst: this is about the IP limit,
+    // not the hashing queue (a test of its own below).
+    let app = app_with(|c| c.login.hash_queue = 1000).await;
     let limit = app.config.login.failures_per_ip as usize;
     // Distinct user names, so only the per-IP limit applies.
     let guesses = (0..limit + 10)
@@ -390,6 +392,14 @@ async fn a_stranger_who_exhausts_alices_anonymous_limit_does_not_lock_her_out_of
     let limit = app.config.login.failures_per_user;
     let first = login_presenting(&app.base, "alice", PASSWORD, None).await;
     assert_eq!(first.status(), StatusCode::OK);
+    let cookies: Vec<_> = first.headers().get_all("set-cookie").iter().collect();
+    assert!(
+        cookies[0]
+            .to_str()
+            .unwrap()
+            .starts_with(&format!("{}=", app.config.session_cookie().name)),
+        "the session cookie comes first, for clients that keep only one: {cookies:?}"
+    );
     let alices_browser = device_cookie(&first);
     // Someone else guesses alice's password until her name is throttled.
     for _ in 0..limit {
@@ -440,4 +450,46 @@ async fn a_device_has_its_own_limit_so_a_stolen_device_cookie_still_meets_one() 
     // Anonymous attempts for alice were not spent by the device's failures.
     let r = login_presenting(&app.base, "alice", PASSWORD, None).await;
     assert_eq!(r.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn past_the_hashing_queue_a_login_gets_a_fast_503_busy_and_costs_no_attempt() {
+    let app = app_with(|c| {
+        c.login.max_concurrent_hashes = 1;
+        c.login.hash_queue = 2;
+        c.login.failures_per_user = 40;
+    })
+    .await;
+    // 30 logins for alice at once: one hashing, two waiting, the rest busy.
+    let client = reqwest::Client::new();
+    let answers = futures::future::join_all((0..30).map(|_| {
+        client
+            .post(format!("{}/login", app.base))
+            .json(&json!({"username": "alice", "password": PASSWORD}))
+            .send()
+    }))
+    .await;
+    let mut busy = 0;
+    for r in answers {
+        let r = r.unwrap();
+        match r.status() {
+            StatusCode::OK | StatusCode::TOO_MANY_REQUESTS => {}
+            StatusCode::SERVICE_UNAVAILABLE => {
+                assert_eq!(r.headers()["retry-after"], "1");
+                let (_, code) = error_code(r).await;
+                assert_eq!(code, "busy");
+                busy += 1;
+            }
+            other => panic!("unexpected {other}"),
+        }
+    }
+    assert!(busy >= 20, "only {busy} of 30 were refused as busy");
+    // Busy answers spent none of alice's 40 attempts: wrong passwords are
+    // still evaluated 40 times before she is throttled.
+    for _ in 0..40 {
+        let r = login_presenting(&app.base, "alice", "wrong", None).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+    let r = login_presenting(&app.base, "alice", "wrong", None).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
 }
