@@ -33,7 +33,8 @@ type HmacSha256 = hmac::Hmac<sha2::Sha256>;
 
 /// The store setting holding the MAC key.
 const KEY_SETTING: &str = "device_cookie_key";
-const KEY_LEN: usize = 32;
+/// The MAC key's length in bytes.
+pub const KEY_LEN: usize = 32;
 /// Domain separation: this MAC means "a device of this user", nothing else.
 const LABEL: &[u8] = b"sessiond device cookie v1";
 /// Longest cookie value considered (id, expiry and MAC are far shorter).
@@ -100,21 +101,6 @@ impl DeviceCookies {
             .await
     }
 
-    fn mac(key: &[u8; KEY_LEN], id: &str, expires: u64, user: &str) -> HmacSha256 {
-        let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key)
-            .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
-        for part in [
-            LABEL,
-            id.as_bytes(),
-            &expires.to_be_bytes(),
-            user.as_bytes(),
-        ] {
-            mac.update(&(part.len() as u64).to_be_bytes());
-            mac.update(part);
-        }
-        mac
-    }
-
     /// The device in the request if its cookie is valid for `user` at `now`.
     pub async fn recognise(
         &self,
@@ -122,25 +108,10 @@ impl DeviceCookies {
         user: &str,
         now: Millis,
     ) -> Result<Option<DeviceId>, StoreError> {
-        let Some(value) = self.cookie.find(headers).filter(|v| v.len() <= MAX_VALUE) else {
-            return Ok(None);
-        };
-        let mut parts = value.split('.');
-        let (Some(id), Some(expires), Some(tag), None) =
-            (parts.next(), parts.next(), parts.next(), parts.next())
-        else {
-            return Ok(None);
-        };
-        let (Ok(expires), Ok(tag)) = (expires.parse::<u64>(), URL_SAFE_NO_PAD.decode(tag)) else {
-            return Ok(None);
-        };
-        if expires.saturating_mul(1000) <= now {
-            return Ok(None);
+        match self.cookie.find(headers) {
+            Some(value) => Ok(check(self.key().await?, value, user, now)),
+            None => Ok(None),
         }
-        let valid = Self::mac(self.key().await?, id, expires, user)
-            .verify_slice(&tag)
-            .is_ok();
-        Ok(valid.then(|| DeviceId(id.to_owned())))
     }
 
     /// A `Set-Cookie` for a new device of `user`, or for `device` again
@@ -153,12 +124,55 @@ impl DeviceCookies {
     ) -> Result<HeaderValue, StoreError> {
         let id = device.map_or_else(random_secret, |d| d.0.clone());
         let expires = now / 1000 + self.lifetime.as_secs();
-        let tag = Self::mac(self.key().await?, &id, expires, user)
-            .finalize()
-            .into_bytes();
-        let value = format!("{id}.{expires}.{}", URL_SAFE_NO_PAD.encode(tag));
+        let value = value(self.key().await?, &id, expires, user);
         Ok(self.cookie.set(&value, self.lifetime.as_secs()))
     }
+}
+
+fn mac(key: &[u8; KEY_LEN], id: &str, expires: u64, user: &str) -> HmacSha256 {
+    let mut mac = <HmacSha256 as KeyInit>::new_from_slice(key)
+        .unwrap_or_else(|_| unreachable!("HMAC takes keys of any length"));
+    for part in [
+        LABEL,
+        id.as_bytes(),
+        &expires.to_be_bytes(),
+        user.as_bytes(),
+    ] {
+        mac.update(&(part.len() as u64).to_be_bytes());
+        mac.update(part);
+    }
+    mac
+}
+
+/// The device named by a device cookie's `value` if its MAC under `key`
+/// holds for `user` and it has not expired at `now`. Pure, for the fuzz
+/// target (`fuzz/fuzz_targets/device_cookie.rs`).
+pub fn check(key: &[u8; KEY_LEN], value: &str, user: &str, now: Millis) -> Option<DeviceId> {
+    if value.len() > MAX_VALUE {
+        return None;
+    }
+    let mut parts = value.split('.');
+    let (Some(id), Some(expires), Some(tag), None) =
+        (parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let (Ok(expires), Ok(tag)) = (expires.parse::<u64>(), URL_SAFE_NO_PAD.decode(tag)) else {
+        return None;
+    };
+    if expires.saturating_mul(1000) <= now {
+        return None;
+    }
+    mac(key, id, expires, user)
+        .verify_slice(&tag)
+        .is_ok()
+        .then(|| DeviceId(id.to_owned()))
+}
+
+/// A device cookie value for `id` and `user` until `expires` (Unix seconds).
+pub fn value(key: &[u8; KEY_LEN], id: &str, expires: u64, user: &str) -> String {
+    let tag = mac(key, id, expires, user).finalize().into_bytes();
+    format!("{id}.{expires}.{}", URL_SAFE_NO_PAD.encode(tag))
 }
 
 #[cfg(test)]
