@@ -37,10 +37,11 @@ async fn profile(http: &reqwest::Client, base: &str, cookie: &str) -> StatusCode
         .map_or(StatusCode::BAD_GATEWAY, |r| r.status())
 }
 
-#[tokio::test]
-async fn a_session_made_on_one_node_works_on_another_and_logout_anywhere_ends_it_everywhere() {
-    if !testing::redis_available("multi-node") {
-        return;
+/// Two sessiond processes on one fresh standalone Redis that has the user
+/// `alice`; `None` when Redis cannot run here (a failure under CI).
+async fn two_nodes_with_alice(what: &str) -> Option<(testing::RedisProcess, Node, Node)> {
+    if !testing::redis_available(what) {
+        return None;
     }
     let redis = tokio::task::spawn_blocking(testing::standalone)
         .await
@@ -48,6 +49,14 @@ async fn a_session_made_on_one_node_works_on_another_and_logout_anywhere_ends_it
     let url = redis.url();
     add_user(&url, "alice", "user", PASSWORD);
     let (a, b) = (Node::start(&url, &[]).await, Node::start(&url, &[]).await);
+    Some((redis, a, b))
+}
+
+#[tokio::test]
+async fn a_session_made_on_one_node_works_on_another_and_logout_anywhere_ends_it_everywhere() {
+    let Some((_redis, a, b)) = two_nodes_with_alice("multi-node").await else {
+        return;
+    };
     let http = reqwest::Client::new();
     let (cookie, csrf) = login(&http, &a.base, "alice").await.unwrap();
     assert_eq!(
@@ -338,15 +347,9 @@ async fn with_redis_down_a_cookie_request_gets_a_fast_503_never_a_401_and_recove
 
 #[tokio::test]
 async fn two_nodes_on_one_redis_count_login_failures_together() {
-    if !testing::redis_available("shared throttling") {
+    let Some((_redis, a, b)) = two_nodes_with_alice("shared throttling").await else {
         return;
-    }
-    let redis = tokio::task::spawn_blocking(testing::standalone)
-        .await
-        .unwrap();
-    let url = redis.url();
-    add_user(&url, "alice", "user", PASSWORD);
-    let (a, b) = (Node::start(&url, &[]).await, Node::start(&url, &[]).await);
+    };
     let http = reqwest::Client::new();
     // 40 concurrent guesses for alice, half on each node. Counted per node,
     // each would allow the limit (5): up to 10 evaluated.
