@@ -67,6 +67,8 @@ pub enum ErrorCode {
     DeadlineExceeded,
     /// `busy` (service unavailable): too many sign-ins are being checked; retry shortly.
     Busy,
+    /// `durability_unavailable` (service unavailable): the store cannot make writes durable right now; existing sessions still work; retry shortly.
+    DurabilityUnavailable,
 }
 
 impl ErrorCode {
@@ -99,6 +101,7 @@ impl ErrorCode {
         ErrorCode::StoreUnavailable,
         ErrorCode::DeadlineExceeded,
         ErrorCode::Busy,
+        ErrorCode::DurabilityUnavailable,
     ];
 
     /// The code as it appears in the JSON body.
@@ -131,6 +134,7 @@ impl ErrorCode {
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::DeadlineExceeded => "deadline_exceeded",
             ErrorCode::Busy => "busy",
+            ErrorCode::DurabilityUnavailable => "durability_unavailable",
         }
     }
 
@@ -164,6 +168,7 @@ impl ErrorCode {
             ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::DurabilityUnavailable => StatusCode::SERVICE_UNAVAILABLE,
         }
     }
 
@@ -201,6 +206,9 @@ impl ErrorCode {
             ErrorCode::StoreUnavailable => "the session store is unavailable; retry shortly",
             ErrorCode::DeadlineExceeded => "the request took too long; retry",
             ErrorCode::Busy => "too many sign-ins are being checked; retry shortly",
+            ErrorCode::DurabilityUnavailable => {
+                "the store cannot make writes durable right now; existing sessions still work; retry shortly"
+            }
         }
     }
 }
@@ -351,6 +359,10 @@ impl From<sessiond_core::StoreError> for ApiError {
             E::Conflict => ErrorCode::Conflict.into(),
             E::TooLarge => ErrorCode::AttributesTooLarge.into(),
             E::Unavailable(_) => Self::store_unavailable(),
+            // Retry after a few seconds: a replica coming back takes that long.
+            E::NotReplicated { .. } => {
+                ApiError::from(ErrorCode::DurabilityUnavailable).with_retry_after(5)
+            }
             e => {
                 tracing::error!(error = %e, "session store error");
                 Self::internal()

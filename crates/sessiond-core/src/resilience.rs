@@ -130,6 +130,16 @@ impl Op {
                 | Op::GetSetting
         )
     }
+
+    /// Whether the store acknowledges this write only once it is durable
+    /// (on Redis with `wait_replicas`, after `WAIT`): its success shows
+    /// that durable writes work again.
+    fn durable(self) -> bool {
+        matches!(
+            self,
+            Op::Create | Op::Cycle | Op::DeleteByUser | Op::SwapSetting
+        )
+    }
 }
 
 /// The store operations [`ResilientStore`] retries after a transient
@@ -139,7 +149,7 @@ pub fn retried_operations() -> impl Iterator<Item = &'static str> {
 }
 
 /// The outcomes `sessiond_store_operations_total` distinguishes.
-const OUTCOMES: [&str; 7] = [
+const OUTCOMES: [&str; 8] = [
     "ok",
     "not_found",
     "conflict",
@@ -147,6 +157,7 @@ const OUTCOMES: [&str; 7] = [
     "rejected",
     "corrupt",
     "too_large",
+    "not_replicated",
 ];
 
 /// Metric handles, made on first use (the registry lookup per call cost
@@ -385,7 +396,14 @@ pub struct ResilientStore {
     config: ResilienceConfig,
     breaker: Mutex<Breaker>,
     metrics: StoreMetrics,
+    /// When a write was last applied but not replicated, unless a durable
+    /// write has succeeded since.
+    shortfall: Mutex<Option<Instant>>,
 }
+
+/// How long one durability shortfall keeps the store reported as degraded
+/// when no durable write comes to show it has recovered.
+const DEGRADED_FOR: Duration = Duration::from_secs(30);
 
 impl std::fmt::Debug for ResilientStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -426,7 +444,26 @@ impl ResilientStore {
             config,
             breaker: Mutex::new(breaker),
             metrics: StoreMetrics::new(),
+            shortfall: Mutex::new(None),
         }
+    }
+
+    /// Whether durable writes are being refused: one was applied but not
+    /// replicated in the last 30 s and none has succeeded since. Reads are
+    /// still served (`/readyz` says "degraded").
+    pub fn durability_degraded(&self) -> bool {
+        self.shortfall
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_some_and(|at| at.elapsed() < DEGRADED_FOR)
+    }
+
+    fn note_durability(&self, durable: bool) {
+        let mut shortfall = self
+            .shortfall
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *shortfall = (!durable).then(Instant::now);
     }
 
     fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
@@ -462,8 +499,15 @@ impl ResilientStore {
             Err(StoreError::Unavailable(e)) if e.is::<BreakerOpen>() => 4,
             Err(StoreError::Unavailable(_)) => 3,
             Err(StoreError::TooLarge) => 6,
+            Err(StoreError::NotReplicated { .. }) => {
+                self.note_durability(false);
+                7
+            }
             Err(_) => 5,
         };
+        if result.is_ok() && which.durable() {
+            self.note_durability(true);
+        }
         self.metrics.operations[which as usize * OUTCOMES.len() + outcome]
             .get_or_init(|| {
                 metrics::counter!(metric::STORE_OPERATIONS, "backend" => backend, "op" => name, "outcome" => OUTCOMES[outcome])

@@ -29,6 +29,18 @@ pub enum StoreError {
     /// [`crate::AttributeBudget`]; nothing was written.
     #[error("the session's attributes would exceed their budget")]
     TooLarge,
+    /// The store applied the write but fewer replicas than required
+    /// acknowledged it in time: it is not durable, so it is not
+    /// acknowledged to the client. The store itself works (reads are
+    /// served): this is not a store failure and does not feed the circuit
+    /// breaker.
+    #[error("the write reached {acknowledged} of {required} replicas in time")]
+    NotReplicated {
+        /// Replicas that acknowledged the write.
+        acknowledged: u32,
+        /// Replicas required (`redis.wait_replicas`).
+        required: u32,
+    },
     /// The store answered with data sessiond cannot decode.
     #[error("corrupt data in the store: {0}")]
     Corrupt(String, #[source] Option<BoxError>),

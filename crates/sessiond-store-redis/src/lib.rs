@@ -52,7 +52,7 @@ pub mod fuzzing {
 pub mod testing;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use base64::Engine as _;
@@ -138,6 +138,17 @@ pub enum ConnectError {
 #[derive(Clone)]
 pub struct RedisStore {
     conn: Conn,
+    /// Where writes that `WAIT` for replicas go, one at a time: a
+    /// connection of their own, because Redis blocks a client for as long
+    /// as its `WAIT` lasts, and session checks must not queue behind one
+    /// (with a replica down, each would wait `wait_timeout`). One at a
+    /// time, so that when the first finds the replicas missing the writes
+    /// behind it are refused at once rather than each waiting out its own
+    /// `WAIT` (and the request deadline). The same as `conn` without `WAIT`.
+    durable_conn: Arc<tokio::sync::Mutex<Conn>>,
+    /// With a durability shortfall seen, when the next durable write may
+    /// try (see [`RedisStore::run_script`]).
+    durability: Arc<std::sync::Mutex<Option<Instant>>>,
     prefix: String,
     census: Arc<Census>,
     wait_replicas: u32,
@@ -203,6 +214,9 @@ fn node_url(scheme: &str, username: Option<&str>, password: Option<&str>, host: 
     }
 }
 
+/// With replicas missing, how often a durable write tries again.
+const DURABILITY_PROBE_EVERY: Duration = Duration::from_secs(1);
+
 fn unavailable(e: RedisError) -> StoreError {
     StoreError::unavailable(e)
 }
@@ -217,6 +231,26 @@ impl RedisStore {
             connect: config.connect_timeout,
             response: config.response_timeout,
         };
+        let (conn, cluster) = Self::open(config, t).await?;
+        let durable_conn = if config.wait_replicas > 0 {
+            Self::open(config, t).await?.0
+        } else {
+            conn.clone()
+        };
+        Ok(Self {
+            conn,
+            durable_conn: Arc::new(tokio::sync::Mutex::new(durable_conn)),
+            durability: Arc::default(),
+            prefix: config.prefix.clone(),
+            census: Arc::new(Census::new(config.count_interval, &config.prefix)),
+            wait_replicas: config.wait_replicas,
+            wait_timeout: config.wait_timeout,
+            cluster,
+        })
+    }
+
+    /// One connection to the deployment the URL names; `true` for a Cluster.
+    async fn open(config: &RedisConfig, t: Timeouts) -> Result<(Conn, bool), ConnectError> {
         let u = parse_url(&config.url)?;
         let (user, pass) = (u.username.as_deref(), u.password.as_deref());
         let (conn, cluster) = match u.scheme.as_str() {
@@ -277,14 +311,7 @@ impl RedisStore {
             }
             _ => return Err(ConnectError::Url(format!("unknown scheme {}://", u.scheme))),
         };
-        Ok(Self {
-            conn,
-            prefix: config.prefix.clone(),
-            census: Arc::new(Census::new(config.count_interval, &config.prefix)),
-            wait_replicas: config.wait_replicas,
-            wait_timeout: config.wait_timeout,
-            cluster,
-        })
+        Ok((conn, cluster))
     }
 
     fn member(key: &SessionKey) -> String {
@@ -315,6 +342,39 @@ impl RedisStore {
         format!("{}users", self.prefix)
     }
 
+    fn may_try_durable_write(&self) -> bool {
+        let mut next = self
+            .durability
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        match *next {
+            Some(at) if Instant::now() < at => false,
+            // This caller probes; the others wait for its answer's turn.
+            Some(_) => {
+                *next = Some(Instant::now() + DURABILITY_PROBE_EVERY);
+                true
+            }
+            None => true,
+        }
+    }
+
+    fn note_durability(&self, durable: bool) {
+        let mut next = self
+            .durability
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        *next = (!durable).then(|| Instant::now() + DURABILITY_PROBE_EVERY);
+    }
+
+    /// Best effort: removes a session created on the master but not
+    /// acknowledged to anyone (its write failed or was not replicated).
+    /// Were this to fail too, the hash would still expire by itself.
+    async fn remove_unacknowledged(&self, skey: &str, index: &str, key: &SessionKey) {
+        let mut conn = self.conn();
+        let _: Result<i64, _> = conn.del(skey).await;
+        let _: Result<i64, _> = conn.zrem(index, Self::member(key)).await;
+    }
+
     fn conn(&self) -> Conn {
         self.conn.clone()
     }
@@ -322,15 +382,36 @@ impl RedisStore {
     /// Runs a script; for a write that must be durable (`durable`), with
     /// `WAIT` pipelined behind it on the same connection (`WAIT` counts only
     /// the calling connection's writes). Loads the script on `NOSCRIPT`.
+    ///
+    /// After a durability shortfall, durable writes are refused at once,
+    /// unwritten, except one a second that tries for real: an outage of a
+    /// replica then costs one `wait_timeout` a second on the durable
+    /// connection instead of one per login, and leaves nothing behind on
+    /// the master.
     async fn run_script(
         &self,
         script: &redis::Script,
         cmd: redis::Cmd,
         durable: bool,
     ) -> Result<Value, StoreError> {
-        let mut conn = self.conn();
+        let durable = durable && self.wait_replicas > 0;
+        let turn = if durable {
+            let turn = self.durable_conn.lock().await;
+            if !self.may_try_durable_write() {
+                return Err(StoreError::NotReplicated {
+                    acknowledged: 0,
+                    required: self.wait_replicas,
+                });
+            }
+            Some(turn)
+        } else {
+            None
+        };
+        let mut conn = turn
+            .as_ref()
+            .map_or_else(|| self.conn(), |c| Conn::clone(c));
         for attempt in 0..2 {
-            let result: Result<Value, RedisError> = if durable && self.wait_replicas > 0 {
+            let result: Result<Value, RedisError> = if durable {
                 let timeout = u64::try_from(self.wait_timeout.as_millis()).unwrap_or(u64::MAX);
                 let r: Result<(Value, i64), RedisError> = redis::pipe()
                     .add_command(cmd.clone())
@@ -340,12 +421,16 @@ impl RedisStore {
                     .query_async(&mut conn)
                     .await;
                 match r {
-                    Ok((v, acked)) if acked >= i64::from(self.wait_replicas) => Ok(v),
+                    Ok((v, acked)) if acked >= i64::from(self.wait_replicas) => {
+                        self.note_durability(true);
+                        Ok(v)
+                    }
                     Ok((_, acked)) => {
-                        return Err(StoreError::unavailable(format!(
-                            "only {acked} of {} replicas acknowledged the write in time",
-                            self.wait_replicas
-                        )));
+                        self.note_durability(false);
+                        return Err(StoreError::NotReplicated {
+                            acknowledged: u32::try_from(acked).unwrap_or(0),
+                            required: self.wait_replicas,
+                        });
                     }
                     Err(e) => Err(e),
                 }
@@ -414,14 +499,20 @@ impl SessionStore for RedisStore {
             for (k, v) in encode(record) {
                 cmd.arg(k).arg(v);
             }
-            let created = self.run_script(&scripts::SESSION_ADD, cmd, true).await?;
+            let created = match self.run_script(&scripts::SESSION_ADD, cmd, true).await {
+                Err(e @ StoreError::NotReplicated { .. }) => {
+                    self.remove_unacknowledged(&skey, &index, key).await;
+                    return Err(e);
+                }
+                other => other?,
+            };
             if int(&created)? == 1 {
                 let mut cmd = evalsha(&scripts::INDEX_ADD, &[&index]);
                 cmd.arg(Self::member(key))
                     .arg(record.absolute_expires_at)
                     .arg(record.created_at);
                 if let Err(e) = self.run_script(&scripts::INDEX_ADD, cmd, true).await {
-                    let _: Result<i64, _> = self.conn().del(&skey).await;
+                    self.remove_unacknowledged(&skey, &index, key).await;
                     return Err(e);
                 }
             }
@@ -435,7 +526,16 @@ impl SessionStore for RedisStore {
             for (k, v) in encode(record) {
                 cmd.arg(k).arg(v);
             }
-            self.run_script(&scripts::CREATE, cmd, true).await?
+            match self.run_script(&scripts::CREATE, cmd, true).await {
+                Err(e @ StoreError::NotReplicated { .. }) => {
+                    // The master has a session whose token nobody will get:
+                    // unusable, but it would show in the user's device list
+                    // (and count towards a session limit) until it expired.
+                    self.remove_unacknowledged(&skey, &index, key).await;
+                    return Err(e);
+                }
+                other => other?,
+            }
         };
         match int(&created)? {
             0 => Err(StoreError::Conflict),

@@ -98,6 +98,14 @@ impl StoreHandle {
         self.resilient.as_ref().map(|r| r.breaker_state())
     }
 
+    /// Whether the store is serving reads but refusing durable writes
+    /// (Redis: fewer replicas than `redis.wait_replicas` acknowledge).
+    pub fn durability_degraded(&self) -> bool {
+        self.resilient
+            .as_ref()
+            .is_some_and(|r| r.durability_degraded())
+    }
+
     /// Opens the embedded file store in the configured data directory.
     pub fn open_file(config: &ServerConfig) -> Result<Self, OpenStoreError> {
         let dir = &config.store.data_dir;

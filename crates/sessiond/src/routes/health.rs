@@ -15,7 +15,10 @@ pub async fn healthz() -> Json<Value> {
 }
 
 /// `GET /readyz`: the store answers and its circuit breaker is not open
-/// (then the 503 says so in `x-breaker-state: open`).
+/// (then the 503 says so in `x-breaker-state: open`). A store that serves
+/// reads but cannot make writes durable is `"degraded"`, still 200: every
+/// node shares that store, so taking this one out of rotation would only
+/// refuse the session checks it can still answer.
 pub async fn readyz(State(app): State<SharedState>) -> Result<Json<Value>, Response> {
     let breaker = app.store.breaker_state();
     if breaker == Some(BreakerState::Open) {
@@ -25,8 +28,10 @@ pub async fn readyz(State(app): State<SharedState>) -> Result<Json<Value>, Respo
         tracing::warn!(error = %e, "readiness check: store unavailable");
         ApiError::store_unavailable().into_response()
     })?;
+    let degraded = app.store.durability_degraded();
     Ok(Json(json!({
-        "status": "ready",
+        "status": if degraded { "degraded" } else { "ready" },
+        "durable_writes": !degraded,
         "store": app.store.backend.backend_name(),
         "breaker": breaker.map(BreakerState::as_str),
     })))

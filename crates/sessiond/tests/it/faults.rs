@@ -248,3 +248,151 @@ async fn sessiond_answers_fast_and_honestly_under_redis_faults_and_recovers_by_i
     )
     .await;
 }
+
+/// Polls `INFO replication` on `port` until it reports `connected_slaves:n`.
+async fn until_replicas(port: u16, n: usize) {
+    let want = format!("connected_slaves:{n}");
+    for _ in 0..200 {
+        let info = tokio::task::spawn_blocking(move || {
+            testing::command(port, &["INFO", "replication"]).unwrap_or_default()
+        })
+        .await
+        .unwrap();
+        if info.contains(&want) && (n == 0 || info.contains("state=online")) {
+            return;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("the master on port {port} never reported {want}");
+}
+
+async fn readyz(http: &reqwest::Client, base: &str) -> serde_json::Value {
+    let r = http.get(format!("{base}/readyz")).send().await.unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::OK,
+        "reads still work: ready or degraded"
+    );
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_its_replica_logins_get_durability_unavailable_and_session_checks_stay_200() {
+    if !testing::redis_available("durability shortfall") {
+        return;
+    }
+    let master = tokio::task::spawn_blocking(testing::standalone)
+        .await
+        .unwrap();
+    let master_port = master.port;
+    let mut replica = tokio::task::spawn_blocking(move || {
+        let of = [
+            "--replicaof".into(),
+            "127.0.0.1".into(),
+            master_port.to_string(),
+        ];
+        RedisProcess::start(free_port(), &of)
+    })
+    .await
+    .unwrap();
+    until_replicas(master_port, 1).await;
+    add_user(&master.url(), "alice", "user", PASSWORD);
+    // Ten of alice's logins at once are more than her throttling allows in
+    // flight (5); this test is about durability, so raise it.
+    let env = [
+        ("SESSIOND_REDIS__WAIT_REPLICAS", "1"),
+        ("SESSIOND_LOGIN__FAILURES_PER_USER", "1000"),
+    ];
+    let node = Node::start(&master.url(), &env).await;
+    let http = reqwest::Client::new();
+    let mut cookies = Vec::new();
+    for _ in 0..20 {
+        cookies.push(
+            login(&http, &node.base)
+                .await
+                .expect("login with the replica up"),
+        );
+    }
+
+    tokio::task::block_in_place(|| replica.kill());
+    until_replicas(master_port, 0).await;
+
+    // 200 logins and 2 000 session checks, interleaved on 10 tasks.
+    let tasks: Vec<_> = (0..10)
+        .map(|t| {
+            let (http, base, cookies) = (http.clone(), node.base.clone(), cookies.clone());
+            tokio::spawn(async move {
+                let mut logins = Vec::new();
+                let mut checks = Vec::new();
+                for i in 0..200 {
+                    if i % 10 == 0 {
+                        let r = http
+                            .post(format!("{base}/login"))
+                            .json(&json!({"username": "alice", "password": PASSWORD}))
+                            .send()
+                            .await
+                            .unwrap();
+                        let retry_after = r.headers().get("retry-after").cloned();
+                        let status = r.status();
+                        let body: serde_json::Value = r.json().await.unwrap();
+                        logins.push((status, body["error"]["code"].clone(), retry_after));
+                    }
+                    let cookie = &cookies[(t * 7 + i) % cookies.len()];
+                    checks.push(profile(&http, &base, cookie).await);
+                }
+                (logins, checks)
+            })
+        })
+        .collect();
+    let (mut logins, mut checks) = (Vec::new(), Vec::new());
+    for t in tasks {
+        let (l, c) = t.await.unwrap();
+        logins.extend(l);
+        checks.extend(c);
+    }
+    assert_eq!((logins.len(), checks.len()), (200, 2000));
+    for (status, code, retry_after) in &logins {
+        assert_eq!(*status, StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(code, "durability_unavailable");
+        assert!(retry_after.is_some(), "503 with Retry-After");
+    }
+    let failed = checks
+        .iter()
+        .filter(|c| **c != Some(StatusCode::OK))
+        .count();
+    assert_eq!(failed, 0, "every session check answered 200");
+    let ready = readyz(&http, &node.base).await;
+    assert_eq!(ready["status"], "degraded");
+    assert_eq!(ready["durable_writes"], false);
+
+    // The replica comes back: logins succeed again within seconds.
+    tokio::task::block_in_place(|| replica.restart());
+    until_replicas(master_port, 1).await;
+    let back = Instant::now();
+    let cookie = loop {
+        if let Some(c) = login(&http, &node.base).await {
+            break c;
+        }
+        assert!(
+            back.elapsed() < Duration::from_secs(10),
+            "logins did not recover"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    eprintln!(
+        "SCENARIO durability_shortfall: logins_refused=200 checks_ok=2000 login_recovery_ms={}",
+        back.elapsed().as_millis()
+    );
+    assert_eq!(readyz(&http, &node.base).await["status"], "ready");
+    // The 200 sessions the master applied but could not replicate were
+    // removed: alice's list holds the 20 from before and the new one.
+    let r = http
+        .get(format!("{}/api/sessions", node.base))
+        .header("cookie", format!("__Host-sessiond={cookie}"))
+        .send()
+        .await
+        .unwrap();
+    let list: serde_json::Value = r.json().await.unwrap();
+    let sessions = list["sessions"].as_array().map_or(0, Vec::len);
+    assert_eq!(sessions, 21, "{list}");
+}
