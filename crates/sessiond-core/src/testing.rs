@@ -1197,7 +1197,9 @@ macro_rules! store_conformance_tests {
 /// A store that fails on demand, for fault tests: switched off (every
 /// session call fails with [`StoreError::Unavailable`], what a dead Redis
 /// looks like to the engine), failing its next `n` calls, or hanging (every
-/// call waits an hour, what a blackholed connection looks like). Counts the
+/// call waits an hour, what a blackholed connection looks like), or short
+/// of replicas (creates and cycles fail with [`StoreError::NotReplicated`],
+/// what Redis with `wait_replicas` and no replica looks like). Counts the
 /// session calls that reached it. User, settings and attempt calls pass through.
 pub struct FaultyStore<S: ?Sized> {
     inner: Arc<S>,
@@ -1205,6 +1207,7 @@ pub struct FaultyStore<S: ?Sized> {
     hang: std::sync::atomic::AtomicBool,
     fail_next: std::sync::atomic::AtomicU32,
     calls: std::sync::atomic::AtomicUsize,
+    unreplicated: std::sync::atomic::AtomicBool,
 }
 
 impl<S: ?Sized> FaultyStore<S> {
@@ -1216,7 +1219,24 @@ impl<S: ?Sized> FaultyStore<S> {
             hang: std::sync::atomic::AtomicBool::new(false),
             fail_next: std::sync::atomic::AtomicU32::new(0),
             calls: std::sync::atomic::AtomicUsize::new(0),
+            unreplicated: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Makes creates and cycles fail with [`StoreError::NotReplicated`]
+    /// (without writing), or stops it.
+    pub fn set_unreplicated(&self, on: bool) {
+        self.unreplicated.store(on, Ordering::SeqCst);
+    }
+
+    fn replicated(&self) -> Result<(), StoreError> {
+        if self.unreplicated.load(Ordering::SeqCst) {
+            return Err(StoreError::NotReplicated {
+                acknowledged: 0,
+                required: 1,
+            });
+        }
+        Ok(())
     }
 
     /// Turns the outage on or off.
@@ -1267,6 +1287,7 @@ impl<S: ?Sized> FaultyStore<S> {
 impl<S: SessionStore + ?Sized> SessionStore for FaultyStore<S> {
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
         self.gate().await?;
+        self.replicated()?;
         self.inner.create(key, record).await
     }
     async fn load(

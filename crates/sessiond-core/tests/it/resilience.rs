@@ -115,6 +115,33 @@ async fn not_found_and_conflict_are_answers_and_never_open_the_breaker() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_durability_shortfall_neither_opens_the_breaker_nor_stops_reads() {
+    let (flaky, store) = setup();
+    let record = sample_record("u", 0, &ExpiryPolicy::default());
+    let live = key();
+    store.create(&live, &record).await.unwrap();
+    assert!(!store.durability_degraded());
+    flaky.set_unreplicated(true);
+    for _ in 0..50 {
+        let r = store.create(&key(), &record).await;
+        assert!(matches!(r, Err(StoreError::NotReplicated { .. })), "{r:?}");
+        assert!(store.load(&live, 0).await.unwrap().is_some());
+    }
+    assert_eq!(store.breaker_state(), BreakerState::Closed);
+    assert!(store.durability_degraded());
+    // One durable write that succeeds ends the degraded state.
+    flaky.set_unreplicated(false);
+    store.create(&key(), &record).await.unwrap();
+    assert!(!store.durability_degraded());
+    // So does time without a new shortfall.
+    flaky.set_unreplicated(true);
+    let _ = store.create(&key(), &record).await;
+    assert!(store.durability_degraded());
+    tokio::time::advance(Duration::from_secs(31)).await;
+    assert!(!store.durability_degraded());
+}
+
+#[tokio::test(start_paused = true)]
 async fn an_outage_after_many_successes_still_opens_the_breaker_quickly() {
     // Regression: a time-only window held the successes from before the
     // outage, so the failure ratio stayed under the threshold for minutes.
