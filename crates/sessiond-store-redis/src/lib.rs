@@ -97,6 +97,11 @@ pub struct RedisConfig {
     /// How often the live-session figure (`count`) is refreshed by a
     /// background `SCAN` of the session keys ([`census`]).
     pub count_interval: Duration,
+    /// The password for the URL's user (an ACL user, or `default`),
+    /// replacing any in the URL: read from a file by the server, so that it
+    /// stays out of the process list and the environment. For Sentinel it
+    /// is the master's; the sentinels are asked without one.
+    pub password: Option<String>,
 }
 
 impl RedisConfig {
@@ -112,6 +117,7 @@ impl RedisConfig {
             pool_size: 1,
             tls_ca_file: None,
             count_interval: Duration::from_secs(300),
+            password: None,
         }
     }
 }
@@ -170,6 +176,8 @@ struct ParsedUrl {
     scheme: String,
     username: Option<String>,
     password: Option<String>,
+    /// The user information had no `:` (`redis://WORD@host`).
+    bare_userinfo: bool,
     hosts: Vec<String>,
     path: String,
 }
@@ -190,17 +198,22 @@ fn parse_url(url: &str) -> Result<ParsedUrl, ConnectError> {
     if hosts.is_empty() {
         return Err(bad());
     }
-    let (username, password) = match userinfo {
+    let (username, password, bare) = match userinfo {
         Some(u) => match u.split_once(':') {
-            Some((n, p)) => ((!n.is_empty()).then(|| n.to_owned()), Some(p.to_owned())),
-            None => (None, Some(u.to_owned())),
+            Some((n, p)) => (
+                (!n.is_empty()).then(|| n.to_owned()),
+                Some(p.to_owned()),
+                false,
+            ),
+            None => (None, Some(u.to_owned()), true),
         },
-        None => (None, None),
+        None => (None, None, false),
     };
     Ok(ParsedUrl {
         scheme: scheme.to_owned(),
         username,
         password,
+        bare_userinfo: bare,
         hosts,
         path: path.to_owned(),
     })
@@ -251,7 +264,15 @@ impl RedisStore {
 
     /// One connection to the deployment the URL names; `true` for a Cluster.
     async fn open(config: &RedisConfig, t: Timeouts) -> Result<(Conn, bool), ConnectError> {
-        let u = parse_url(&config.url)?;
+        let mut u = parse_url(&config.url)?;
+        if let Some(password) = &config.password {
+            // With the password given apart, `redis://NAME@host` names the
+            // user (alone it would be the legacy `redis://PASSWORD@host`).
+            if u.bare_userinfo {
+                u.username = u.password.take();
+            }
+            u.password = Some(password.clone());
+        }
         let (user, pass) = (u.username.as_deref(), u.password.as_deref());
         let (conn, cluster) = match u.scheme.as_str() {
             "redis" | "rediss" => {

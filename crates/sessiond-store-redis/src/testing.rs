@@ -166,7 +166,10 @@ impl RedisProcess {
     fn wait_ready(&mut self) {
         let deadline = Instant::now() + Duration::from_secs(15);
         while Instant::now() < deadline {
-            if command(self.port, &["PING"]).is_some_and(|r| r.contains("PONG")) {
+            // NOAUTH: up, and refusing the default user (an ACL test).
+            if command(self.port, &["PING"])
+                .is_some_and(|r| r.contains("PONG") || r.contains("NOAUTH"))
+            {
                 return;
             }
             std::thread::sleep(Duration::from_millis(50));

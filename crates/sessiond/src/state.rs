@@ -1,5 +1,6 @@
 //! The application state shared by every handler.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use sessiond_core::{Backend, BreakerState, ResilienceConfig, ResilientStore, SessionManager};
@@ -24,6 +25,15 @@ pub const DEVICE_COOKIE: &str = "__Host-sessiond-device";
 #[derive(Debug, thiserror::Error)]
 #[non_exhaustive]
 pub enum OpenStoreError {
+    /// The Redis password file could not be read.
+    #[error("cannot read the Redis password file {}", path.display())]
+    PasswordFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        #[source]
+        source: std::io::Error,
+    },
     /// The embedded file store.
     #[error("cannot open the embedded store in {}", dir.display())]
     File {
@@ -67,6 +77,15 @@ impl StoreHandle {
                 redis.pool_size = r.pool_size;
                 redis.count_interval = r.count_interval;
                 redis.tls_ca_file.clone_from(&r.tls_ca_file);
+                if let Some(path) = &r.password_file {
+                    let text = std::fs::read_to_string(path).map_err(|source| {
+                        OpenStoreError::PasswordFile {
+                            path: path.clone(),
+                            source,
+                        }
+                    })?;
+                    redis.password = Some(text.trim_end_matches(['\r', '\n']).to_owned());
+                }
                 let store =
                     RedisStore::connect(&redis)
                         .await

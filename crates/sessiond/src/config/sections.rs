@@ -103,6 +103,10 @@ pub struct RedisSection {
     pub count_interval: Duration,
     /// For `rediss://` with a private CA: the CA certificate (PEM).
     pub tls_ca_file: Option<PathBuf>,
+    /// A file holding the password of the URL's user (an ACL user such as
+    /// `redis://sessiond@host:6379`), so it is neither in the URL, the
+    /// process list nor the environment. One line; a final newline is ignored.
+    pub password_file: Option<PathBuf>,
 }
 
 impl Default for RedisSection {
@@ -113,6 +117,7 @@ impl Default for RedisSection {
             pool_size: 1,
             count_interval: Duration::from_secs(300),
             tls_ca_file: None,
+            password_file: None,
         }
     }
 }

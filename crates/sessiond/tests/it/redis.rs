@@ -378,3 +378,62 @@ async fn two_nodes_on_one_redis_count_login_failures_together() {
         );
     }
 }
+
+#[tokio::test]
+async fn an_acl_user_with_its_password_in_a_file_reaches_a_redis_that_refuses_the_default_user() {
+    if !testing::redis_available("ACL user") {
+        return;
+    }
+    let secret = "pw-from-a-file-7f3a";
+    let acl: Vec<String> = [
+        "--user",
+        "default",
+        "off",
+        "--user",
+        "sessiond",
+        "on",
+        ">pw-from-a-file-7f3a",
+        "~*",
+        "&*",
+        "+@all",
+    ]
+    .map(String::from)
+    .into();
+    let redis = tokio::task::spawn_blocking(move || {
+        testing::RedisProcess::start(testing::free_port(), &acl)
+    })
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("redis-password");
+    std::fs::write(&file, format!("{secret}\n")).unwrap();
+    let url = format!("redis://sessiond@127.0.0.1:{}", redis.port);
+    let list = |envs: &[(&str, &std::path::Path)]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sessiond"))
+            .args(["--store", &url, "user", "list"])
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap()
+    };
+    let refused = list(&[]);
+    assert_eq!(refused.status.code(), Some(1), "no password: refused");
+    let with_file = list(&[("SESSIOND_REDIS__PASSWORD_FILE", &file)]);
+    assert!(
+        with_file.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_file.stderr)
+    );
+    let file_env = file.to_str().unwrap();
+    let node = Node::start(&url, &[("SESSIOND_REDIS__PASSWORD_FILE", file_env)]).await;
+    let r = reqwest::get(format!("{}/readyz", node.base)).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    // The password is in neither the command line nor the environment.
+    let pid = node.child.id();
+    for what in ["cmdline", "environ"] {
+        let raw = std::fs::read(format!("/proc/{pid}/{what}")).unwrap_or_default();
+        assert!(
+            !String::from_utf8_lossy(&raw).contains(secret),
+            "the password is in /proc/{pid}/{what}"
+        );
+    }
+}
