@@ -227,6 +227,9 @@ fn node_url(scheme: &str, username: Option<&str>, password: Option<&str>, host: 
     }
 }
 
+/// The durable connection, held for one write and its `WAIT`.
+type DurableTurn<'a> = tokio::sync::MutexGuard<'a, Conn>;
+
 /// With replicas missing, how often a durable write tries again.
 const DURABILITY_PROBE_EVERY: Duration = Duration::from_secs(1);
 
@@ -363,19 +366,32 @@ impl RedisStore {
         format!("{}users", self.prefix)
     }
 
-    fn may_try_durable_write(&self) -> bool {
+    /// The turn of a write that must be durable (`None` without
+    /// `wait_replicas`: write as any other). After a durability shortfall,
+    /// durable writes are refused here, before anything is written, except
+    /// one a second that tries for real: a replica's outage then costs one
+    /// `wait_timeout` a second on the durable connection instead of one per
+    /// login, and leaves nothing behind on the master.
+    async fn durable_turn(&self) -> Result<Option<DurableTurn<'_>>, StoreError> {
+        if self.wait_replicas == 0 {
+            return Ok(None);
+        }
+        let turn = self.durable_conn.lock().await;
         let mut next = self
             .durability
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
         match *next {
-            Some(at) if Instant::now() < at => false,
-            // This caller probes; the others wait for its answer's turn.
+            Some(at) if Instant::now() < at => Err(StoreError::NotReplicated {
+                acknowledged: 0,
+                required: self.wait_replicas,
+            }),
+            // This caller probes; the next try is a second away.
             Some(_) => {
                 *next = Some(Instant::now() + DURABILITY_PROBE_EVERY);
-                true
+                Ok(Some(turn))
             }
-            None => true,
+            None => Ok(Some(turn)),
         }
     }
 
@@ -400,34 +416,17 @@ impl RedisStore {
         self.conn.clone()
     }
 
-    /// Runs a script; for a write that must be durable (`durable`), with
-    /// `WAIT` pipelined behind it on the same connection (`WAIT` counts only
-    /// the calling connection's writes). Loads the script on `NOSCRIPT`.
-    ///
-    /// After a durability shortfall, durable writes are refused at once,
-    /// unwritten, except one a second that tries for real: an outage of a
-    /// replica then costs one `wait_timeout` a second on the durable
-    /// connection instead of one per login, and leaves nothing behind on
-    /// the master.
+    /// Runs a script; with a [`DurableTurn`] (a write that must be
+    /// durable), on the durable connection with `WAIT` pipelined behind it
+    /// (`WAIT` counts only the calling connection's writes). Loads the
+    /// script on `NOSCRIPT`.
     async fn run_script(
         &self,
         script: &redis::Script,
         cmd: redis::Cmd,
-        durable: bool,
+        turn: Option<DurableTurn<'_>>,
     ) -> Result<Value, StoreError> {
-        let durable = durable && self.wait_replicas > 0;
-        let turn = if durable {
-            let turn = self.durable_conn.lock().await;
-            if !self.may_try_durable_write() {
-                return Err(StoreError::NotReplicated {
-                    acknowledged: 0,
-                    required: self.wait_replicas,
-                });
-            }
-            Some(turn)
-        } else {
-            None
-        };
+        let durable = turn.is_some();
         let mut conn = turn
             .as_ref()
             .map_or_else(|| self.conn(), |c| Conn::clone(c));
@@ -520,7 +519,8 @@ impl SessionStore for RedisStore {
             for (k, v) in encode(record) {
                 cmd.arg(k).arg(v);
             }
-            let created = match self.run_script(&scripts::SESSION_ADD, cmd, true).await {
+            let turn = self.durable_turn().await?;
+            let created = match self.run_script(&scripts::SESSION_ADD, cmd, turn).await {
                 Err(e @ StoreError::NotReplicated { .. }) => {
                     self.remove_unacknowledged(&skey, &index, key).await;
                     return Err(e);
@@ -532,7 +532,11 @@ impl SessionStore for RedisStore {
                 cmd.arg(Self::member(key))
                     .arg(record.absolute_expires_at)
                     .arg(record.created_at);
-                if let Err(e) = self.run_script(&scripts::INDEX_ADD, cmd, true).await {
+                let added = match self.durable_turn().await {
+                    Ok(turn) => self.run_script(&scripts::INDEX_ADD, cmd, turn).await,
+                    Err(e) => Err(e),
+                };
+                if let Err(e) = added {
                     self.remove_unacknowledged(&skey, &index, key).await;
                     return Err(e);
                 }
@@ -547,7 +551,8 @@ impl SessionStore for RedisStore {
             for (k, v) in encode(record) {
                 cmd.arg(k).arg(v);
             }
-            match self.run_script(&scripts::CREATE, cmd, true).await {
+            let turn = self.durable_turn().await?;
+            match self.run_script(&scripts::CREATE, cmd, turn).await {
                 Err(e @ StoreError::NotReplicated { .. }) => {
                     // The master has a session whose token nobody will get:
                     // unusable, but it would show in the user's device list
@@ -589,7 +594,7 @@ impl SessionStore for RedisStore {
             .arg(policy.threshold_millis())
             .arg(policy.idle_millis());
         Ok(
-            match int(&self.run_script(&scripts::RENEW, cmd, false).await?)? {
+            match int(&self.run_script(&scripts::RENEW, cmd, None).await?)? {
                 -2 => Renewal::Gone,
                 -1 => Renewal::NotNeeded,
                 n => Renewal::Extended {
@@ -619,7 +624,7 @@ impl SessionStore for RedisStore {
                 None => cmd.arg(&c.name).arg("d").arg(""),
             };
         }
-        match int(&self.run_script(&scripts::UPDATE, cmd, false).await?)? {
+        match int(&self.run_script(&scripts::UPDATE, cmd, None).await?)? {
             -2 => Err(StoreError::NotFound),
             -3 => Err(StoreError::Conflict),
             -4 => Err(StoreError::TooLarge),
@@ -675,7 +680,10 @@ impl SessionStore for RedisStore {
                     .map(encode_secret)
                     .unwrap_or_default(),
             );
-        match self.run_script(&scripts::CYCLE, cmd, true).await? {
+        match self
+            .run_script(&scripts::CYCLE, cmd, self.durable_turn().await?)
+            .await?
+        {
             Value::Array(items) if matches!(items.as_slice(), [Value::Int(_)]) => {
                 Err(if matches!(items[0], Value::Int(-3)) {
                     StoreError::Conflict
@@ -751,7 +759,9 @@ impl SessionStore for RedisStore {
         for m in &members {
             cmd.arg(m);
         }
-        let n = int(&self.run_script(&scripts::DELETE_USER, cmd, true).await?)?;
+        let n = int(&self
+            .run_script(&scripts::DELETE_USER, cmd, self.durable_turn().await?)
+            .await?)?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 
@@ -874,7 +884,10 @@ impl UserStore for RedisStore {
             .arg(value);
         // Durable like a session write: a key ring lost in a failover would
         // invalidate every access token signed with it.
-        match self.run_script(&scripts::SWAP_SETTING, cmd, true).await? {
+        match self
+            .run_script(&scripts::SWAP_SETTING, cmd, self.durable_turn().await?)
+            .await?
+        {
             Value::Int(n) => Ok(n == 1),
             other => Err(StoreError::Corrupt(
                 format!("unexpected script reply {other:?}"),
@@ -899,7 +912,7 @@ impl UserStore for RedisStore {
         for c in counters {
             cmd.arg(c.limit);
         }
-        let reply = self.run_script(&scripts::TAKE_ATTEMPT, cmd, false).await?;
+        let reply = self.run_script(&scripts::TAKE_ATTEMPT, cmd, None).await?;
         Ok(match int(&reply)? {
             n if n < 0 => Attempt::Taken,
             n => Attempt::Refused {
@@ -925,7 +938,7 @@ impl UserStore for RedisStore {
                 Refund::All => "all",
             });
         }
-        self.run_script(&scripts::REFUND_ATTEMPTS, cmd, false)
+        self.run_script(&scripts::REFUND_ATTEMPTS, cmd, None)
             .await
             .map(drop)
     }

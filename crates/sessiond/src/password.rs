@@ -90,8 +90,10 @@ impl PoolConfig {
 type Job = Box<dyn FnOnce() + Send>;
 
 /// Threads that run hashing jobs, behind a bounded queue.
+/// Dropping it closes the channel, which ends the threads once the queue
+/// is drained.
 struct HashPool {
-    jobs: Mutex<Option<mpsc::Sender<Job>>>,
+    jobs: mpsc::Sender<Job>,
     /// Jobs sent and not yet started.
     waiting: Arc<AtomicUsize>,
     queue: usize,
@@ -121,7 +123,7 @@ impl HashPool {
             }
         }
         Self {
-            jobs: Mutex::new(Some(tx)),
+            jobs: tx,
             waiting,
             queue: config.queue,
         }
@@ -144,24 +146,11 @@ impl HashPool {
         let job: Job = Box::new(move || {
             let _ = tx.send(f());
         });
-        let sent = self
-            .jobs
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .as_ref()
-            .map(|jobs| jobs.send(job));
-        if !matches!(sent, Some(Ok(()))) {
+        if self.jobs.send(job).is_err() {
             self.waiting.fetch_sub(1, Ordering::AcqRel);
             return Err(HashError::Unavailable);
         }
         rx.await.map_err(|_| HashError::Unavailable)
-    }
-}
-
-impl Drop for HashPool {
-    fn drop(&mut self) {
-        // Closing the channel ends the threads once the queue is drained.
-        self.jobs.lock().unwrap_or_else(|p| p.into_inner()).take();
     }
 }
 

@@ -226,7 +226,7 @@ impl AppState {
         sessions: SessionManager,
     ) -> Result<Self, HashError> {
         let hasher = Hasher::new(PoolConfig {
-            threads: config.login.max_concurrent_hashes,
+            threads: config.login.hash_threads(),
             queue: config.login.hash_queue,
             nice: config.login.hash_nice,
         })?;

@@ -264,7 +264,7 @@ impl ServerConfig {
         {
             return Err(invalid("cookie.name", "use letters, digits, '-' or '_'"));
         }
-        if self.login.max_concurrent_hashes == 0 {
+        if self.login.max_concurrent_hashes == Some(0) {
             return Err(invalid("login.max_concurrent_hashes", "must be at least 1"));
         }
         if !(0..=19).contains(&self.login.hash_nice) {

@@ -191,10 +191,10 @@ pub struct CsrfSection {
 #[serde(default, deny_unknown_fields)]
 pub struct LoginSection {
     /// Password hashes computed at once: the threads of the hashing pool
-    /// (each hash takes ~19 MiB and a core for ~20-30 ms). Default: one
-    /// fewer than the cores (at least 1), so a login storm leaves a core to
-    /// session checks.
-    pub max_concurrent_hashes: usize,
+    /// (each hash takes ~19 MiB and a core for ~20-30 ms). Unset (the
+    /// default): one fewer than the cores, at least 1, so a login storm
+    /// leaves a core to session checks ([`LoginSection::hash_threads`]).
+    pub max_concurrent_hashes: Option<usize>,
     /// Password checks that may wait for a hashing thread; past this a login
     /// is answered 503 `busy` with `Retry-After` at once.
     pub hash_queue: usize,
@@ -218,11 +218,21 @@ pub struct LoginSection {
     pub device_cookie_lifetime: Duration,
 }
 
+impl LoginSection {
+    /// The hashing pool's threads: `max_concurrent_hashes`, or one fewer
+    /// than the cores (asked once, when the server starts, not whenever a
+    /// default configuration is built).
+    pub fn hash_threads(&self) -> usize {
+        self.max_concurrent_hashes.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().saturating_sub(1).max(1))
+        })
+    }
+}
+
 impl Default for LoginSection {
     fn default() -> Self {
         Self {
-            max_concurrent_hashes: std::thread::available_parallelism()
-                .map_or(1, |n| n.get().saturating_sub(1).max(1)),
+            max_concurrent_hashes: None,
             hash_queue: 32,
             hash_nice: 10,
             failures_per_user: 5,

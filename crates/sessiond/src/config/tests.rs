@@ -50,6 +50,7 @@ fn nested_environment_variables_set_section_keys_and_unrelated_ones_are_ignored(
         jail.set_env("SESSIOND_COOKIE__SAME_SITE", "lax");
         jail.set_env("SESSIOND_STORE__TIMEOUT", "250ms");
         jail.set_env("SESSIOND_REDIS__WAIT_REPLICAS", "1");
+        jail.set_env("SESSIOND_LOGIN__MAX_CONCURRENT_HASHES", "3");
         jail.set_env("SESSIOND_LOG", "debug");
         jail.set_env("SESSIOND_REQUIRE_REDIS", "1");
         jail.set_env("SESSIOND_REQUIRE_BROWSER", "1");
@@ -58,6 +59,7 @@ fn nested_environment_variables_set_section_keys_and_unrelated_ones_are_ignored(
         assert_eq!(c.cookie.same_site, SameSite::Lax);
         assert_eq!(c.store.timeout, Duration::from_millis(250));
         assert_eq!(c.redis.wait_replicas, 1);
+        assert_eq!(c.login.hash_threads(), 3);
         Ok(())
     });
 }
@@ -160,4 +162,18 @@ fn the_changelog_migration_table_lists_every_renamed_key() {
         let row = format!("| `{old}` | `{new}` |");
         assert!(changelog.contains(&row), "CHANGELOG.md lacks {row}");
     }
+}
+
+#[test]
+fn the_hashing_threads_default_to_one_fewer_than_the_cores_and_zero_is_refused() {
+    let c = ServerConfig::from_toml("").expect("defaults load");
+    assert_eq!(c.login.max_concurrent_hashes, None);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    assert_eq!(c.login.hash_threads(), cores.saturating_sub(1).max(1));
+    let e = ServerConfig::from_toml("[login]\nmax_concurrent_hashes = 0").unwrap_err();
+    assert!(
+        chain(&e).contains("login.max_concurrent_hashes"),
+        "{}",
+        chain(&e)
+    );
 }

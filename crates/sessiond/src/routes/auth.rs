@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use serde_json::{Value, json};
@@ -139,17 +139,21 @@ pub async fn login(
         .await
         .map_err(|e| fail(e.into()))?;
     tracing::info!(target: "sessiond::security", event = "login_succeeded", user = %user.name);
-    let device_cookie = app
-        .devices
-        .issue(&user.name, device.as_ref(), now)
-        .await
-        .map_err(|e| fail(e.into()))?;
-    let set_device = [(header::SET_COOKIE, device_cookie)];
+    // The session exists now: a device cookie that cannot be made (its key
+    // unreadable) must not turn the login into an error. Without it the
+    // browser just stays on the anonymous counter.
+    let device_cookie = match app.devices.issue(&user.name, device.as_ref(), now).await {
+        Ok(cookie) => AppendHeaders(Some((header::SET_COOKIE, cookie))),
+        Err(e) => {
+            tracing::warn!(error = %e, "no device cookie for this sign-in");
+            AppendHeaders(None)
+        }
+    };
     if is_form {
-        return Ok((set_device, Redirect::to("/")).into_response());
+        return Ok((device_cookie, Redirect::to("/")).into_response());
     }
     Ok((
-        set_device,
+        device_cookie,
         Json(json!({
             "user_id": record.user_id,
             "role": record.roles.first(),

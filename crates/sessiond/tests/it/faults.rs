@@ -41,6 +41,16 @@ async fn login(http: &reqwest::Client, base: &str) -> Option<String> {
         .then(|| cookie_value(&session_set_cookie(r.headers(), "__Host-sessiond").unwrap()))
 }
 
+/// `n` of alice's sessions, one login after another; each must succeed.
+async fn logins(http: &reqwest::Client, base: &str, n: usize) -> Vec<String> {
+    let mut cookies = Vec::with_capacity(n);
+    for i in 0..n {
+        let cookie = login(http, base).await;
+        cookies.push(cookie.unwrap_or_else(|| panic!("login {i} of {n} failed")));
+    }
+    cookies
+}
+
 async fn profile(http: &reqwest::Client, base: &str, cookie: &str) -> Option<StatusCode> {
     let r = http
         .get(format!("{base}/api/profile"))
@@ -195,14 +205,7 @@ async fn sessiond_answers_fast_and_honestly_under_redis_faults_and_recovers_by_i
     let proxy = FaultProxy::start(redis.port).await;
     let node = Node::start(&format!("redis://127.0.0.1:{}", proxy.port), &[]).await;
     let http = reqwest::Client::new();
-    let mut cookies = Vec::new();
-    for _ in 0..20 {
-        cookies.push(
-            login(&http, &node.base)
-                .await
-                .expect("login before any fault"),
-        );
-    }
+    let cookies = logins(&http, &node.base, 20).await;
 
     scenario("latency_200ms", &node.base, &cookies, async || {
         proxy.set(Fault::Latency(Duration::from_millis(200)));
@@ -305,14 +308,7 @@ async fn without_its_replica_logins_get_durability_unavailable_and_session_check
     ];
     let node = Node::start(&master.url(), &env).await;
     let http = reqwest::Client::new();
-    let mut cookies = Vec::new();
-    for _ in 0..20 {
-        cookies.push(
-            login(&http, &node.base)
-                .await
-                .expect("login with the replica up"),
-        );
-    }
+    let cookies = logins(&http, &node.base, 20).await;
 
     tokio::task::block_in_place(|| replica.kill());
     until_replicas(master_port, 0).await;

@@ -455,7 +455,7 @@ async fn a_device_has_its_own_limit_so_a_stolen_device_cookie_still_meets_one() 
 #[tokio::test]
 async fn past_the_hashing_queue_a_login_gets_a_fast_503_busy_and_costs_no_attempt() {
     let app = app_with(|c| {
-        c.login.max_concurrent_hashes = 1;
+        c.login.max_concurrent_hashes = Some(1);
         c.login.hash_queue = 2;
         c.login.failures_per_user = 40;
     })
