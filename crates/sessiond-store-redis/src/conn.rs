@@ -190,9 +190,19 @@ impl SentinelConn {
         r
     }
 
+    async fn discover(&self) -> RedisResult<MultiplexedConnection> {
+        self.discover_master().await.map(|(_, c)| c)
+    }
+
+    /// A client for the master the sentinels name now (checked with `ROLE`),
+    /// for the near-cache's tracking connection.
+    pub(crate) async fn master(&self) -> RedisResult<Client> {
+        self.discover_master().await.map(|(client, _)| client)
+    }
+
     /// Asks each sentinel in turn for the master and connects to the first
     /// address that really is a master.
-    async fn discover(&self) -> RedisResult<MultiplexedConnection> {
+    async fn discover_master(&self) -> RedisResult<(Client, MultiplexedConnection)> {
         let mut last: Option<RedisError> = None;
         for sentinel in &self.sentinels {
             let addr: RedisResult<(String, u16)> = async {
@@ -213,14 +223,14 @@ impl SentinelConn {
                     continue;
                 }
             };
-            let attempt: RedisResult<MultiplexedConnection> = async {
+            let attempt: RedisResult<(Client, MultiplexedConnection)> = async {
                 let client = (self.master_client)(&host, port)?;
                 let mut c = client
                     .get_multiplexed_async_connection_with_config(&self.config())
                     .await?;
                 let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut c).await?;
                 match role.first() {
-                    Some(Value::BulkString(r)) if r.as_slice() == b"master" => Ok(c),
+                    Some(Value::BulkString(r)) if r.as_slice() == b"master" => Ok((client, c)),
                     _ => Err(RedisError::from((
                         ErrorKind::Io,
                         "the address the sentinel named is not a master yet",

@@ -33,7 +33,11 @@
 mod census;
 mod codec;
 mod conn;
+mod near;
 mod scripts;
+mod tracking;
+
+pub use near::{NearCacheConfig, NearCacheStats};
 
 /// Entry points for the fuzz targets (`fuzz/`): the decoder of a session
 /// hash as Redis returns it, which must refuse corrupt fields as `Corrupt`,
@@ -66,6 +70,7 @@ use sessiond_core::{
 use crate::census::Census;
 use crate::codec::{corrupt, decode, decode_meta, encode, encode_meta, encode_secret};
 use crate::conn::{Conn, SentinelConn, Timeouts};
+use crate::near::NearCache;
 use crate::scripts::evalsha;
 
 /// How to reach Redis and how to store sessions there.
@@ -102,6 +107,9 @@ pub struct RedisConfig {
     /// stays out of the process list and the environment. For Sentinel it
     /// is the master's; the sentinels are asked without one.
     pub password: Option<String>,
+    /// Keep the sessions this node loaded in memory, invalidated by Redis
+    /// ([`near`]); `None` asks Redis on every verification.
+    pub near_cache: Option<NearCacheConfig>,
 }
 
 impl RedisConfig {
@@ -118,6 +126,7 @@ impl RedisConfig {
             tls_ca_file: None,
             count_interval: Duration::from_secs(300),
             password: None,
+            near_cache: Some(NearCacheConfig::default()),
         }
     }
 }
@@ -160,6 +169,17 @@ pub struct RedisStore {
     wait_replicas: u32,
     wait_timeout: Duration,
     cluster: bool,
+    near: Option<Arc<NearCache>>,
+    /// Stops the tracking task when the last clone of the store is dropped.
+    _tracker: Option<Arc<AbortOnDrop>>,
+}
+
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -247,13 +267,28 @@ impl RedisStore {
             connect: config.connect_timeout,
             response: config.response_timeout,
         };
-        let (conn, cluster) = Self::open(config, t).await?;
+        let (conn, cluster, masters) = Self::open(config, t).await?;
         let durable_conn = if config.wait_replicas > 0 {
             Self::open(config, t).await?.0
         } else {
             conn.clone()
         };
+        let (near, tracker) = match config.near_cache {
+            Some(c) => {
+                let near = Arc::new(NearCache::new(c));
+                let task = tokio::spawn(tracking::run(
+                    masters,
+                    near.clone(),
+                    config.prefix.clone(),
+                    t,
+                ));
+                (Some(near), Some(Arc::new(AbortOnDrop(task))))
+            }
+            None => (None, None),
+        };
         Ok(Self {
+            near,
+            _tracker: tracker,
             conn,
             durable_conn: Arc::new(tokio::sync::Mutex::new(durable_conn)),
             durability: Arc::default(),
@@ -265,8 +300,12 @@ impl RedisStore {
         })
     }
 
-    /// One connection to the deployment the URL names; `true` for a Cluster.
-    async fn open(config: &RedisConfig, t: Timeouts) -> Result<(Conn, bool), ConnectError> {
+    /// One connection to the deployment the URL names; `true` for a
+    /// Cluster; where its masters are, for the near-cache's tracking.
+    async fn open(
+        config: &RedisConfig,
+        t: Timeouts,
+    ) -> Result<(Conn, bool, tracking::Masters), ConnectError> {
         let mut u = parse_url(&config.url)?;
         if let Some(password) = &config.password {
             // With the password given apart, `redis://NAME@host` names the
@@ -277,7 +316,7 @@ impl RedisStore {
             u.password = Some(password.clone());
         }
         let (user, pass) = (u.username.as_deref(), u.password.as_deref());
-        let (conn, cluster) = match u.scheme.as_str() {
+        let (conn, cluster, masters) = match u.scheme.as_str() {
             "redis" | "rediss" => {
                 let host = u
                     .hosts
@@ -300,8 +339,9 @@ impl RedisStore {
                     _ => Client::open(url)?,
                 };
                 (
-                    conn::connect_single(client, t, config.pool_size).await?,
+                    conn::connect_single(client.clone(), t, config.pool_size).await?,
                     false,
+                    tracking::Masters::Single(client),
                 )
             }
             "redis+sentinel" => {
@@ -324,18 +364,35 @@ impl RedisStore {
                         &format!("{host}:{port}"),
                     ))
                 });
-                (
-                    SentinelConn::connect(sentinels, u.path.clone(), master, t).await?,
-                    false,
-                )
+                let conn = SentinelConn::connect(sentinels, u.path.clone(), master, t).await?;
+                let Conn::Sentinel(sentinel) = &conn else {
+                    unreachable!("SentinelConn::connect makes a Sentinel connection")
+                };
+                let masters = tracking::Masters::Sentinel(sentinel.clone());
+                (conn, false, masters)
             }
             "redis+cluster" => {
                 let nodes = u.hosts.iter().map(|h| format!("redis://{h}")).collect();
-                (conn::connect_cluster(nodes, user, pass, t).await?, true)
+                let conn = conn::connect_cluster(nodes, user, pass, t).await?;
+                let (nu, np) = (u.username.clone(), u.password.clone());
+                let node: tracking::NodeClient = Arc::new(move |host: &str, port: u16| {
+                    Client::open(node_url(
+                        "redis",
+                        nu.as_deref(),
+                        np.as_deref(),
+                        &format!("{host}:{port}"),
+                    ))
+                });
+                let seeds = u
+                    .hosts
+                    .iter()
+                    .map(|h| Client::open(node_url("redis", user, pass, h)))
+                    .collect::<Result<Vec<_>, _>>()?;
+                (conn, true, tracking::Masters::Cluster { seeds, node })
             }
             _ => return Err(ConnectError::Url(format!("unknown scheme {}://", u.scheme))),
         };
-        Ok((conn, cluster))
+        Ok((conn, cluster, masters))
     }
 
     fn member(key: &SessionKey) -> String {
@@ -416,6 +473,30 @@ impl RedisStore {
         self.conn.clone()
     }
 
+    /// Drops this node's cached copy of a session it just wrote (whether
+    /// or not the write succeeded: it may have been applied).
+    fn forget(&self, key: &SessionKey) {
+        if let Some(near) = &self.near {
+            near.invalidate(key);
+        }
+    }
+
+    /// A failed call: the connection may have been lost and re-made, and
+    /// with it the certainty that the near-cache saw every change.
+    fn lost(&self, e: RedisError) -> StoreError {
+        if let Some(near) = &self.near
+            && (e.is_io_error() || e.is_connection_dropped() || e.is_timeout())
+        {
+            near.flush();
+        }
+        unavailable(e)
+    }
+
+    /// What the near-cache holds and has done (`None` when it is off).
+    pub fn near_cache_stats(&self) -> Option<NearCacheStats> {
+        self.near.as_ref().map(|n| n.stats())
+    }
+
     /// Runs a script; with a [`DurableTurn`] (a write that must be
     /// durable), on the durable connection with `WAIT` pipelined behind it
     /// (`WAIT` counts only the calling connection's writes). Loads the
@@ -465,7 +546,7 @@ impl RedisStore {
                 {
                     script.load_async(&mut conn).await.map_err(unavailable)?;
                 }
-                other => return other.map_err(unavailable),
+                other => return other.map_err(|e| self.lost(e)),
             }
         }
         Err(StoreError::unavailable("the script could not be loaded"))
@@ -574,12 +655,20 @@ impl SessionStore for RedisStore {
         key: &SessionKey,
         now: Millis,
     ) -> Result<Option<SessionRecord>, StoreError> {
+        if let Some(record) = self.near.as_ref().and_then(|n| n.get(key, now)) {
+            return Ok(Some(record));
+        }
+        let ticket = self.near.as_ref().and_then(|n| n.ticket(key));
         let reply: Value = redis::cmd("HGETALL")
             .arg(self.session_key(key))
             .query_async(&mut self.conn())
             .await
-            .map_err(unavailable)?;
-        Ok(decode(reply)?.filter(|r| r.is_live(now)))
+            .map_err(|e| self.lost(e))?;
+        let record = decode(reply)?.filter(|r| r.is_live(now));
+        if let (Some(near), Some(ticket), Some(r)) = (&self.near, ticket, &record) {
+            near.fill(*key, ticket, r);
+        }
+        Ok(record)
     }
 
     async fn renew(
@@ -593,15 +682,15 @@ impl SessionStore for RedisStore {
         cmd.arg(now)
             .arg(policy.threshold_millis())
             .arg(policy.idle_millis());
-        Ok(
-            match int(&self.run_script(&scripts::RENEW, cmd, None).await?)? {
-                -2 => Renewal::Gone,
-                -1 => Renewal::NotNeeded,
-                n => Renewal::Extended {
-                    idle_expires_at: u64::try_from(n).map_err(|_| corrupt("renewal"))?,
-                },
+        let renewed = self.run_script(&scripts::RENEW, cmd, None).await;
+        self.forget(key);
+        Ok(match int(&renewed?)? {
+            -2 => Renewal::Gone,
+            -1 => Renewal::NotNeeded,
+            n => Renewal::Extended {
+                idle_expires_at: u64::try_from(n).map_err(|_| corrupt("renewal"))?,
             },
-        )
+        })
     }
 
     async fn update_attributes(
@@ -624,7 +713,9 @@ impl SessionStore for RedisStore {
                 None => cmd.arg(&c.name).arg("d").arg(""),
             };
         }
-        match int(&self.run_script(&scripts::UPDATE, cmd, None).await?)? {
+        let updated = self.run_script(&scripts::UPDATE, cmd, None).await;
+        self.forget(key);
+        match int(&updated?)? {
             -2 => Err(StoreError::NotFound),
             -3 => Err(StoreError::Conflict),
             -4 => Err(StoreError::TooLarge),
@@ -633,12 +724,9 @@ impl SessionStore for RedisStore {
     }
 
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        let n: i64 = self
-            .conn()
-            .del(self.session_key(key))
-            .await
-            .map_err(unavailable)?;
-        Ok(n > 0)
+        let deleted: Result<i64, _> = self.conn().del(self.session_key(key)).await;
+        self.forget(key);
+        Ok(deleted.map_err(|e| self.lost(e))? > 0)
     }
 
     async fn cycle(
@@ -680,10 +768,11 @@ impl SessionStore for RedisStore {
                     .map(encode_secret)
                     .unwrap_or_default(),
             );
-        match self
+        let cycled = self
             .run_script(&scripts::CYCLE, cmd, self.durable_turn().await?)
-            .await?
-        {
+            .await;
+        self.forget(old);
+        match cycled? {
             Value::Array(items) if matches!(items.as_slice(), [Value::Int(_)]) => {
                 Err(if matches!(items[0], Value::Int(-3)) {
                     StoreError::Conflict
@@ -759,9 +848,15 @@ impl SessionStore for RedisStore {
         for m in &members {
             cmd.arg(m);
         }
-        let n = int(&self
+        let deleted = self
             .run_script(&scripts::DELETE_USER, cmd, self.durable_turn().await?)
-            .await?)?;
+            .await;
+        for m in &members {
+            if let Ok(key) = parse_member(m) {
+                self.forget(&key);
+            }
+        }
+        let n = int(&deleted?)?;
         Ok(usize::try_from(n).unwrap_or(0))
     }
 

@@ -5,4 +5,5 @@
 mod conformance;
 mod durability;
 mod migration;
+mod near;
 mod tls;

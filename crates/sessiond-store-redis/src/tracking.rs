@@ -1,0 +1,288 @@
+//! Keeps the near-cache ([`crate::near`]) honest: one tracking connection
+//! per master, fed by Redis's client-side caching invalidations.
+//!
+//! Why our own and not `redis`'s `cache-aio`: that cache keys on raw
+//! replies, has no broadcasting mode, and after a reconnect merely orphans
+//! old entries (a new epoch) on the connection it knows; it has nothing for
+//! a Sentinel failover, and our reads go through our own connection types
+//! ([`crate::conn`]). Here one dedicated RESP3 connection per master runs
+//! `CLIENT TRACKING ON BCAST PREFIX <prefix>`: Redis then pushes the name
+//! of every key under the prefix that any client changes or that expires,
+//! whatever connection read it. Data connections need no tracking state of
+//! their own, so they may reconnect freely.
+//!
+//! A gap in the stream disarms and empties the cache until tracking is on
+//! again for every master: the connection drops (Redis restarted, `CLIENT
+//! KILL`, network), a heartbeat `PING` gets no answer in time, a Sentinel
+//! master stops being a master, or a Cluster's slot map changes (failover,
+//! slot move, new node).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use redis::aio::MultiplexedConnection;
+use redis::{AsyncConnectionConfig, Client, ErrorKind, PushKind, RedisError, RedisResult, Value};
+use sessiond_core::SessionKey;
+use tokio::sync::mpsc;
+
+use crate::conn::{SentinelConn, Timeouts};
+use crate::near::NearCache;
+
+/// How often every tracking connection is checked (and the topology asked).
+const HEARTBEAT: Duration = Duration::from_millis(500);
+/// The pause before tracking is tried again after a gap.
+const RETRY: Duration = Duration::from_millis(100);
+/// The name tracking connections carry in `CLIENT LIST`.
+pub(crate) const CLIENT_NAME: &str = "sessiond-near-cache";
+
+/// Builds a client for a node's host and port (credentials, TLS).
+pub(crate) type NodeClient = Arc<dyn Fn(&str, u16) -> RedisResult<Client> + Send + Sync>;
+
+/// Where the masters are.
+pub(crate) enum Masters {
+    Single(Client),
+    Sentinel(Arc<SentinelConn>),
+    Cluster {
+        seeds: Vec<Client>,
+        node: NodeClient,
+    },
+}
+
+/// What the tracking connections were opened against; a change is a gap.
+#[derive(Debug, PartialEq, Eq)]
+enum Topology {
+    Fixed,
+    /// Slot ranges and the address of each range's master.
+    Slots(Vec<(i64, i64, String, i64)>),
+}
+
+fn gap(why: &'static str) -> RedisError {
+    RedisError::from((ErrorKind::Io, why))
+}
+
+impl Masters {
+    /// Clients for every master now, and the topology they came from.
+    async fn current(&self, t: Timeouts) -> RedisResult<(Vec<Client>, Topology)> {
+        match self {
+            Masters::Single(c) => Ok((vec![c.clone()], Topology::Fixed)),
+            Masters::Sentinel(s) => Ok((vec![s.master().await?], Topology::Fixed)),
+            Masters::Cluster { seeds, node } => {
+                let mut last = None;
+                for seed in seeds {
+                    let slots = async {
+                        let mut c = seed
+                            .get_multiplexed_async_connection_with_config(&config(t))
+                            .await?;
+                        cluster_slots(&mut c).await
+                    }
+                    .await;
+                    match slots {
+                        Ok(slots) => {
+                            let mut masters: Vec<(String, i64)> =
+                                slots.iter().map(|s| (s.2.clone(), s.3)).collect();
+                            masters.sort();
+                            masters.dedup();
+                            let clients = masters
+                                .iter()
+                                .map(|(h, p)| node(h, u16::try_from(*p).unwrap_or(0)))
+                                .collect::<RedisResult<_>>()?;
+                            return Ok((clients, Topology::Slots(slots)));
+                        }
+                        Err(e) => last = Some(e),
+                    }
+                }
+                Err(last.unwrap_or_else(|| gap("no cluster node answered")))
+            }
+        }
+    }
+
+    /// Checks that the masters are still the ones tracked.
+    async fn unchanged(
+        &self,
+        conns: &mut [MultiplexedConnection],
+        was: &Topology,
+    ) -> RedisResult<()> {
+        match self {
+            Masters::Single(_) => Ok(()),
+            Masters::Sentinel(_) => {
+                let role: Vec<Value> = redis::cmd("ROLE").query_async(&mut conns[0]).await?;
+                match role.first() {
+                    Some(Value::BulkString(r)) if r.as_slice() == b"master" => Ok(()),
+                    _ => Err(gap("the tracked master is no longer a master")),
+                }
+            }
+            Masters::Cluster { .. } => {
+                let now = Topology::Slots(cluster_slots(&mut conns[0]).await?);
+                if &now == was {
+                    Ok(())
+                } else {
+                    Err(gap("the cluster's slot map changed"))
+                }
+            }
+        }
+    }
+}
+
+/// `CLUSTER SLOTS` as sorted (start, end, master host, master port).
+async fn cluster_slots(c: &mut MultiplexedConnection) -> RedisResult<Vec<(i64, i64, String, i64)>> {
+    let reply: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(c).await?;
+    let mut out = Vec::new();
+    for range in reply {
+        let Value::Array(items) = range else {
+            return Err(gap("an unexpected CLUSTER SLOTS answer"));
+        };
+        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(master))) =
+            (items.first(), items.get(1), items.get(2))
+        else {
+            return Err(gap("an unexpected CLUSTER SLOTS answer"));
+        };
+        let (Some(host), Some(Value::Int(port))) = (master.first(), master.get(1)) else {
+            return Err(gap("an unexpected CLUSTER SLOTS answer"));
+        };
+        let host = match host {
+            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+            Value::SimpleString(s) | Value::VerbatimString { text: s, .. } => s.clone(),
+            _ => return Err(gap("an unexpected CLUSTER SLOTS answer")),
+        };
+        out.push((*start, *end, host, *port));
+    }
+    out.sort();
+    Ok(out)
+}
+
+fn config(t: Timeouts) -> AsyncConnectionConfig {
+    AsyncConnectionConfig::new()
+        .set_connection_timeout(Some(t.connect))
+        .set_response_timeout(Some(t.response))
+}
+
+/// The same client speaking RESP3 (invalidations arrive as push messages).
+fn resp3(client: &Client) -> RedisResult<Client> {
+    let info = client.get_connection_info().clone();
+    let redis = info
+        .redis_settings()
+        .clone()
+        .set_protocol(redis::ProtocolVersion::RESP3);
+    Client::open(info.set_redis_settings(redis))
+}
+
+/// Runs until the store is dropped (the task is aborted then).
+pub(crate) async fn run(masters: Masters, cache: Arc<NearCache>, prefix: String, t: Timeouts) {
+    loop {
+        let e = track(&masters, &cache, &prefix, t).await;
+        cache.disarm();
+        tracing::warn!(error = %e, "near-cache invalidations interrupted; cache emptied until tracking resumes");
+        tokio::time::sleep(RETRY).await;
+    }
+}
+
+/// One unbroken stretch of invalidations; returns why it ended.
+async fn track(masters: &Masters, cache: &NearCache, prefix: &str, t: Timeouts) -> RedisError {
+    let (tx, mut rx) = mpsc::unbounded_channel();
+    let opened: RedisResult<_> = async {
+        let (clients, topology) = masters.current(t).await?;
+        let mut conns = Vec::with_capacity(clients.len());
+        for client in &clients {
+            let mut c = resp3(client)?
+                .get_multiplexed_async_connection_with_config(
+                    &config(t).set_push_sender(tx.clone()),
+                )
+                .await?;
+            redis::cmd("CLIENT")
+                .arg("SETNAME")
+                .arg(CLIENT_NAME)
+                .exec_async(&mut c)
+                .await?;
+            redis::cmd("CLIENT")
+                .arg(&["TRACKING", "ON", "BCAST", "PREFIX"][..])
+                .arg(prefix)
+                .exec_async(&mut c)
+                .await?;
+            conns.push(c);
+        }
+        Ok((conns, topology))
+    }
+    .await;
+    let (mut conns, topology) = match opened {
+        Ok(x) => x,
+        Err(e) => return e,
+    };
+    // Anything a tracking connection of an earlier stretch reported may
+    // still be queued; this stretch starts from an empty cache.
+    cache.flush();
+    cache.arm();
+    tracing::info!(masters = conns.len(), "near-cache armed");
+    let mut heartbeat = tokio::time::interval(HEARTBEAT);
+    heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tokio::select! {
+            push = rx.recv() => match push {
+                Some(p) if p.kind == PushKind::Invalidate => invalidate(cache, prefix, &p.data),
+                Some(p) if p.kind == PushKind::Disconnection => {
+                    return gap("a tracking connection closed");
+                }
+                Some(_) => {}
+                None => return gap("the push channel closed"),
+            },
+            _ = heartbeat.tick() => {
+                for c in &mut conns {
+                    if let Err(e) = redis::cmd("PING").exec_async(c).await {
+                        return e;
+                    }
+                }
+                if let Err(e) = masters.unchanged(&mut conns, &topology).await {
+                    return e;
+                }
+            }
+        }
+    }
+}
+
+/// Applies one invalidation message: a list of keys, or null for "all"
+/// (`FLUSHDB`, `FLUSHALL`).
+fn invalidate(cache: &NearCache, prefix: &str, data: &[Value]) {
+    for item in data {
+        match item {
+            Value::Array(keys) => {
+                for k in keys {
+                    if let Value::BulkString(name) = k
+                        && let Some(key) = session_key(prefix, name)
+                    {
+                        cache.invalidate(&key);
+                    }
+                }
+            }
+            Value::Nil => cache.flush(),
+            _ => {}
+        }
+    }
+}
+
+/// The session key a Redis key name holds (`{prefix}{xx}s:<base64>`), if any.
+pub(crate) fn session_key(prefix: &str, name: &[u8]) -> Option<SessionKey> {
+    let rest = name.strip_prefix(prefix.as_bytes())?;
+    if rest.len() < 6 || rest[0] != b'{' || rest[3] != b'}' || &rest[4..6] != b"s:" {
+        return None;
+    }
+    let mut bytes = [0u8; 32];
+    (URL_SAFE_NO_PAD.decode_slice(&rest[6..], &mut bytes) == Ok(32)).then_some(SessionKey(bytes))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_session_keys_under_the_prefix_name_a_session() {
+        let key = SessionKey([7; 32]);
+        let name = format!("app:{{07}}s:{}", URL_SAFE_NO_PAD.encode(key.0));
+        assert_eq!(session_key("app:", name.as_bytes()), Some(key));
+        assert_eq!(session_key("other:", name.as_bytes()), None);
+        assert_eq!(session_key("app:", b"app:{07}u:alice"), None);
+        assert_eq!(session_key("app:", b"app:{att}a:ip:1"), None);
+        assert_eq!(session_key("app:", b"app:{07}s:short"), None);
+        assert_eq!(session_key("app:", b"app:"), None);
+    }
+}
