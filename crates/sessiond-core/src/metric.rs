@@ -78,6 +78,24 @@ catalogue! {
     /// File store near-cache.
     FILE_CACHE_MISSES = "sessiond_file_cache_misses_total", Counter,
         "File store near-cache misses";
+    /// Redis near-cache, from its running totals.
+    REDIS_NEAR_CACHE_HITS = "sessiond_redis_near_cache_hits_total", Counter,
+        "Session loads answered from the Redis near-cache";
+    /// Redis near-cache.
+    REDIS_NEAR_CACHE_MISSES = "sessiond_redis_near_cache_misses_total", Counter,
+        "Session loads that went to Redis";
+    /// Redis near-cache.
+    REDIS_NEAR_CACHE_INVALIDATIONS = "sessiond_redis_near_cache_invalidations_total", Counter,
+        "Cached sessions dropped because Redis or this node changed them";
+    /// Redis near-cache.
+    REDIS_NEAR_CACHE_FLUSHES = "sessiond_redis_near_cache_flushes_total", Counter,
+        "Times the near-cache was emptied after a gap in Redis's invalidations";
+    /// Redis near-cache.
+    REDIS_NEAR_CACHE_ENTRIES = "sessiond_redis_near_cache_entries", Gauge,
+        "Sessions held in the Redis near-cache";
+    /// Redis near-cache: 1 serving, 0 not (no invalidation stream).
+    REDIS_NEAR_CACHE_ARMED = "sessiond_redis_near_cache_armed", Gauge,
+        "1 while the near-cache serves (invalidations flowing from every master), else 0";
     /// By `op` (`hash`, `verify`).
     PASSWORD_HASH_DURATION = "sessiond_password_hash_duration_seconds", Histogram,
         "argon2id hash or verify time, queueing included";

@@ -5,7 +5,7 @@ use std::sync::Arc;
 
 use sessiond_core::{Backend, BreakerState, ResilienceConfig, ResilientStore, SessionManager};
 use sessiond_store_file::{FileStore, FileStoreConfig};
-use sessiond_store_redis::{RedisConfig, RedisStore};
+use sessiond_store_redis::{NearCacheConfig, NearCacheStats, RedisConfig, RedisStore};
 
 use sessiond_axum::{CookieConfig, SameSite};
 
@@ -61,6 +61,7 @@ pub struct StoreHandle {
     /// when opened from configuration).
     pub backend: Arc<dyn Backend>,
     file: Option<FileStore>,
+    redis: Option<RedisStore>,
     resilient: Option<Arc<ResilientStore>>,
 }
 
@@ -77,6 +78,11 @@ impl StoreHandle {
                 redis.pool_size = r.pool_size;
                 redis.count_interval = r.count_interval;
                 redis.tls_ca_file.clone_from(&r.tls_ca_file);
+                redis.near_cache = r.near_cache.then_some(NearCacheConfig {
+                    max_entries: r.near_cache_max_entries,
+                    max_bytes: r.near_cache_max_bytes,
+                    max_age: r.near_cache_max_age,
+                });
                 if let Some(path) = &r.password_file {
                     let text = std::fs::read_to_string(path).map_err(|source| {
                         OpenStoreError::PasswordFile {
@@ -93,7 +99,9 @@ impl StoreHandle {
                             url: without_password(url),
                             source,
                         })?;
-                Ok(Self::from_backend(Arc::new(store)).resilient(config))
+                let mut handle = Self::from_backend(Arc::new(store.clone()));
+                handle.redis = Some(store);
+                Ok(handle.resilient(config))
             }
             None => Ok(Self::open_file(config)?.resilient(config)),
         }
@@ -137,6 +145,7 @@ impl StoreHandle {
         Ok(Self {
             backend: Arc::new(store.clone()),
             file: Some(store),
+            redis: None,
             resilient: None,
         })
     }
@@ -146,8 +155,14 @@ impl StoreHandle {
         Self {
             backend,
             file: None,
+            redis: None,
             resilient: None,
         }
+    }
+
+    /// What the Redis near-cache holds and has done, when there is one.
+    pub fn near_cache_stats(&self) -> Option<NearCacheStats> {
+        self.redis.as_ref().and_then(RedisStore::near_cache_stats)
     }
 
     /// The account operations over this store (what the CLI uses; the

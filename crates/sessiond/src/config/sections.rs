@@ -107,6 +107,19 @@ pub struct RedisSection {
     /// `redis://sessiond@host:6379`), so it is neither in the URL, the
     /// process list nor the environment. One line; a final newline is ignored.
     pub password_file: Option<PathBuf>,
+    /// Keep recently verified sessions in memory, dropped the moment Redis
+    /// reports a change to them (client-side caching): verification at
+    /// memory speed, revocation seen by every node within milliseconds.
+    /// `false` asks Redis on every request.
+    pub near_cache: bool,
+    /// The near-cache holds at most this many sessions...
+    pub near_cache_max_entries: u64,
+    /// ...and about this many bytes of them.
+    pub near_cache_max_bytes: u64,
+    /// A cached session older than this is read again anyway (a safety net
+    /// behind the invalidations, not the mechanism).
+    #[serde(with = "duration")]
+    pub near_cache_max_age: Duration,
 }
 
 impl Default for RedisSection {
@@ -118,6 +131,10 @@ impl Default for RedisSection {
             count_interval: Duration::from_secs(300),
             tls_ca_file: None,
             password_file: None,
+            near_cache: true,
+            near_cache_max_entries: 100_000,
+            near_cache_max_bytes: 64 * 1024 * 1024,
+            near_cache_max_age: Duration::from_secs(10),
         }
     }
 }

@@ -157,6 +157,16 @@ pub fn spawn_gauges(store: crate::StoreHandle, every: Duration) -> tokio::task::
                 metrics::gauge!(metric::STORE_BREAKER_STATE, "backend" => backend)
                     .set(state.as_gauge());
             }
+            if let Some(near) = store.near_cache_stats() {
+                metrics::counter!(metric::REDIS_NEAR_CACHE_HITS).absolute(near.hits);
+                metrics::counter!(metric::REDIS_NEAR_CACHE_MISSES).absolute(near.misses);
+                metrics::counter!(metric::REDIS_NEAR_CACHE_INVALIDATIONS)
+                    .absolute(near.invalidations);
+                metrics::counter!(metric::REDIS_NEAR_CACHE_FLUSHES).absolute(near.flushes);
+                metrics::gauge!(metric::REDIS_NEAR_CACHE_ENTRIES).set(near.entries as f64);
+                metrics::gauge!(metric::REDIS_NEAR_CACHE_ARMED)
+                    .set(f64::from(u8::from(near.armed)));
+            }
             if let Some(handle) = metrics_handle() {
                 // Drains histogram samples into buckets; without it they pile up between scrapes.
                 handle.run_upkeep();

@@ -437,3 +437,166 @@ async fn an_acl_user_with_its_password_in_a_file_reaches_a_redis_that_refuses_th
         );
     }
 }
+
+/// Polls `node` with `cookie` (or a bearer token) until it answers 401;
+/// fails after 2 s. Returns how long that took.
+async fn refused_on(http: &reqwest::Client, url: &str, auth: (&str, String)) -> Duration {
+    let t = Instant::now();
+    loop {
+        let status = http
+            .get(url)
+            .header(auth.0, auth.1.clone())
+            .send()
+            .await
+            .unwrap()
+            .status();
+        if status == StatusCode::UNAUTHORIZED {
+            return t.elapsed();
+        }
+        assert_eq!(status, StatusCode::OK, "{url}");
+        assert!(
+            t.elapsed() < Duration::from_secs(2),
+            "{url} still accepted an ended session after 2 s"
+        );
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
+
+#[tokio::test]
+async fn with_the_near_cache_every_way_of_ending_a_session_on_one_node_is_refused_by_the_other_at_once()
+ {
+    if !testing::redis_available("near-cache across nodes") {
+        return;
+    }
+    let redis = tokio::task::spawn_blocking(testing::standalone)
+        .await
+        .unwrap();
+    let url = redis.url();
+    for (name, role) in [("alice", "user"), ("bob", "user"), ("root", "admin")] {
+        add_user(&url, name, role, PASSWORD);
+    }
+    // No grace window, so a replayed refresh token is theft at once.
+    let envs = [("SESSIOND_TOKENS__REFRESH_GRACE", "0s")];
+    let (a, b) = (
+        Node::start(&url, &envs).await,
+        Node::start(&url, &envs).await,
+    );
+    let http = reqwest::Client::new();
+    let cookie = |c: &str| ("cookie", format!("__Host-sessiond={c}"));
+    let on_b = format!("{}/api/profile", b.base);
+    let warm = |c: String| {
+        let (http, on_b) = (http.clone(), on_b.clone());
+        async move {
+            for _ in 0..3 {
+                let r = http
+                    .get(&on_b)
+                    .header("cookie", format!("__Host-sessiond={c}"));
+                assert_eq!(r.send().await.unwrap().status(), StatusCode::OK);
+            }
+        }
+    };
+    let post = |base: &str, path: &str, (c, csrf): &(String, String), body: Value| {
+        http.post(format!("{base}{path}"))
+            .header("cookie", format!("__Host-sessiond={c}"))
+            .header("x-csrf-token", csrf)
+            .json(&body)
+            .send()
+    };
+
+    // Logout on A.
+    let s = login(&http, &a.base, "alice").await.unwrap();
+    warm(s.0.clone()).await;
+    assert_eq!(
+        post(&a.base, "/logout", &s, json!({}))
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+    let waited = refused_on(&http, &on_b, cookie(&s.0)).await;
+    eprintln!("logout on A refused on B after {waited:?}");
+
+    // "Sign out of all other devices" on A.
+    let (phone, laptop) = (
+        login(&http, &a.base, "alice").await.unwrap(),
+        login(&http, &a.base, "alice").await.unwrap(),
+    );
+    warm(phone.0.clone()).await;
+    let r = post(&a.base, "/api/sessions/revoke-others", &laptop, json!({})).await;
+    assert_eq!(r.unwrap().status(), StatusCode::OK);
+    refused_on(&http, &on_b, cookie(&phone.0)).await;
+
+    // A password change on A.
+    let (phone, laptop) = (
+        login(&http, &a.base, "bob").await.unwrap(),
+        login(&http, &a.base, "bob").await.unwrap(),
+    );
+    warm(phone.0.clone()).await;
+    let body = json!({"current_password": PASSWORD, "new_password": "another-long-password"});
+    let r = post(&a.base, "/api/password", &laptop, body).await;
+    assert_eq!(r.unwrap().status(), StatusCode::OK);
+    refused_on(&http, &on_b, cookie(&phone.0)).await;
+
+    // An administrator on A ends alice's sessions.
+    let victim = login(&http, &a.base, "alice").await.unwrap();
+    warm(victim.0.clone()).await;
+    let admin = login(&http, &a.base, "root").await.unwrap();
+    let r = http
+        .delete(format!("{}/api/admin/users/alice/sessions", a.base))
+        .header("cookie", format!("__Host-sessiond={}", admin.0))
+        .header("x-csrf-token", &admin.1)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    refused_on(&http, &on_b, cookie(&victim.0)).await;
+
+    // Refresh-token theft detected on A ends the family B checks.
+    let issued: Value = token_request(&a.base, "alice", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let (access, stolen) = (
+        issued["access_token"].as_str().unwrap().to_owned(),
+        issued["refresh_token"].as_str().unwrap().to_owned(),
+    );
+    let sessions_on_b = format!("{}/api/sessions", b.base);
+    let bearer = || ("authorization", format!("Bearer {access}"));
+    for _ in 0..3 {
+        let r = http.get(&sessions_on_b).header("authorization", bearer().1);
+        assert_eq!(r.send().await.unwrap().status(), StatusCode::OK);
+    }
+    let rotated = crate::common::refresh_request(&a.base, &stolen).await;
+    assert_eq!(rotated.status(), StatusCode::OK);
+    let replayed = crate::common::refresh_request(&a.base, &stolen).await;
+    assert_eq!(replayed.status(), StatusCode::BAD_REQUEST);
+    refused_on(&http, &sessions_on_b, bearer()).await;
+
+    // B answered from memory all along (the gauges refresh every 5 s).
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let metrics = http
+            .get(format!("{}/metrics", b.base))
+            .send()
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        let hits: f64 = metrics
+            .lines()
+            .find_map(|l| l.strip_prefix("sessiond_redis_near_cache_hits_total "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
+        if hits >= 10.0 {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "node B never answered from its near-cache"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(redis);
+}
