@@ -25,7 +25,10 @@
 //!   only login traffic; counters are not `WAIT`ed for, since a count lost
 //!   in a failover only ends a window early.
 //!
-//! Verifying a session is one `HGETALL`. Renewal is one script call, made
+//! Verifying a session is one `HGETALL`, or nothing at all when the
+//! near-cache ([`near`], kept honest by [`tracking`]) has it: each node
+//! keeps the sessions it loaded in memory and Redis pushes the name of every
+//! session key that changes. Renewal is one script call, made
 //! only when the renewal is due. Deletes remove the hash; the index entry of
 //! a deleted session is removed by the next listing or revoke (a missing
 //! hash is skipped and its entry dropped).

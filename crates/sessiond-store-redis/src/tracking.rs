@@ -18,12 +18,15 @@
 //! slot move, new node).
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, ErrorKind, PushKind, RedisError, RedisResult, Value};
+use redis::{
+    AsyncConnectionConfig, Client, ErrorKind, PushInfo, PushKind, RedisError, RedisResult, Value,
+};
 use sessiond_core::SessionKey;
 use tokio::sync::mpsc;
 
@@ -178,16 +181,50 @@ pub(crate) async fn run(masters: Masters, cache: Arc<NearCache>, prefix: String,
     }
 }
 
+/// Marks a stretch of tracking over when it is left, however it is left.
+struct Ended(Arc<AtomicBool>);
+
+impl Drop for Ended {
+    fn drop(&mut self) {
+        self.0.store(false, Ordering::Release);
+    }
+}
+
 /// One unbroken stretch of invalidations; returns why it ended.
-async fn track(masters: &Masters, cache: &NearCache, prefix: &str, t: Timeouts) -> RedisError {
+async fn track(masters: &Masters, cache: &Arc<NearCache>, prefix: &str, t: Timeouts) -> RedisError {
     let (tx, mut rx) = mpsc::unbounded_channel();
+    // Pushes from this stretch's connections count only while it lasts: a
+    // connection dropped when it ends reports its disconnection later, and
+    // must not disarm the next stretch's cache.
+    let live = Arc::new(AtomicBool::new(true));
+    let _ended = Ended(live.clone());
+    // Applied on the connection's own task as each push is parsed, not
+    // handed to this task: under load a hop through the scheduler is most
+    // of the time an invalidation takes to land.
+    let sender = {
+        let (cache, prefix) = (cache.clone(), prefix.to_owned());
+        move |push: PushInfo| {
+            if !live.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            match push.kind {
+                PushKind::Invalidate => invalidate(&cache, &prefix, &push.data),
+                PushKind::Disconnection => {
+                    cache.disarm();
+                    let _ = tx.send(());
+                }
+                _ => {}
+            }
+            Ok::<(), redis::aio::SendError>(())
+        }
+    };
     let opened: RedisResult<_> = async {
         let (clients, topology) = masters.current(t).await?;
         let mut conns = Vec::with_capacity(clients.len());
         for client in &clients {
             let mut c = resp3(client)?
                 .get_multiplexed_async_connection_with_config(
-                    &config(t).set_push_sender(tx.clone()),
+                    &config(t).set_push_sender(sender.clone()),
                 )
                 .await?;
             redis::cmd("CLIENT")
@@ -218,14 +255,7 @@ async fn track(masters: &Masters, cache: &NearCache, prefix: &str, t: Timeouts) 
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            push = rx.recv() => match push {
-                Some(p) if p.kind == PushKind::Invalidate => invalidate(cache, prefix, &p.data),
-                Some(p) if p.kind == PushKind::Disconnection => {
-                    return gap("a tracking connection closed");
-                }
-                Some(_) => {}
-                None => return gap("the push channel closed"),
-            },
+            _ = rx.recv() => return gap("a tracking connection closed"),
             _ = heartbeat.tick() => {
                 for c in &mut conns {
                     if let Err(e) = redis::cmd("PING").exec_async(c).await {
