@@ -173,16 +173,8 @@ pub struct RedisStore {
     wait_timeout: Duration,
     cluster: bool,
     near: Option<Arc<NearCache>>,
-    /// Stops the tracking task when the last clone of the store is dropped.
-    _tracker: Option<Arc<AbortOnDrop>>,
-}
-
-struct AbortOnDrop(tokio::task::JoinHandle<()>);
-
-impl Drop for AbortOnDrop {
-    fn drop(&mut self) {
-        self.0.abort();
-    }
+    /// Stops the tracking thread when the last clone of the store is dropped.
+    _tracker: Option<Arc<tracking::Stop>>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -279,13 +271,9 @@ impl RedisStore {
         let (near, tracker) = match config.near_cache {
             Some(c) => {
                 let near = Arc::new(NearCache::new(c));
-                let task = tokio::spawn(tracking::run(
-                    masters,
-                    near.clone(),
-                    config.prefix.clone(),
-                    t,
-                ));
-                (Some(near), Some(Arc::new(AbortOnDrop(task))))
+                let stop = tracking::spawn(masters, near.clone(), config.prefix.clone(), t)
+                    .map_err(|e| ConnectError::Redis(RedisError::from(e)))?;
+                (Some(near), Some(Arc::new(stop)))
             }
             None => (None, None),
         };

@@ -171,8 +171,42 @@ fn resp3(client: &Client) -> RedisResult<Client> {
     Client::open(info.set_redis_settings(redis))
 }
 
-/// Runs until the store is dropped (the task is aborted then).
-pub(crate) async fn run(masters: Masters, cache: Arc<NearCache>, prefix: String, t: Timeouts) {
+/// Ends the tracking thread when dropped.
+pub(crate) struct Stop {
+    _sender: tokio::sync::oneshot::Sender<()>,
+}
+
+/// Starts tracking on a thread of its own, with its own single-threaded
+/// runtime, on which the tracking connections live. An invalidation then
+/// waits for the operating system to wake one idle thread, not for a busy
+/// worker of the server's runtime to reach the connection's task: under
+/// load, that queue is most of the time a revocation takes to land.
+pub(crate) fn spawn(
+    masters: Masters,
+    cache: Arc<NearCache>,
+    prefix: String,
+    t: Timeouts,
+) -> std::io::Result<Stop> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    std::thread::Builder::new()
+        .name("sessiond-near-cache".into())
+        .spawn(move || {
+            runtime.block_on(async move {
+                tokio::select! {
+                    () = run(masters, cache.clone(), prefix, t) => {}
+                    _ = stopped => {}
+                }
+                cache.disarm();
+            });
+        })?;
+    Ok(Stop { _sender: stop })
+}
+
+/// Runs until the store is dropped.
+async fn run(masters: Masters, cache: Arc<NearCache>, prefix: String, t: Timeouts) {
     loop {
         let e = track(&masters, &cache, &prefix, t).await;
         cache.disarm();
