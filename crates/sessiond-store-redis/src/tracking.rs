@@ -35,8 +35,10 @@ use crate::near::NearCache;
 
 /// How often every tracking connection is checked (and the topology asked).
 const HEARTBEAT: Duration = Duration::from_millis(500);
-/// The pause before tracking is tried again after a gap.
+/// The pause before tracking is tried again after a gap...
 const RETRY: Duration = Duration::from_millis(100);
+/// ...doubling while it keeps failing, up to this.
+const MAX_RETRY: Duration = Duration::from_secs(5);
 /// The name tracking connections carry in `CLIENT LIST`.
 pub(crate) const CLIENT_NAME: &str = "sessiond-near-cache";
 
@@ -207,11 +209,23 @@ pub(crate) fn spawn(
 
 /// Runs until the store is dropped.
 async fn run(masters: Masters, cache: Arc<NearCache>, prefix: String, t: Timeouts) {
+    let mut failures = 0u32;
     loop {
-        let e = track(&masters, &cache, &prefix, t).await;
+        let (was_armed, e) = track(&masters, &cache, &prefix, t).await;
         cache.disarm();
-        tracing::warn!(error = %e, "near-cache invalidations interrupted; cache emptied until tracking resumes");
-        tokio::time::sleep(RETRY).await;
+        if was_armed {
+            failures = 0;
+            tracing::warn!(error = %e, "near-cache invalidations interrupted; cache emptied until tracking resumes");
+        } else {
+            // Tracking could not be set up (Redis down, an ACL without
+            // CLIENT TRACKING, an old Redis): back off, so that a setup
+            // that cannot work costs a log line and a connection every few
+            // seconds, not ten a second. Session checks read Redis meanwhile.
+            failures = failures.saturating_add(1);
+            tracing::warn!(error = %e, attempt = failures, "near-cache tracking could not be set up; every session check reads Redis until it is");
+        }
+        let pause = RETRY.saturating_mul(2u32.saturating_pow(failures.min(6)));
+        tokio::time::sleep(pause.min(MAX_RETRY)).await;
     }
 }
 
@@ -224,8 +238,14 @@ impl Drop for Ended {
     }
 }
 
-/// One unbroken stretch of invalidations; returns why it ended.
-async fn track(masters: &Masters, cache: &Arc<NearCache>, prefix: &str, t: Timeouts) -> RedisError {
+/// One unbroken stretch of invalidations; returns whether it got as far as
+/// arming the cache, and why it ended.
+async fn track(
+    masters: &Masters,
+    cache: &Arc<NearCache>,
+    prefix: &str,
+    t: Timeouts,
+) -> (bool, RedisError) {
     let (tx, mut rx) = mpsc::unbounded_channel();
     // Pushes from this stretch's connections count only while it lasts: a
     // connection dropped when it ends reports its disconnection later, and
@@ -278,7 +298,7 @@ async fn track(masters: &Masters, cache: &Arc<NearCache>, prefix: &str, t: Timeo
     .await;
     let (mut conns, topology) = match opened {
         Ok(x) => x,
-        Err(e) => return e,
+        Err(e) => return (false, e),
     };
     // Anything a tracking connection of an earlier stretch reported may
     // still be queued; this stretch starts from an empty cache.
@@ -289,15 +309,15 @@ async fn track(masters: &Masters, cache: &Arc<NearCache>, prefix: &str, t: Timeo
     heartbeat.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tokio::select! {
-            _ = rx.recv() => return gap("a tracking connection closed"),
+            _ = rx.recv() => return (true, gap("a tracking connection closed")),
             _ = heartbeat.tick() => {
                 for c in &mut conns {
                     if let Err(e) = redis::cmd("PING").exec_async(c).await {
-                        return e;
+                        return (true, e);
                     }
                 }
                 if let Err(e) = masters.unchanged(&mut conns, &topology).await {
-                    return e;
+                    return (true, e);
                 }
             }
         }

@@ -395,3 +395,41 @@ async fn after_a_cluster_failover_no_session_deleted_around_it_is_accepted() {
     armed(&store).await;
     cached(&store, &keys[1]).await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_permission_to_track_the_store_works_and_never_serves_from_memory() {
+    if !testing::redis_available("near-cache without CLIENT TRACKING") {
+        return;
+    }
+    let acl: Vec<String> = [
+        "--user",
+        "default",
+        "on",
+        "nopass",
+        "~*",
+        "&*",
+        "+@all",
+        "-client|tracking",
+    ]
+    .map(String::from)
+    .into();
+    let server =
+        tokio::task::spawn_blocking(move || RedisProcess::start(testing::free_port(), &acl))
+            .await
+            .unwrap();
+    let store = RedisStore::connect(&config(server.url(), "noperm:"))
+        .await
+        .unwrap();
+    let key = session(&store, "ivan").await;
+    for _ in 0..20 {
+        assert!(store.load(&key, now()).await.unwrap().is_some());
+    }
+    assert!(store.delete(&key).await.unwrap());
+    assert!(store.load(&key, now()).await.unwrap().is_none());
+    let stats = store.near_cache_stats().unwrap();
+    assert!(!stats.armed);
+    assert_eq!(
+        stats.hits, 0,
+        "nothing may come from memory without invalidations"
+    );
+}
