@@ -193,6 +193,13 @@ async fn on_cluster_a_session_ended_on_one_node_is_refused_by_another_that_cache
     ends_on_one_node_are_seen_by_the_other(d.url(), "cluster").await;
 }
 
+/// The Redis key of a session under `prefix` (to change it behind the store's back).
+fn redis_key(prefix: &str, key: &SessionKey) -> String {
+    use base64::Engine as _;
+    let encoded = base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key.0);
+    format!("{prefix}{{{:02x}}}s:{encoded}", key.0[0])
+}
+
 /// The id of the near-cache's tracking connection on a server.
 fn tracking_client(port: u16) -> Option<String> {
     let list = command(port, &["CLIENT", "LIST"])?;
@@ -223,11 +230,7 @@ async fn a_session_deleted_while_the_tracking_connection_was_killed_is_refused()
 
     // Kill the tracking connection and delete behind this node's back (a
     // plain DEL from another client) before it can subscribe again.
-    let name = format!(
-        "gap:{{{:02x}}}s:{}",
-        gone.0[0],
-        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, gone.0)
-    );
+    let name = redis_key("gap:", &gone);
     tokio::task::spawn_blocking(move || {
         let id = tracking_client(port).expect("a tracking connection");
         assert!(
@@ -271,11 +274,7 @@ async fn after_a_redis_restart_nothing_cached_before_it_is_served() {
     );
     cached(&store, &gone).await;
     cached(&store, &kept).await;
-    let name = format!(
-        "restart:{{{:02x}}}s:{}",
-        gone.0[0],
-        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, gone.0)
-    );
+    let name = redis_key("restart:", &gone);
     let server = tokio::task::spawn_blocking(move || {
         server.kill();
         server.restart();
@@ -328,11 +327,7 @@ async fn after_a_sentinel_failover_no_session_deleted_around_it_is_accepted() {
     .unwrap();
     // Deleted on the new master, possibly before this node tracks it.
     let new = d.master_port().unwrap();
-    let name = format!(
-        "fo:{{{:02x}}}s:{}",
-        keys[1].0[0],
-        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, keys[1].0)
-    );
+    let name = redis_key("fo:", &keys[1]);
     assert!(command(new, &["DEL", &name]).unwrap().contains(":1"));
     for k in &keys[..2] {
         refused_at_once(&store, k).await;
@@ -359,10 +354,7 @@ async fn after_a_cluster_failover_no_session_deleted_around_it_is_accepted() {
     // Promote the replica of the master that holds the user's slot
     // (a manual failover: the old master stays up, as a replica).
     let tag = format!("{{{:02x}}}", keys[0].0[0]);
-    let name = format!(
-        "cfo:{tag}s:{}",
-        base64::Engine::encode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, keys[0].0)
-    );
+    let name = redis_key("cfo:", &keys[0]);
     let ports: Vec<u16> = d.nodes.iter().map(|n| n.port).collect();
     tokio::task::spawn_blocking(move || {
         let slot = command(ports[0], &["CLUSTER", "KEYSLOT", &tag]).unwrap();
