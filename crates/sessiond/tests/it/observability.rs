@@ -112,7 +112,12 @@ async fn every_metric_the_dashboard_and_the_alerts_query_is_exposed_after_a_flow
         let text = std::fs::read_to_string(format!("{root}/{file}")).unwrap();
         let wanted = metric_names(&text);
         assert!(wanted.len() >= 5, "{file} queries sessiond metrics");
-        let missing: Vec<_> = wanted.difference(&exposed).collect();
+        // The Redis store's own series exist only on Redis; the near-cache
+        // test in tests/it/redis.rs checks them on a real Redis.
+        let missing: Vec<_> = wanted
+            .difference(&exposed)
+            .filter(|name| !name.starts_with("sessiond_redis_"))
+            .collect();
         assert!(
             missing.is_empty(),
             "{file} queries metrics /metrics lacks: {missing:?}"

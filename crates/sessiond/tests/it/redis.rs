@@ -590,6 +590,22 @@ async fn with_the_near_cache_every_way_of_ending_a_session_on_one_node_is_refuse
             .and_then(|v| v.trim().parse().ok())
             .unwrap_or(0.0);
         if hits >= 10.0 {
+            // What the alert rules query about the cache is exposed too.
+            assert!(
+                metrics.contains("sessiond_redis_near_cache_armed 1"),
+                "{metrics}"
+            );
+            for name in [
+                "_misses_total",
+                "_invalidations_total",
+                "_flushes_total",
+                "_entries",
+            ] {
+                assert!(
+                    metrics.contains(&format!("sessiond_redis_near_cache{name} ")),
+                    "{name}"
+                );
+            }
             break;
         }
         assert!(
