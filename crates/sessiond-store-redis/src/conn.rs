@@ -133,14 +133,15 @@ fn lost_master(e: &RedisError) -> bool {
         || e.code() == Some("READONLY")
 }
 
-/// Builds a client for a master's host and port (credentials, TLS).
-pub(crate) type MasterClient = Box<dyn Fn(&str, u16) -> RedisResult<Client> + Send + Sync>;
+/// Builds a client for a node's host and port (credentials), for the
+/// masters that Sentinel names and the Cluster nodes tracking connects to.
+pub(crate) type NodeClient = Arc<dyn Fn(&str, u16) -> RedisResult<Client> + Send + Sync>;
 
 /// Master discovery through Sentinel, re-done after a failover.
 pub(crate) struct SentinelConn {
     sentinels: Vec<Client>,
     master_name: String,
-    master_client: MasterClient,
+    master_client: NodeClient,
     timeouts: Timeouts,
     current: Mutex<Option<MultiplexedConnection>>,
 }
@@ -149,7 +150,7 @@ impl SentinelConn {
     pub(crate) async fn connect(
         sentinels: Vec<Client>,
         master_name: String,
-        master_client: MasterClient,
+        master_client: NodeClient,
         timeouts: Timeouts,
     ) -> RedisResult<Conn> {
         let s = Arc::new(Self {

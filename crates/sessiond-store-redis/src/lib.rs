@@ -242,6 +242,20 @@ fn node_url(scheme: &str, username: Option<&str>, password: Option<&str>, host: 
     }
 }
 
+/// Clients for nodes found at run time (a Sentinel's master, Cluster
+/// masters), with the URL's credentials.
+fn node_client(u: &ParsedUrl) -> conn::NodeClient {
+    let (user, pass) = (u.username.clone(), u.password.clone());
+    Arc::new(move |host: &str, port: u16| {
+        Client::open(node_url(
+            "redis",
+            user.as_deref(),
+            pass.as_deref(),
+            &format!("{host}:{port}"),
+        ))
+    })
+}
+
 /// The durable connection, held for one write and its `WAIT`.
 type DurableTurn<'a> = tokio::sync::MutexGuard<'a, Conn>;
 
@@ -346,15 +360,7 @@ impl RedisStore {
                     .iter()
                     .map(|h| Client::open(format!("redis://{h}")))
                     .collect::<Result<Vec<_>, _>>()?;
-                let (mu, mp) = (u.username.clone(), u.password.clone());
-                let master = Box::new(move |host: &str, port: u16| {
-                    Client::open(node_url(
-                        "redis",
-                        mu.as_deref(),
-                        mp.as_deref(),
-                        &format!("{host}:{port}"),
-                    ))
-                });
+                let master = node_client(&u);
                 let conn = SentinelConn::connect(sentinels, u.path.clone(), master, t).await?;
                 let Conn::Sentinel(sentinel) = &conn else {
                     unreachable!("SentinelConn::connect makes a Sentinel connection")
@@ -365,15 +371,7 @@ impl RedisStore {
             "redis+cluster" => {
                 let nodes = u.hosts.iter().map(|h| format!("redis://{h}")).collect();
                 let conn = conn::connect_cluster(nodes, user, pass, t).await?;
-                let (nu, np) = (u.username.clone(), u.password.clone());
-                let node: tracking::NodeClient = Arc::new(move |host: &str, port: u16| {
-                    Client::open(node_url(
-                        "redis",
-                        nu.as_deref(),
-                        np.as_deref(),
-                        &format!("{host}:{port}"),
-                    ))
-                });
+                let node = node_client(&u);
                 let seeds = u
                     .hosts
                     .iter()
@@ -828,10 +826,11 @@ impl SessionStore for RedisStore {
         if members.is_empty() {
             return Ok(0);
         }
-        let session_keys = members
+        let parsed = members
             .iter()
-            .map(|m| parse_member(m).map(|k| self.session_key(&k)))
+            .map(|m| parse_member(m))
             .collect::<Result<Vec<_>, _>>()?;
+        let session_keys: Vec<String> = parsed.iter().map(|k| self.session_key(k)).collect();
         let mut keys: Vec<&str> = vec![&index];
         keys.extend(session_keys.iter().map(String::as_str));
         let mut cmd = evalsha(&scripts::DELETE_USER, &keys);
@@ -842,10 +841,8 @@ impl SessionStore for RedisStore {
         let deleted = self
             .run_script(&scripts::DELETE_USER, cmd, self.durable_turn().await?)
             .await;
-        for m in &members {
-            if let Ok(key) = parse_member(m) {
-                self.forget(&key);
-            }
+        for key in &parsed {
+            self.forget(key);
         }
         let n = int(&deleted?)?;
         Ok(usize::try_from(n).unwrap_or(0))

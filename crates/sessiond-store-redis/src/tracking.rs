@@ -30,7 +30,7 @@ use redis::{
 use sessiond_core::SessionKey;
 use tokio::sync::mpsc;
 
-use crate::conn::{SentinelConn, Timeouts};
+use crate::conn::{NodeClient, SentinelConn, Timeouts};
 use crate::near::NearCache;
 
 /// How often every tracking connection is checked (and the topology asked).
@@ -41,9 +41,6 @@ const RETRY: Duration = Duration::from_millis(100);
 const MAX_RETRY: Duration = Duration::from_secs(5);
 /// The name tracking connections carry in `CLIENT LIST`.
 pub(crate) const CLIENT_NAME: &str = "sessiond-near-cache";
-
-/// Builds a client for a node's host and port (credentials, TLS).
-pub(crate) type NodeClient = Arc<dyn Fn(&str, u16) -> RedisResult<Client> + Send + Sync>;
 
 /// Where the masters are.
 pub(crate) enum Masters {
