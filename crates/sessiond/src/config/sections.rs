@@ -124,6 +124,8 @@ pub struct RedisSection {
 
 impl Default for RedisSection {
     fn default() -> Self {
+        // The store's own defaults, so the two cannot drift apart.
+        let near = sessiond_store_redis::NearCacheConfig::default();
         Self {
             prefix: "sessiond:".into(),
             wait_replicas: 0,
@@ -132,9 +134,9 @@ impl Default for RedisSection {
             tls_ca_file: None,
             password_file: None,
             near_cache: true,
-            near_cache_max_entries: 100_000,
-            near_cache_max_bytes: 64 * 1024 * 1024,
-            near_cache_max_age: Duration::from_secs(10),
+            near_cache_max_entries: near.max_entries,
+            near_cache_max_bytes: near.max_bytes,
+            near_cache_max_age: near.max_age,
         }
     }
 }
