@@ -19,8 +19,8 @@ use redis::aio::{
 };
 use redis::cluster_async::ClusterConnection;
 use redis::{
-    AsyncConnectionConfig, Client, Cmd, ErrorKind, Pipeline, RedisError, RedisFuture, RedisResult,
-    Value,
+    AsyncConnectionConfig, Client, Cmd, ConnectionInfo, ErrorKind, IntoConnectionInfo, Pipeline,
+    RedisError, RedisFuture, RedisResult, TlsCertificates, Value,
 };
 use tokio::sync::Mutex;
 
@@ -133,15 +133,66 @@ fn lost_master(e: &RedisError) -> bool {
         || e.code() == Some("READONLY")
 }
 
-/// Builds a client for a node's host and port (credentials), for the
-/// masters that Sentinel names and the Cluster nodes tracking connects to.
-pub(crate) type NodeClient = Arc<dyn Fn(&str, u16) -> RedisResult<Client> + Send + Sync>;
+/// How to reach any node of one deployment: plain or TLS (and which CA to
+/// trust), and with which credentials. Nodes found at run time (the master
+/// a sentinel names, Cluster masters from `CLUSTER SLOTS`) are reached the
+/// same way as the ones in the URL.
+///
+/// Credentials go into the connection settings, never into a URL string:
+/// a password with `@`, `/` or `%` in it needs no escaping, and no URL with
+/// a password exists to be printed by accident.
+#[derive(Clone, Default)]
+pub(crate) struct Endpoint {
+    pub(crate) tls: bool,
+    /// PEM of the CA that signs the servers' certificates; `None`: the
+    /// system's trust store.
+    pub(crate) root_cert: Option<Vec<u8>>,
+    pub(crate) username: Option<String>,
+    pub(crate) password: Option<String>,
+    pub(crate) db: i64,
+}
+
+impl Endpoint {
+    /// The connection settings for `host:port`.
+    pub(crate) fn info(&self, host_port: &str) -> RedisResult<ConnectionInfo> {
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        let info = format!("{scheme}://{host_port}").into_connection_info()?;
+        let mut redis = info.redis_settings().clone().set_db(self.db);
+        if let Some(u) = &self.username {
+            redis = redis.set_username(u);
+        }
+        if let Some(p) = &self.password {
+            redis = redis.set_password(p);
+        }
+        Ok(info.set_redis_settings(redis))
+    }
+
+    /// The TLS material, when a CA was given.
+    pub(crate) fn certificates(&self) -> Option<TlsCertificates> {
+        self.root_cert
+            .as_ref()
+            .filter(|_| self.tls)
+            .map(|ca| TlsCertificates {
+                client_tls: None,
+                root_cert: Some(ca.clone()),
+            })
+    }
+
+    /// A client for `host:port`.
+    pub(crate) fn client(&self, host_port: &str) -> RedisResult<Client> {
+        let info = self.info(host_port)?;
+        match self.certificates() {
+            Some(certs) => Client::build_with_tls(info, certs),
+            None => Client::open(info),
+        }
+    }
+}
 
 /// Master discovery through Sentinel, re-done after a failover.
 pub(crate) struct SentinelConn {
     sentinels: Vec<Client>,
     master_name: String,
-    master_client: NodeClient,
+    master: Endpoint,
     timeouts: Timeouts,
     current: Mutex<Option<MultiplexedConnection>>,
 }
@@ -150,13 +201,13 @@ impl SentinelConn {
     pub(crate) async fn connect(
         sentinels: Vec<Client>,
         master_name: String,
-        master_client: NodeClient,
+        master: Endpoint,
         timeouts: Timeouts,
     ) -> RedisResult<Conn> {
         let s = Arc::new(Self {
             sentinels,
             master_name,
-            master_client,
+            master,
             timeouts,
             current: Mutex::new(None),
         });
@@ -225,7 +276,7 @@ impl SentinelConn {
                 }
             };
             let attempt: RedisResult<(Client, MultiplexedConnection)> = async {
-                let client = (self.master_client)(&host, port)?;
+                let client = self.master.client(&format!("{host}:{port}"))?;
                 let mut c = client
                     .get_multiplexed_async_connection_with_config(&self.config())
                     .await?;
@@ -252,19 +303,30 @@ impl SentinelConn {
 }
 
 pub(crate) async fn connect_cluster(
-    nodes: Vec<String>,
-    username: Option<&str>,
-    password: Option<&str>,
+    seeds: &[String],
+    endpoint: &Endpoint,
     t: Timeouts,
 ) -> RedisResult<Conn> {
+    let nodes = seeds
+        .iter()
+        .map(|h| endpoint.info(h))
+        .collect::<RedisResult<Vec<_>>>()?;
+    // Nodes discovered later (`CLUSTER SLOTS`, MOVED/ASK) are reached with
+    // the same TLS settings and credentials as these seeds.
     let mut b = redis::cluster::ClusterClientBuilder::new(nodes)
         .connection_timeout(t.connect)
         .response_timeout(t.response)
         .retries(3);
-    if let Some(u) = username {
+    if endpoint.tls {
+        b = b.tls(redis::TlsMode::Secure);
+    }
+    if let Some(certs) = endpoint.certificates() {
+        b = b.certs(certs);
+    }
+    if let Some(u) = &endpoint.username {
         b = b.username(u);
     }
-    if let Some(p) = password {
+    if let Some(p) = &endpoint.password {
         b = b.password(p);
     }
     Ok(Conn::Cluster(b.build()?.get_async_connection().await?))

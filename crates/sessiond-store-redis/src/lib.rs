@@ -64,7 +64,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use redis::{AsyncCommands, Client, RedisError, Value};
+use redis::{AsyncCommands, RedisError, Value};
 use sessiond_core::{
     Attempt, AttributeBudget, AttributeChange, Counter, CycleChanges, ExpiryPolicy, Millis, Refund,
     Renewal, SessionKey, SessionRecord, SessionStore, StoreError, UserRecord, UserStore,
@@ -72,16 +72,19 @@ use sessiond_core::{
 
 use crate::census::Census;
 use crate::codec::{corrupt, decode, decode_meta, encode, encode_meta, encode_secret};
-use crate::conn::{Conn, SentinelConn, Timeouts};
+use crate::conn::{Conn, Endpoint, SentinelConn, Timeouts};
 use crate::near::NearCache;
 use crate::scripts::evalsha;
 
-/// How to reach Redis and how to store sessions there.
-#[derive(Debug, Clone)]
+/// How to reach Redis and how to store sessions there. Its `Debug` output
+/// masks the passwords.
+#[derive(Clone)]
 pub struct RedisConfig {
-    /// `redis://[user:pass@]host:port[/db]` (`rediss://` for TLS),
+    /// `redis://[user:pass@]host:port[/db]`,
     /// `redis+sentinel://[user:pass@]host:port,host:port/master-name` or
-    /// `redis+cluster://[user:pass@]host:port,host:port`.
+    /// `redis+cluster://[user:pass@]host:port,host:port`; `rediss…` instead
+    /// of `redis…` for TLS to every node (the sentinels, the master they
+    /// name, every Cluster node, including those found at run time).
     pub url: String,
     /// Prepended to every key, so applications can share one Redis. No `{` or `}`.
     pub prefix: String,
@@ -108,11 +111,48 @@ pub struct RedisConfig {
     /// The password for the URL's user (an ACL user, or `default`),
     /// replacing any in the URL: read from a file by the server, so that it
     /// stays out of the process list and the environment. For Sentinel it
-    /// is the master's; the sentinels are asked without one.
+    /// is the master's (and its replicas'); the sentinels have their own.
     pub password: Option<String>,
+    /// The ACL user the sentinels are asked as (`None`: `default`).
+    pub sentinel_username: Option<String>,
+    /// The sentinels' password (sentinels configured with `requirepass` or
+    /// ACL users); `None` asks them without one.
+    pub sentinel_password: Option<String>,
     /// Keep the sessions this node loaded in memory, invalidated by Redis
     /// ([`near`]); `None` asks Redis on every verification.
     pub near_cache: Option<NearCacheConfig>,
+}
+
+impl std::fmt::Debug for RedisConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let masked = |p: &Option<String>| p.as_ref().map(|_| "***");
+        f.debug_struct("RedisConfig")
+            .field("url", &redact_url(&self.url))
+            .field("prefix", &self.prefix)
+            .field("wait_replicas", &self.wait_replicas)
+            .field("tls_ca_file", &self.tls_ca_file)
+            .field("password", &masked(&self.password))
+            .field("sentinel_username", &self.sentinel_username)
+            .field("sentinel_password", &masked(&self.sentinel_password))
+            .field("near_cache", &self.near_cache)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `url` with any user information replaced by `***`: how a store URL is
+/// shown in messages and logs, since it may carry a password.
+pub fn redact_url(url: &str) -> String {
+    match url.split_once("://") {
+        Some((scheme, rest)) => {
+            // User information ends at the last '@' before the path.
+            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
+            match authority.rfind('@') {
+                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
+                None => url.to_owned(),
+            }
+        }
+        None => url.to_owned(),
+    }
 }
 
 impl RedisConfig {
@@ -129,6 +169,8 @@ impl RedisConfig {
             tls_ca_file: None,
             count_interval: Duration::from_secs(300),
             password: None,
+            sentinel_username: None,
+            sentinel_password: None,
             near_cache: Some(NearCacheConfig::default()),
         }
     }
@@ -186,6 +228,13 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// The three deployments a URL can name.
+enum Topology {
+    Single,
+    Sentinel,
+    Cluster,
+}
+
 /// The parts of a store URL.
 struct ParsedUrl {
     scheme: String,
@@ -231,28 +280,6 @@ fn parse_url(url: &str) -> Result<ParsedUrl, ConnectError> {
         bare_userinfo: bare,
         hosts,
         path: path.to_owned(),
-    })
-}
-
-fn node_url(scheme: &str, username: Option<&str>, password: Option<&str>, host: &str) -> String {
-    match (username, password) {
-        (Some(u), Some(p)) => format!("{scheme}://{u}:{p}@{host}"),
-        (None, Some(p)) => format!("{scheme}://:{p}@{host}"),
-        _ => format!("{scheme}://{host}"),
-    }
-}
-
-/// Clients for nodes found at run time (a Sentinel's master, Cluster
-/// masters), with the URL's credentials.
-fn node_client(u: &ParsedUrl) -> conn::NodeClient {
-    let (user, pass) = (u.username.clone(), u.password.clone());
-    Arc::new(move |host: &str, port: u16| {
-        Client::open(node_url(
-            "redis",
-            user.as_deref(),
-            pass.as_deref(),
-            &format!("{host}:{port}"),
-        ))
     })
 }
 
@@ -320,66 +347,77 @@ impl RedisStore {
             }
             u.password = Some(password.clone());
         }
-        let (user, pass) = (u.username.as_deref(), u.password.as_deref());
-        let (conn, cluster, masters) = match u.scheme.as_str() {
-            "redis" | "rediss" => {
-                let host = u
-                    .hosts
-                    .first()
-                    .ok_or_else(|| ConnectError::Url("no host".into()))?;
-                let mut url = node_url(&u.scheme, user, pass, host);
-                if !u.path.is_empty() {
-                    url = format!("{url}/{}", u.path);
-                }
-                let client = match (&config.tls_ca_file, u.scheme.as_str()) {
-                    (Some(ca), "rediss") => {
-                        let root_cert =
-                            std::fs::read(ca).map_err(|e| ConnectError::Tls(ca.clone(), e))?;
-                        let certs = redis::TlsCertificates {
-                            client_tls: None,
-                            root_cert: Some(root_cert),
-                        };
-                        Client::build_with_tls(url, certs)?
-                    }
-                    _ => Client::open(url)?,
+        let (topology, tls) = match u.scheme.as_str() {
+            "redis" => (Topology::Single, false),
+            "rediss" => (Topology::Single, true),
+            "redis+sentinel" => (Topology::Sentinel, false),
+            "rediss+sentinel" => (Topology::Sentinel, true),
+            "redis+cluster" => (Topology::Cluster, false),
+            "rediss+cluster" => (Topology::Cluster, true),
+            _ => return Err(ConnectError::Url(format!("unknown scheme {}://", u.scheme))),
+        };
+        let root_cert = match &config.tls_ca_file {
+            Some(ca) if tls => {
+                Some(std::fs::read(ca).map_err(|e| ConnectError::Tls(ca.clone(), e))?)
+            }
+            _ => None,
+        };
+        let data = Endpoint {
+            tls,
+            root_cert,
+            username: u.username.clone(),
+            password: u.password.clone(),
+            db: 0,
+        };
+        let (conn, cluster, masters) = match topology {
+            Topology::Single => {
+                let db = match u.path.as_str() {
+                    "" => 0,
+                    db => db.parse().map_err(|_| {
+                        ConnectError::Url(format!("database /{db} is not a number"))
+                    })?,
                 };
+                let data = Endpoint { db, ..data };
+                let client = data.client(&u.hosts[0])?;
                 (
                     conn::connect_single(client.clone(), t, config.pool_size).await?,
                     false,
                     tracking::Masters::Single(client),
                 )
             }
-            "redis+sentinel" => {
+            Topology::Sentinel => {
                 if u.path.is_empty() {
                     return Err(ConnectError::Url(
                         "redis+sentinel:// needs /master-name".into(),
                     ));
                 }
+                // The sentinels have credentials of their own (or none).
+                let sentinel = Endpoint {
+                    username: config.sentinel_username.clone(),
+                    password: config.sentinel_password.clone(),
+                    ..data.clone()
+                };
                 let sentinels = u
                     .hosts
                     .iter()
-                    .map(|h| Client::open(format!("redis://{h}")))
+                    .map(|h| sentinel.client(h))
                     .collect::<Result<Vec<_>, _>>()?;
-                let master = node_client(&u);
-                let conn = SentinelConn::connect(sentinels, u.path.clone(), master, t).await?;
+                let conn = SentinelConn::connect(sentinels, u.path.clone(), data, t).await?;
                 let Conn::Sentinel(sentinel) = &conn else {
                     unreachable!("SentinelConn::connect makes a Sentinel connection")
                 };
                 let masters = tracking::Masters::Sentinel(sentinel.clone());
                 (conn, false, masters)
             }
-            "redis+cluster" => {
-                let nodes = u.hosts.iter().map(|h| format!("redis://{h}")).collect();
-                let conn = conn::connect_cluster(nodes, user, pass, t).await?;
-                let node = node_client(&u);
+            Topology::Cluster => {
+                let conn = conn::connect_cluster(&u.hosts, &data, t).await?;
                 let seeds = u
                     .hosts
                     .iter()
-                    .map(|h| Client::open(node_url("redis", user, pass, h)))
+                    .map(|h| data.client(h))
                     .collect::<Result<Vec<_>, _>>()?;
-                (conn, true, tracking::Masters::Cluster { seeds, node })
+                (conn, true, tracking::Masters::Cluster { seeds, node: data })
             }
-            _ => return Err(ConnectError::Url(format!("unknown scheme {}://", u.scheme))),
         };
         Ok((conn, cluster, masters))
     }
@@ -1024,5 +1062,40 @@ impl UserStore for RedisStore {
         self.run_script(&scripts::REFUND_ATTEMPTS, cmd, None)
             .await
             .map(drop)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{RedisConfig, redact_url};
+
+    #[test]
+    fn a_redis_url_in_a_message_never_shows_its_password() {
+        assert_eq!(
+            redact_url("redis://user:secret@10.0.0.1:6379/0"),
+            "redis://***@10.0.0.1:6379/0"
+        );
+        assert_eq!(redact_url("redis://:secret@h:1"), "redis://***@h:1");
+        assert_eq!(redact_url("redis://h:1/x@y"), "redis://h:1/x@y");
+        assert_eq!(
+            redact_url("rediss+cluster://u:p@ss@a:1,b:2"),
+            "rediss+cluster://***@a:1,b:2"
+        );
+        assert_eq!(
+            redact_url("redis+cluster://a:1,b:2"),
+            "redis+cluster://a:1,b:2"
+        );
+    }
+
+    #[test]
+    fn a_configuration_printed_for_debugging_masks_every_password() {
+        let mut config = RedisConfig::new("rediss+sentinel://app:url-secret@h:1,h:2/m");
+        config.password = Some("file-secret".into());
+        config.sentinel_password = Some("sentinel-secret".into());
+        let shown = format!("{config:?}");
+        for secret in ["url-secret", "file-secret", "sentinel-secret"] {
+            assert!(!shown.contains(secret), "{shown}");
+        }
+        assert!(shown.contains("h:1,h:2/m"), "{shown}");
     }
 }

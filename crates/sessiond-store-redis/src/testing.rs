@@ -86,8 +86,11 @@ impl RedisProcess {
     /// and waits until it accepts connections.
     pub fn start_tls(port: u16, args: &[String]) -> Self {
         let dir = temp_dir(&format!("tls{port}"));
-        let mut all = vec!["--tls-port".to_owned(), port.to_string()];
-        all.extend_from_slice(args);
+        // A configuration file (a sentinel's) must stay the first argument.
+        let file = args.first().filter(|a| !a.starts_with("--")).into_iter();
+        let mut all: Vec<String> = file.cloned().collect();
+        all.extend(["--tls-port".to_owned(), port.to_string()]);
+        all.extend(args.iter().skip(all.len() - 2).cloned());
         let p = Self {
             port,
             watchdog: Self::spawn(0, &dir, &all),
@@ -232,31 +235,38 @@ pub struct SentinelDeployment {
     pub master: RedisProcess,
     pub replicas: Vec<RedisProcess>,
     pub sentinels: Vec<RedisProcess>,
+    tls: bool,
 }
 
 pub const MASTER_NAME: &str = "sessiond";
 
 impl SentinelDeployment {
     pub fn start() -> Self {
+        Self::start_with(&Security::default())
+    }
+
+    /// With `security`: TLS everywhere (replication and the sentinels'
+    /// own connections included) and ACL users on the data nodes and the
+    /// sentinels, which then refuse the default user.
+    pub fn start_with(security: &Security) -> Self {
         // No 5 s wait for more replicas before a diskless full sync.
-        let master = RedisProcess::start(
-            free_port(),
-            &["--repl-diskless-sync-delay".into(), "0".into()],
-        );
+        let mut args = security.node_args();
+        args.extend(["--repl-diskless-sync-delay".into(), "0".into()]);
+        let master = security.start(free_port(), &args);
         let replicas: Vec<RedisProcess> = (0..2)
             .map(|_| {
-                RedisProcess::start(
-                    free_port(),
-                    &[
-                        "--replicaof".into(),
-                        "127.0.0.1".into(),
-                        master.port.to_string(),
-                    ],
-                )
+                let mut args = args.clone();
+                args.extend([
+                    "--replicaof".into(),
+                    "127.0.0.1".into(),
+                    master.port.to_string(),
+                ]);
+                security.start(free_port(), &args)
             })
             .collect();
         wait_until("replicas to sync", Duration::from_secs(15), || {
-            command(master.port, &["INFO", "replication"])
+            security
+                .ask(master.port, &["INFO", "replication"])
                 .is_some_and(|r| r.matches("state=online").count() == 2)
         });
         let sentinels: Vec<RedisProcess> = (0..3)
@@ -267,15 +277,16 @@ impl SentinelDeployment {
                 std::fs::write(
                     &conf,
                     format!(
-                        "port {port}\nbind 127.0.0.1\ndir {dir}\nsentinel monitor {MASTER_NAME} 127.0.0.1 {m} 2\n\
+                        "bind 127.0.0.1\ndir {dir}\nsentinel monitor {MASTER_NAME} 127.0.0.1 {m} 2\n\
                          sentinel down-after-milliseconds {MASTER_NAME} 1000\nsentinel failover-timeout {MASTER_NAME} 3000\n\
-                         sentinel parallel-syncs {MASTER_NAME} 1\n",
+                         sentinel parallel-syncs {MASTER_NAME} 1\n{secured}",
                         dir = dir.display(),
-                        m = master.port
+                        m = master.port,
+                        secured = security.sentinel_conf(port),
                     ),
                 )
                 .unwrap();
-                RedisProcess::start(port, &[conf.display().to_string(), "--sentinel".into()])
+                security.start_sentinel(port, &conf)
             })
             .collect();
         for s in &sentinels {
@@ -283,7 +294,8 @@ impl SentinelDeployment {
                 "sentinels to see the replicas",
                 Duration::from_secs(20),
                 || {
-                    command(s.port, &["SENTINEL", "replicas", MASTER_NAME])
+                    security
+                        .ask_sentinel(s.port, &["SENTINEL", "replicas", MASTER_NAME])
                         .is_some_and(|r| r.matches("slave").count() >= 2)
                 },
             );
@@ -292,12 +304,14 @@ impl SentinelDeployment {
             master,
             replicas,
             sentinels,
+            tls: security.tls.is_some(),
         }
     }
 
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self.sentinels.iter().map(RedisProcess::addr).collect();
-        format!("redis+sentinel://{}/{MASTER_NAME}", hosts.join(","))
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}+sentinel://{}/{MASTER_NAME}", hosts.join(","))
     }
 
     /// The port the sentinels now name as master.
@@ -312,57 +326,334 @@ impl SentinelDeployment {
     }
 }
 
-/// 3 masters with 1 replica each.
+/// 3 masters with 1 replica each (or none).
 pub struct ClusterDeployment {
     pub nodes: Vec<RedisProcess>,
+    tls: bool,
 }
 
 impl ClusterDeployment {
     pub fn start() -> Self {
-        let nodes: Vec<RedisProcess> = (0..6)
+        Self::start_with(true, &Security::default())
+    }
+
+    /// 3 masters, with a replica each or none, secured by `security` (TLS
+    /// on the cluster bus and to clients; an ACL user). Without replicas a
+    /// master's death leaves its slots unserved, and the others keep
+    /// serving theirs (`cluster-require-full-coverage no`).
+    pub fn start_with(replicas: bool, security: &Security) -> Self {
+        let count = if replicas { 6 } else { 3 };
+        let nodes: Vec<RedisProcess> = (0..count)
             .map(|_| {
                 let port = free_port();
-                RedisProcess::start(
-                    port,
-                    &[
-                        "--cluster-enabled".into(),
-                        "yes".into(),
-                        "--cluster-config-file".into(),
-                        format!("nodes-{port}.conf"),
-                        "--cluster-node-timeout".into(),
-                        "2000".into(),
-                        "--repl-diskless-sync-delay".into(),
-                        "0".into(),
-                    ],
-                )
+                let mut args = security.node_args();
+                args.extend([
+                    "--cluster-enabled".into(),
+                    "yes".into(),
+                    "--cluster-config-file".into(),
+                    format!("nodes-{port}.conf"),
+                    "--cluster-node-timeout".into(),
+                    "2000".into(),
+                    "--repl-diskless-sync-delay".into(),
+                    "0".into(),
+                ]);
+                if !replicas {
+                    args.extend(["--cluster-require-full-coverage".into(), "no".into()]);
+                }
+                if security.tls.is_some() {
+                    args.extend(["--tls-cluster".into(), "yes".into()]);
+                }
+                security.start(port, &args)
             })
             .collect();
         let mut cmd = Command::new("redis-cli");
-        cmd.arg("--cluster").arg("create");
+        cmd.args(security.cli_args()).arg("--cluster").arg("create");
         for n in &nodes {
             cmd.arg(n.addr());
         }
         let out = cmd
-            .args(["--cluster-replicas", "1", "--cluster-yes"])
+            .args(["--cluster-replicas", if replicas { "1" } else { "0" }])
+            .arg("--cluster-yes")
             .output()
             .unwrap();
         assert!(
             out.status.success(),
-            "cluster create failed: {}",
-            String::from_utf8_lossy(&out.stdout)
+            "cluster create failed: {}{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
         );
         for n in &nodes {
             wait_until("the cluster to be ok", Duration::from_secs(30), || {
-                command(n.port, &["CLUSTER", "INFO"])
+                security
+                    .ask(n.port, &["CLUSTER", "INFO"])
                     .is_some_and(|r| r.contains("cluster_state:ok"))
             });
         }
-        Self { nodes }
+        Self {
+            nodes,
+            tls: security.tls.is_some(),
+        }
     }
 
     pub fn url(&self) -> String {
         let hosts: Vec<String> = self.nodes.iter().take(3).map(RedisProcess::addr).collect();
-        format!("redis+cluster://{}", hosts.join(","))
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}+cluster://{}", hosts.join(","))
+    }
+}
+
+/// A private CA and a certificate for 127.0.0.1 that it signed, made with
+/// `openssl` in a folder of their own.
+pub struct TestCa {
+    dir: PathBuf,
+    /// The CA certificate (PEM): what clients trust.
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+}
+
+impl TestCa {
+    pub fn make() -> Self {
+        let dir = temp_dir("ca");
+        let path = |name: &str| dir.join(name).display().to_string();
+        let (ca, ca_key, cert, key, csr, ext) = (
+            path("ca.pem"),
+            path("ca.key"),
+            path("cert.pem"),
+            path("key.pem"),
+            path("req.csr"),
+            path("ext.cnf"),
+        );
+        std::fs::write(
+            &ext,
+            "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .unwrap();
+        let steps: [&[&str]; 3] = [
+            &[
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "1",
+                "-subj",
+                "/CN=sessiond test CA",
+                "-keyout",
+                &ca_key,
+                "-out",
+                &ca,
+            ],
+            &[
+                "req",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-subj",
+                "/CN=127.0.0.1",
+                "-keyout",
+                &key,
+                "-out",
+                &csr,
+            ],
+            &[
+                "x509",
+                "-req",
+                "-in",
+                &csr,
+                "-CA",
+                &ca,
+                "-CAkey",
+                &ca_key,
+                "-CAcreateserial",
+                "-days",
+                "1",
+                "-extfile",
+                &ext,
+                "-out",
+                &cert,
+            ],
+        ];
+        for args in steps {
+            let out = Command::new("openssl")
+                .args(args)
+                .output()
+                .expect("openssl is needed to make test certificates");
+            assert!(
+                out.status.success(),
+                "openssl {args:?}: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        Self { dir, ca, cert, key }
+    }
+
+    /// What a TLS-only server needs (clients need no certificate).
+    pub fn server_args(&self) -> Vec<String> {
+        [
+            "--tls-cert-file",
+            &self.cert,
+            "--tls-key-file",
+            &self.key,
+            "--tls-ca-cert-file",
+            &self.ca,
+            "--tls-auth-clients",
+            "no",
+        ]
+        .map(String::from)
+        .into()
+    }
+}
+
+impl Drop for TestCa {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The user every secured data node accepts (the default user is off).
+pub const ACL_USER: &str = "sessiond";
+pub const ACL_PASSWORD: &str = "acl-pw-3c9e1f";
+/// The user secured sentinels accept, with a password of its own.
+pub const SENTINEL_USER: &str = "watcher";
+pub const SENTINEL_PASSWORD: &str = "sentinel-pw-81d2";
+
+/// How a test deployment is secured: TLS only (no plain-text port) and/or
+/// ACL users that replace the default user.
+#[derive(Clone, Default)]
+pub struct Security {
+    pub tls: Option<std::sync::Arc<TestCa>>,
+    pub acl: bool,
+}
+
+impl Security {
+    fn node_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(ca) = &self.tls {
+            args.extend(ca.server_args());
+            args.extend(["--tls-replication".into(), "yes".into()]);
+        }
+        if self.acl {
+            args.extend(
+                [
+                    "--user",
+                    "default",
+                    "off",
+                    "--user",
+                    ACL_USER,
+                    "on",
+                    &format!(">{ACL_PASSWORD}"),
+                    "~*",
+                    "&*",
+                    "+@all",
+                    "--masteruser",
+                    ACL_USER,
+                    "--masterauth",
+                    ACL_PASSWORD,
+                ]
+                .map(String::from),
+            );
+        }
+        args
+    }
+
+    fn start(&self, port: u16, args: &[String]) -> RedisProcess {
+        if self.tls.is_some() {
+            RedisProcess::start_tls(port, args)
+        } else {
+            RedisProcess::start(port, args)
+        }
+    }
+
+    fn sentinel_conf(&self, port: u16) -> String {
+        // With TLS, `start_tls` gives the port.
+        let mut conf = String::new();
+        match &self.tls {
+            Some(ca) => conf.push_str(&format!(
+                "port 0\ntls-cert-file {}\ntls-key-file {}\ntls-ca-cert-file {}\n\
+                 tls-auth-clients no\ntls-replication yes\n",
+                ca.cert, ca.key, ca.ca
+            )),
+            None => conf.push_str(&format!("port {port}\n")),
+        }
+        if self.acl {
+            conf.push_str(&format!(
+                "sentinel auth-user {MASTER_NAME} {ACL_USER}\nsentinel auth-pass {MASTER_NAME} {ACL_PASSWORD}\n\
+                 user default off\nuser {SENTINEL_USER} on >{SENTINEL_PASSWORD} allchannels +@all\n\
+                 sentinel sentinel-user {SENTINEL_USER}\nsentinel sentinel-pass {SENTINEL_PASSWORD}\n"
+            ));
+        }
+        conf
+    }
+
+    fn start_sentinel(&self, port: u16, conf: &std::path::Path) -> RedisProcess {
+        let args = [conf.display().to_string(), "--sentinel".into()];
+        self.start(port, &args)
+    }
+
+    /// `redis-cli` options that reach a node of this deployment.
+    pub fn cli_args(&self) -> Vec<String> {
+        let mut args = Vec::new();
+        if let Some(ca) = &self.tls {
+            args.extend(["--tls".into(), "--cacert".into(), ca.ca.clone()]);
+        }
+        if self.acl {
+            args.extend(
+                [
+                    "--user",
+                    ACL_USER,
+                    "--pass",
+                    ACL_PASSWORD,
+                    "--no-auth-warning",
+                ]
+                .map(String::from),
+            );
+        }
+        args
+    }
+
+    /// One command to a data node, as this deployment requires.
+    pub fn ask(&self, port: u16, args: &[&str]) -> Option<String> {
+        if self.tls.is_none() && !self.acl {
+            return command(port, args);
+        }
+        self.cli(port, self.cli_args(), args)
+    }
+
+    fn ask_sentinel(&self, port: u16, args: &[&str]) -> Option<String> {
+        if self.tls.is_none() && !self.acl {
+            return command(port, args);
+        }
+        let mut opts = Vec::new();
+        if let Some(ca) = &self.tls {
+            opts.extend(["--tls".into(), "--cacert".into(), ca.ca.clone()]);
+        }
+        if self.acl {
+            opts.extend(
+                [
+                    "--user",
+                    SENTINEL_USER,
+                    "--pass",
+                    SENTINEL_PASSWORD,
+                    "--no-auth-warning",
+                ]
+                .map(String::from),
+            );
+        }
+        self.cli(port, opts, args)
+    }
+
+    fn cli(&self, port: u16, opts: Vec<String>, args: &[&str]) -> Option<String> {
+        let out = Command::new("redis-cli")
+            .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+            .args(opts)
+            .args(args)
+            .output()
+            .ok()?;
+        out.status
+            .success()
+            .then(|| String::from_utf8_lossy(&out.stdout).into_owned())
     }
 }
 

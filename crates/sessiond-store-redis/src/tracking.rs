@@ -30,7 +30,7 @@ use redis::{
 use sessiond_core::SessionKey;
 use tokio::sync::mpsc;
 
-use crate::conn::{NodeClient, SentinelConn, Timeouts};
+use crate::conn::{Endpoint, SentinelConn, Timeouts};
 use crate::near::NearCache;
 
 /// How often every tracking connection is checked (and the topology asked).
@@ -46,10 +46,7 @@ pub(crate) const CLIENT_NAME: &str = "sessiond-near-cache";
 pub(crate) enum Masters {
     Single(Client),
     Sentinel(Arc<SentinelConn>),
-    Cluster {
-        seeds: Vec<Client>,
-        node: NodeClient,
-    },
+    Cluster { seeds: Vec<Client>, node: Endpoint },
 }
 
 /// What the tracking connections were opened against; a change is a gap.
@@ -88,7 +85,7 @@ impl Masters {
                             masters.dedup();
                             let clients = masters
                                 .iter()
-                                .map(|(h, p)| node(h, u16::try_from(*p).unwrap_or(0)))
+                                .map(|(h, p)| node.client(&format!("{h}:{p}")))
                                 .collect::<RedisResult<_>>()?;
                             return Ok((clients, Topology::Slots(slots)));
                         }

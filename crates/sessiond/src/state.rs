@@ -83,20 +83,18 @@ impl StoreHandle {
                     max_bytes: r.near_cache_max_bytes,
                     max_age: r.near_cache_max_age,
                 });
-                if let Some(path) = &r.password_file {
-                    let text = std::fs::read_to_string(path).map_err(|source| {
-                        OpenStoreError::PasswordFile {
-                            path: path.clone(),
-                            source,
-                        }
-                    })?;
-                    redis.password = Some(text.trim_end_matches(['\r', '\n']).to_owned());
-                }
+                redis.password = r.password_file.as_deref().map(read_secret).transpose()?;
+                redis.sentinel_username.clone_from(&r.sentinel_username);
+                redis.sentinel_password = r
+                    .sentinel_password_file
+                    .as_deref()
+                    .map(read_secret)
+                    .transpose()?;
                 let store =
                     RedisStore::connect(&redis)
                         .await
                         .map_err(|source| OpenStoreError::Redis {
-                            url: without_password(url),
+                            url: sessiond_store_redis::redact_url(url),
                             source,
                         })?;
                 let mut handle = Self::from_backend(Arc::new(store.clone()));
@@ -185,21 +183,6 @@ impl StoreHandle {
     }
 }
 
-/// `url` with any user information (a password) replaced by `***`, for messages.
-fn without_password(url: &str) -> String {
-    match url.split_once("://") {
-        Some((scheme, rest)) => {
-            // User information ends at the last '@' before the path.
-            let authority = &rest[..rest.find('/').unwrap_or(rest.len())];
-            match authority.rfind('@') {
-                Some(at) => format!("{scheme}://***@{}", &rest[at + 1..]),
-                None => url.to_owned(),
-            }
-        }
-        None => url.to_owned(),
-    }
-}
-
 fn throttle_limits(config: &ServerConfig) -> ThrottleLimits {
     ThrottleLimits {
         per_user: config.login.failures_per_user,
@@ -276,21 +259,11 @@ impl AppState {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::without_password;
-
-    #[test]
-    fn a_redis_url_in_a_message_never_shows_its_password() {
-        assert_eq!(
-            without_password("redis://user:secret@10.0.0.1:6379/0"),
-            "redis://***@10.0.0.1:6379/0"
-        );
-        assert_eq!(without_password("redis://:secret@h:1"), "redis://***@h:1");
-        assert_eq!(without_password("redis://h:1/x@y"), "redis://h:1/x@y");
-        assert_eq!(
-            without_password("redis+cluster://a:1,b:2"),
-            "redis+cluster://a:1,b:2"
-        );
-    }
+/// A password kept in a file: one line, a final newline ignored.
+fn read_secret(path: &std::path::Path) -> Result<String, OpenStoreError> {
+    let text = std::fs::read_to_string(path).map_err(|source| OpenStoreError::PasswordFile {
+        path: path.to_owned(),
+        source,
+    })?;
+    Ok(text.trim_end_matches(['\r', '\n']).to_owned())
 }

@@ -64,8 +64,8 @@ impl Default for ServerSection {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct StoreSection {
-    /// A Redis store URL (`redis://…`, `rediss://…`,
-    /// `redis+sentinel://h:p,h:p/name`, `redis+cluster://h:p,h:p`); unset
+    /// A Redis store URL (`redis://…`, `redis+sentinel://h:p,h:p/name`,
+    /// `redis+cluster://h:p,h:p`; `rediss…` for TLS); unset
     /// means the embedded file store in `data_dir`.
     pub url: Option<String>,
     /// The embedded store's folder.
@@ -101,12 +101,18 @@ pub struct RedisSection {
     /// How often the live-session gauge is recounted (a background `SCAN`).
     #[serde(with = "duration")]
     pub count_interval: Duration,
-    /// For `rediss://` with a private CA: the CA certificate (PEM).
+    /// For `rediss…` URLs with a private CA: the CA certificate (PEM).
     pub tls_ca_file: Option<PathBuf>,
     /// A file holding the password of the URL's user (an ACL user such as
     /// `redis://sessiond@host:6379`), so it is neither in the URL, the
     /// process list nor the environment. One line; a final newline is ignored.
     pub password_file: Option<PathBuf>,
+    /// Sentinel only: the ACL user the sentinels are asked as, when they
+    /// require one (the URL's user is the master's).
+    pub sentinel_username: Option<String>,
+    /// Sentinel only: a file holding the sentinels' password (sentinels
+    /// with `requirepass` or ACL users).
+    pub sentinel_password_file: Option<PathBuf>,
     /// Keep recently verified sessions in memory, dropped the moment Redis
     /// reports a change to them (client-side caching): verification at
     /// memory speed, revocation seen by every node within milliseconds.
@@ -133,6 +139,8 @@ impl Default for RedisSection {
             count_interval: Duration::from_secs(300),
             tls_ca_file: None,
             password_file: None,
+            sentinel_username: None,
+            sentinel_password_file: None,
             near_cache: true,
             near_cache_max_entries: near.max_entries,
             near_cache_max_bytes: near.max_bytes,

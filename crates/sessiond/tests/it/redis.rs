@@ -438,6 +438,57 @@ async fn an_acl_user_with_its_password_in_a_file_reaches_a_redis_that_refuses_th
     }
 }
 
+#[tokio::test]
+async fn a_tls_sentinel_deployment_with_acl_users_is_reached_with_every_secret_read_from_files() {
+    if !testing::redis_available("TLS + ACL Sentinel") {
+        return;
+    }
+    let security = testing::Security {
+        tls: Some(Arc::new(testing::TestCa::make())),
+        acl: true,
+    };
+    let ca = security.tls.clone().unwrap();
+    let deployment = tokio::task::spawn_blocking(move || SentinelDeployment::start_with(&security))
+        .await
+        .unwrap();
+    let url = deployment
+        .url()
+        .replacen("://", &format!("://{}@", testing::ACL_USER), 1);
+    let dir = tempfile::tempdir().unwrap();
+    let (master_file, sentinel_file) = (dir.path().join("master"), dir.path().join("sentinel"));
+    std::fs::write(&master_file, format!("{}\n", testing::ACL_PASSWORD)).unwrap();
+    std::fs::write(&sentinel_file, testing::SENTINEL_PASSWORD).unwrap();
+    let list = |envs: &[(&str, &str)]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_sessiond"))
+            .args(["--store", &url, "user", "list"])
+            .env("SESSIOND_REDIS__TLS_CA_FILE", &ca.ca)
+            .env("SESSIOND_REDIS__PASSWORD_FILE", &master_file)
+            .env("SESSIOND_REDIS__SENTINEL_USERNAME", testing::SENTINEL_USER)
+            .envs(envs.iter().copied())
+            .output()
+            .unwrap()
+    };
+    // Without the sentinels' password: refused, and no secret in the message.
+    let refused = list(&[]);
+    assert_eq!(
+        refused.status.code(),
+        Some(1),
+        "no sentinel password: refused"
+    );
+    let message = String::from_utf8_lossy(&refused.stderr);
+    assert!(message.contains("***@"), "{message}");
+    for secret in [testing::ACL_PASSWORD, testing::SENTINEL_PASSWORD] {
+        assert!(!message.contains(secret), "{message}");
+    }
+    let sentinel_file = sentinel_file.to_str().unwrap();
+    let with_files = list(&[("SESSIOND_REDIS__SENTINEL_PASSWORD_FILE", sentinel_file)]);
+    assert!(
+        with_files.status.success(),
+        "{}",
+        String::from_utf8_lossy(&with_files.stderr)
+    );
+}
+
 /// Polls `node` with `cookie` (or a bearer token) until it answers 401;
 /// fails after 2 s. Returns how long that took.
 async fn refused_on(http: &reqwest::Client, url: &str, auth: (&str, String)) -> Duration {
