@@ -55,6 +55,9 @@ pub use record::{AttributeBudget, AttributeChange, ClientMeta, SessionRecord, Us
 pub use resilience::{
     BreakerConfig, BreakerState, ResilienceConfig, ResilientStore, retried_operations,
 };
-pub use store::{Backend, BoxError, CycleChanges, Renewal, SessionStore, StoreError, UserStore};
+pub use store::{
+    Backend, BoxError, CycleChanges, FailureDomain, Renewal, Scope, SessionStore, StoreError,
+    UserStore,
+};
 pub use time::{Clock, ManualClock, Millis, SystemClock};
 pub use token::{SessionKey, SessionToken, TokenError};

@@ -15,6 +15,10 @@
 //!   HalfOpen lets `half_open_probes` calls through: all succeed → Closed,
 //!   any fails → Open again. While open, calls fail at once, without
 //!   touching the store. Every transition is logged.
+//! - There is one breaker per part of the store that fails on its own
+//!   ([`SessionStore::failure_domain`]): one for most stores, one per master
+//!   on a Redis Cluster (plus one for calls that touch every master), so a
+//!   dead master without a replica refuses only the sessions it holds.
 //!
 //! Time is tokio's clock, so tests drive it with `tokio::time::pause()`.
 
@@ -30,9 +34,11 @@ use crate::attempts::{Attempt, Counter, Refund};
 use crate::metric;
 use crate::policy::ExpiryPolicy;
 use crate::record::{AttributeBudget, AttributeChange, SessionRecord, UserRecord};
-use crate::store::{Backend, CycleChanges, Renewal, SessionStore, StoreError, UserStore};
+use crate::store::{
+    Backend, CycleChanges, FailureDomain, Renewal, Scope, SessionStore, StoreError, UserStore,
+};
 use crate::time::Millis;
-use crate::token::SessionKey;
+use crate::token::{SessionKey, user_shard};
 
 /// A store operation, for metric labels, cached metric handles and the
 /// retry rule.
@@ -281,6 +287,8 @@ enum State {
 struct Breaker {
     /// The backend's name, for metric labels.
     backend: &'static str,
+    /// The part of the store it guards (`store`, or a master's address).
+    scope: String,
     config: BreakerConfig,
     state: State,
     /// (when, failed) for the calls in the window.
@@ -298,17 +306,19 @@ impl Breaker {
         self.state = to;
         let to = self.public_state();
         if from != to {
-            metrics::gauge!(metric::STORE_BREAKER_STATE, "backend" => self.backend)
+            metrics::gauge!(metric::STORE_BREAKER_STATE, "backend" => self.backend, "scope" => self.scope.clone())
                 .set(to.as_gauge());
-            metrics::counter!(metric::STORE_BREAKER_TRANSITIONS, "backend" => self.backend, "to" => to.as_str())
+            metrics::counter!(metric::STORE_BREAKER_TRANSITIONS, "backend" => self.backend, "scope" => self.scope.clone(), "to" => to.as_str())
                 .increment(1);
             match to {
                 BreakerState::Open => tracing::error!(
+                    scope = %self.scope,
                     from = from.as_str(),
                     to = to.as_str(),
                     "store circuit breaker opened"
                 ),
                 _ => tracing::warn!(
+                    scope = %self.scope,
                     from = from.as_str(),
                     to = to.as_str(),
                     "store circuit breaker changed state"
@@ -390,11 +400,16 @@ impl Breaker {
     }
 }
 
-/// A store wrapped in deadlines, retries and a circuit breaker.
+/// Breakers for the parts of a store beyond the whole; with more parts
+/// than this (Cluster masters), parts share breakers.
+const PART_BREAKERS: usize = 64;
+
+/// A store wrapped in deadlines, retries and a circuit breaker per part.
 pub struct ResilientStore {
     inner: Arc<dyn Backend>,
     config: ResilienceConfig,
-    breaker: Mutex<Breaker>,
+    /// `[0]` guards the whole store; the others, its parts, made on first use.
+    breakers: Box<[std::sync::OnceLock<Mutex<Breaker>>]>,
     metrics: StoreMetrics,
     /// When a write was last applied but not replicated, unless a durable
     /// write has succeeded since.
@@ -414,6 +429,10 @@ impl std::fmt::Debug for ResilientStore {
     }
 }
 
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
 fn full_jitter(cap: Duration) -> Duration {
     let mut b = [0u8; 8];
     // Without randomness, back off by the whole cap (still bounded).
@@ -431,21 +450,17 @@ fn full_jitter(cap: Duration) -> Duration {
 impl ResilientStore {
     /// Wraps `inner`.
     pub fn new(inner: Arc<dyn Backend>, config: ResilienceConfig) -> Self {
-        let backend = inner.backend_name();
-        metrics::gauge!(metric::STORE_BREAKER_STATE, "backend" => backend).set(0.0);
-        let breaker = Breaker {
-            backend,
-            config: config.breaker,
-            state: State::Closed,
-            outcomes: VecDeque::new(),
-        };
-        Self {
+        let store = Self {
             inner,
             config,
-            breaker: Mutex::new(breaker),
+            breakers: (0..=PART_BREAKERS)
+                .map(|_| std::sync::OnceLock::new())
+                .collect(),
             metrics: StoreMetrics::new(),
             shortfall: Mutex::new(None),
-        }
+        };
+        store.breaker(FailureDomain::WHOLE);
+        store
     }
 
     /// Whether durable writes are being refused: one was applied but not
@@ -466,15 +481,56 @@ impl ResilientStore {
         *shortfall = (!durable).then(Instant::now);
     }
 
-    fn breaker(&self) -> std::sync::MutexGuard<'_, Breaker> {
-        self.breaker
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    /// The breaker of `domain`, made on first use.
+    fn breaker(&self, domain: FailureDomain) -> &Mutex<Breaker> {
+        let i = match domain.0 {
+            0 => 0,
+            n => 1 + (n as usize - 1) % PART_BREAKERS,
+        };
+        self.breakers[i].get_or_init(|| {
+            let backend = self.inner.backend_name();
+            let scope = self.inner.failure_domain_name(domain);
+            metrics::gauge!(metric::STORE_BREAKER_STATE, "backend" => backend, "scope" => scope.clone())
+                .set(0.0);
+            Mutex::new(Breaker {
+                backend,
+                scope,
+                config: self.config.breaker,
+                state: State::Closed,
+                outcomes: VecDeque::new(),
+            })
+        })
     }
 
-    /// The breaker's state now.
+    /// The state of the breaker that guards the whole store.
     pub fn breaker_state(&self) -> BreakerState {
-        self.breaker().public_state()
+        lock(self.breaker(FailureDomain::WHOLE)).public_state()
+    }
+
+    /// Every breaker in use: the part it guards and its state, the whole
+    /// store's first.
+    pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
+        self.breakers
+            .iter()
+            .filter_map(|b| b.get())
+            .map(|b| {
+                let b = lock(b);
+                (b.scope.clone(), b.public_state())
+            })
+            .collect()
+    }
+
+    /// The parts of the store (not the whole) whose breaker is not closed:
+    /// the requests they serve are being refused.
+    pub fn impaired_parts(&self) -> Vec<String> {
+        self.breakers[1..]
+            .iter()
+            .filter_map(|b| b.get())
+            .filter_map(|b| {
+                let b = lock(b);
+                (b.public_state() != BreakerState::Closed).then(|| b.scope.clone())
+            })
+            .collect()
     }
 
     /// Runs `op` under the deadline, retrying when the operation is safe to
@@ -482,16 +538,17 @@ impl ResilientStore {
     /// breaker deciding whether to try at all.
     /// One store call through the breaker, deadline and retries, measured
     /// as `sessiond_store_operations_total` / `_duration_seconds` by `name`.
-    async fn call<T, F, Fut>(&self, which: Op, op: F) -> Result<T, StoreError>
+    async fn call<T, F, Fut>(&self, which: Op, scope: Scope<'_>, op: F) -> Result<T, StoreError>
     where
         F: Fn() -> Fut,
         Fut: Future<Output = Result<T, StoreError>>,
     {
         let backend = self.inner.backend_name();
         let name = which.name();
+        let breaker = self.breaker(self.inner.failure_domain(scope));
         let span = tracing::debug_span!("store", backend, op = name);
         let (result, elapsed) =
-            tracing::Instrument::instrument(self.attempts(backend, which, op), span).await;
+            tracing::Instrument::instrument(self.attempts(backend, which, breaker, op), span).await;
         let outcome = match &result {
             Ok(_) => 0,
             Err(StoreError::NotFound) => 1,
@@ -525,6 +582,7 @@ impl ResilientStore {
         &self,
         backend: &'static str,
         which: Op,
+        breaker: &Mutex<Breaker>,
         op: F,
     ) -> (Result<T, StoreError>, Duration)
     where
@@ -538,7 +596,7 @@ impl ResilientStore {
         let mut attempt = 0u32;
         let mut admitted_at = started;
         loop {
-            if !self.breaker().admit(admitted_at) {
+            if !lock(breaker).admit(admitted_at) {
                 return (
                     Err(StoreError::unavailable(BreakerOpen)),
                     admitted_at - started,
@@ -548,18 +606,18 @@ impl ResilientStore {
             let now = Instant::now();
             let error = match outcome {
                 Ok(Ok(v)) => {
-                    self.breaker().record(now, false);
+                    lock(breaker).record(now, false);
                     return (Ok(v), now - started);
                 }
                 // An answer, even "not found" or "conflict", means the store works.
                 Ok(Err(e)) if !e.is_retryable() => {
-                    self.breaker().record(now, false);
+                    lock(breaker).record(now, false);
                     return (Err(e), now - started);
                 }
                 Ok(Err(e)) => e,
                 Err(_) => StoreError::unavailable("the store call ran past its deadline"),
             };
-            self.breaker().record(now, true);
+            lock(breaker).record(now, true);
             let cap = self
                 .config
                 .base_backoff
@@ -584,15 +642,20 @@ impl ResilientStore {
 #[async_trait]
 impl SessionStore for ResilientStore {
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
-        self.call(Op::Create, || self.inner.create(key, record))
-            .await
+        self.call(Op::Create, Scope::Shard(key.0[0]), || {
+            self.inner.create(key, record)
+        })
+        .await
     }
     async fn load(
         &self,
         key: &SessionKey,
         now: Millis,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        self.call(Op::Load, || self.inner.load(key, now)).await
+        self.call(Op::Load, Scope::Shard(key.0[0]), || {
+            self.inner.load(key, now)
+        })
+        .await
     }
     async fn renew(
         &self,
@@ -601,8 +664,10 @@ impl SessionStore for ResilientStore {
         policy: &ExpiryPolicy,
     ) -> Result<Renewal, StoreError> {
         // Renewing twice is harmless: the second finds nothing due.
-        self.call(Op::Renew, || self.inner.renew(key, now, policy))
-            .await
+        self.call(Op::Renew, Scope::Shard(key.0[0]), || {
+            self.inner.renew(key, now, policy)
+        })
+        .await
     }
     async fn update_attributes(
         &self,
@@ -612,14 +677,17 @@ impl SessionStore for ResilientStore {
         if_version: Option<u64>,
         budget: AttributeBudget,
     ) -> Result<u64, StoreError> {
-        self.call(Op::UpdateAttributes, || {
+        self.call(Op::UpdateAttributes, Scope::Shard(key.0[0]), || {
             self.inner
                 .update_attributes(key, now, changes, if_version, budget)
         })
         .await
     }
     async fn delete(&self, key: &SessionKey) -> Result<bool, StoreError> {
-        self.call(Op::Delete, || self.inner.delete(key)).await
+        self.call(Op::Delete, Scope::Shard(key.0[0]), || {
+            self.inner.delete(key)
+        })
+        .await
     }
     async fn cycle(
         &self,
@@ -628,35 +696,42 @@ impl SessionStore for ResilientStore {
         now: Millis,
         changes: &CycleChanges,
     ) -> Result<SessionRecord, StoreError> {
-        self.call(Op::Cycle, || self.inner.cycle(old, new, now, changes))
-            .await
+        self.call(Op::Cycle, Scope::Shard(old.0[0]), || {
+            self.inner.cycle(old, new, now, changes)
+        })
+        .await
     }
     async fn list_by_user(
         &self,
         user_id: &str,
         now: Millis,
     ) -> Result<Vec<(SessionKey, SessionRecord)>, StoreError> {
-        self.call(Op::ListByUser, || self.inner.list_by_user(user_id, now))
-            .await
+        self.call(Op::ListByUser, Scope::Shard(user_shard(user_id)), || {
+            self.inner.list_by_user(user_id, now)
+        })
+        .await
     }
     async fn delete_by_user(
         &self,
         user_id: &str,
         except: Option<&SessionKey>,
     ) -> Result<usize, StoreError> {
-        self.call(Op::DeleteByUser, || {
+        self.call(Op::DeleteByUser, Scope::Shard(user_shard(user_id)), || {
             self.inner.delete_by_user(user_id, except)
         })
         .await
     }
     async fn sweep(&self, now: Millis, limit: usize) -> Result<usize, StoreError> {
-        self.call(Op::Sweep, || self.inner.sweep(now, limit)).await
+        self.call(Op::Sweep, Scope::Whole, || self.inner.sweep(now, limit))
+            .await
     }
     async fn ping(&self) -> Result<(), StoreError> {
-        self.call(Op::Ping, || self.inner.ping()).await
+        self.call(Op::Ping, Scope::Whole, || self.inner.ping())
+            .await
     }
     async fn count(&self) -> Result<Option<u64>, StoreError> {
-        self.call(Op::Count, || self.inner.count()).await
+        self.call(Op::Count, Scope::Whole, || self.inner.count())
+            .await
     }
     fn backend_name(&self) -> &'static str {
         self.inner.backend_name()
@@ -667,27 +742,41 @@ impl SessionStore for ResilientStore {
     fn expires_keys_itself(&self) -> bool {
         self.inner.expires_keys_itself()
     }
+    fn failure_domain(&self, scope: Scope<'_>) -> FailureDomain {
+        self.inner.failure_domain(scope)
+    }
+    fn failure_domain_name(&self, domain: FailureDomain) -> String {
+        self.inner.failure_domain_name(domain)
+    }
 }
 
 #[async_trait]
 impl UserStore for ResilientStore {
     async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        self.call(Op::CreateUser, || self.inner.create_user(user))
-            .await
+        self.call(Op::CreateUser, Scope::User(&user.name), || {
+            self.inner.create_user(user)
+        })
+        .await
     }
     async fn update_user(&self, user: &UserRecord) -> Result<(), StoreError> {
-        self.call(Op::UpdateUser, || self.inner.update_user(user))
-            .await
+        self.call(Op::UpdateUser, Scope::User(&user.name), || {
+            self.inner.update_user(user)
+        })
+        .await
     }
     async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
-        self.call(Op::GetUser, || self.inner.get_user(name)).await
+        self.call(Op::GetUser, Scope::User(name), || self.inner.get_user(name))
+            .await
     }
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
-        self.call(Op::ListUsers, || self.inner.list_users()).await
+        self.call(Op::ListUsers, Scope::Whole, || self.inner.list_users())
+            .await
     }
     async fn get_setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
-        self.call(Op::GetSetting, || self.inner.get_setting(name))
-            .await
+        self.call(Op::GetSetting, Scope::Setting(name), || {
+            self.inner.get_setting(name)
+        })
+        .await
     }
     async fn swap_setting(
         &self,
@@ -695,7 +784,7 @@ impl UserStore for ResilientStore {
         expected: Option<&[u8]>,
         value: &[u8],
     ) -> Result<bool, StoreError> {
-        self.call(Op::SwapSetting, || {
+        self.call(Op::SwapSetting, Scope::Setting(name), || {
             self.inner.swap_setting(name, expected, value)
         })
         .await
@@ -706,7 +795,7 @@ impl UserStore for ResilientStore {
         window_ms: u64,
         now: Millis,
     ) -> Result<Attempt, StoreError> {
-        self.call(Op::TakeAttempt, || {
+        self.call(Op::TakeAttempt, Scope::Attempts, || {
             self.inner.take_attempt(counters, window_ms, now)
         })
         .await
@@ -716,7 +805,7 @@ impl UserStore for ResilientStore {
         refunds: &[(String, Refund)],
         now: Millis,
     ) -> Result<(), StoreError> {
-        self.call(Op::RefundAttempts, || {
+        self.call(Op::RefundAttempts, Scope::Attempts, || {
             self.inner.refund_attempts(refunds, now)
         })
         .await

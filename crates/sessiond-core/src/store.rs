@@ -183,6 +183,48 @@ pub trait SessionStore: Send + Sync + 'static {
     fn shards_by_user(&self) -> bool {
         false
     }
+
+    /// Which part of the store that fails on its own serves `scope`: the
+    /// circuit breaker of [`crate::ResilientStore`] opens per part, so one
+    /// sick part does not take the others down. Most stores are one part
+    /// ([`FailureDomain::WHOLE`]); a Redis Cluster is one per master.
+    fn failure_domain(&self, _scope: Scope<'_>) -> FailureDomain {
+        FailureDomain::WHOLE
+    }
+
+    /// How `domain` is named in logs, metrics and `/readyz` (a master's
+    /// address; `store` for the whole store).
+    fn failure_domain_name(&self, _domain: FailureDomain) -> String {
+        "store".into()
+    }
+}
+
+/// What a store call touches, so that a store made of parts that fail apart
+/// can say which part serves it ([`SessionStore::failure_domain`]).
+#[derive(Debug, Clone, Copy)]
+#[non_exhaustive]
+pub enum Scope<'a> {
+    /// One user's sessions and session index: the user's shard
+    /// ([`crate::token::user_shard`], also the first byte of each of the
+    /// user's session keys on stores that shard by user).
+    Shard(u8),
+    /// One user account.
+    User(&'a str),
+    /// One server-wide setting.
+    Setting(&'a str),
+    /// The login attempt counters.
+    Attempts,
+    /// Every part at once (listings, counts, pings).
+    Whole,
+}
+
+/// A part of a store that fails on its own. 0 is the whole store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct FailureDomain(pub u32);
+
+impl FailureDomain {
+    /// The store as one.
+    pub const WHOLE: Self = Self(0);
 }
 
 /// Where user accounts, server-wide settings and attempt counters live (in

@@ -1208,6 +1208,9 @@ pub struct FaultyStore<S: ?Sized> {
     fail_next: std::sync::atomic::AtomicU32,
     calls: std::sync::atomic::AtomicUsize,
     unreplicated: std::sync::atomic::AtomicBool,
+    /// Two failure domains (shards 0-127 and 128-255), as a Cluster's masters.
+    split: std::sync::atomic::AtomicBool,
+    upper_down: std::sync::atomic::AtomicBool,
 }
 
 impl<S: ?Sized> FaultyStore<S> {
@@ -1220,7 +1223,28 @@ impl<S: ?Sized> FaultyStore<S> {
             fail_next: std::sync::atomic::AtomicU32::new(0),
             calls: std::sync::atomic::AtomicUsize::new(0),
             unreplicated: std::sync::atomic::AtomicBool::new(false),
+            split: std::sync::atomic::AtomicBool::new(false),
+            upper_down: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// Makes the store two parts that fail apart, as two Cluster masters:
+    /// shards 0-127 (failure domain 1) and 128-255 (domain 2).
+    pub fn split_in_two(&self) {
+        self.split.store(true, Ordering::SeqCst);
+    }
+
+    /// Takes the part with shards 128-255 down (or up): its session calls fail.
+    pub fn set_upper_half_down(&self, down: bool) {
+        self.upper_down.store(down, Ordering::SeqCst);
+    }
+
+    async fn gate_key(&self, key: &SessionKey) -> Result<(), StoreError> {
+        self.gate().await?;
+        if key.0[0] >= 128 && self.upper_down.load(Ordering::SeqCst) {
+            return Err(StoreError::unavailable("this part of the store is down"));
+        }
+        Ok(())
     }
 
     /// Makes creates and cycles fail with [`StoreError::NotReplicated`]
@@ -1286,7 +1310,7 @@ impl<S: ?Sized> FaultyStore<S> {
 #[async_trait]
 impl<S: SessionStore + ?Sized> SessionStore for FaultyStore<S> {
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
-        self.gate().await?;
+        self.gate_key(key).await?;
         self.replicated()?;
         self.inner.create(key, record).await
     }
@@ -1295,7 +1319,7 @@ impl<S: SessionStore + ?Sized> SessionStore for FaultyStore<S> {
         key: &SessionKey,
         now: Millis,
     ) -> Result<Option<SessionRecord>, StoreError> {
-        self.gate().await?;
+        self.gate_key(key).await?;
         self.inner.load(key, now).await
     }
     async fn renew(
@@ -1304,7 +1328,7 @@ impl<S: SessionStore + ?Sized> SessionStore for FaultyStore<S> {
         now: Millis,
         policy: &ExpiryPolicy,
     ) -> Result<Renewal, StoreError> {
-        self.gate().await?;
+        self.gate_key(key).await?;
         self.inner.renew(key, now, policy).await
     }
     async fn update_attributes(
@@ -1360,6 +1384,21 @@ impl<S: SessionStore + ?Sized> SessionStore for FaultyStore<S> {
     }
     fn backend_name(&self) -> &'static str {
         self.inner.backend_name()
+    }
+    fn failure_domain(&self, scope: crate::Scope<'_>) -> crate::FailureDomain {
+        match scope {
+            crate::Scope::Shard(s) if self.split.load(Ordering::SeqCst) => {
+                crate::FailureDomain(1 + u32::from(s >= 128))
+            }
+            _ => crate::FailureDomain::WHOLE,
+        }
+    }
+    fn failure_domain_name(&self, domain: crate::FailureDomain) -> String {
+        match domain.0 {
+            0 => "store".into(),
+            1 => "lower".into(),
+            _ => "upper".into(),
+        }
     }
 }
 

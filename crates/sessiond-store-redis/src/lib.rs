@@ -38,6 +38,7 @@ mod codec;
 mod conn;
 mod near;
 mod scripts;
+mod shards;
 mod tracking;
 
 pub use near::{NearCacheConfig, NearCacheStats};
@@ -66,8 +67,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::{AsyncCommands, RedisError, Value};
 use sessiond_core::{
-    Attempt, AttributeBudget, AttributeChange, Counter, CycleChanges, ExpiryPolicy, Millis, Refund,
-    Renewal, SessionKey, SessionRecord, SessionStore, StoreError, UserRecord, UserStore,
+    Attempt, AttributeBudget, AttributeChange, Counter, CycleChanges, ExpiryPolicy, FailureDomain,
+    Millis, Refund, Renewal, Scope, SessionKey, SessionRecord, SessionStore, StoreError,
+    UserRecord, UserStore,
 };
 
 use crate::census::Census;
@@ -75,6 +77,7 @@ use crate::codec::{corrupt, decode, decode_meta, encode, encode_meta, encode_sec
 use crate::conn::{Conn, Endpoint, SentinelConn, Timeouts};
 use crate::near::NearCache;
 use crate::scripts::evalsha;
+use crate::shards::ShardMap;
 
 /// How to reach Redis and how to store sessions there. Its `Debug` output
 /// masks the passwords.
@@ -214,6 +217,8 @@ pub struct RedisStore {
     wait_replicas: u32,
     wait_timeout: Duration,
     cluster: bool,
+    /// On a Cluster: which master serves which slot (the breakers' scopes).
+    shards: Option<Arc<ShardMap>>,
     near: Option<Arc<NearCache>>,
     /// Stops the tracking thread when the last clone of the store is dropped.
     _tracker: Option<Arc<tracking::Stop>>,
@@ -318,8 +323,19 @@ impl RedisStore {
             }
             None => (None, None),
         };
+        let shards = if cluster {
+            let map = Arc::new(ShardMap::new());
+            if let Err(e) = map.refresh(&mut conn.clone()).await {
+                tracing::warn!(error = %e, "could not read the cluster's slot map yet");
+            }
+            shards::spawn_refresh(Arc::downgrade(&map), conn.clone());
+            Some(map)
+        } else {
+            None
+        };
         Ok(Self {
             near,
+            shards,
             _tracker: tracker,
             conn,
             durable_conn: Arc::new(tokio::sync::Mutex::new(durable_conn)),
@@ -897,10 +913,33 @@ impl SessionStore for RedisStore {
     }
 
     async fn ping(&self) -> Result<(), StoreError> {
-        let pong: String = redis::cmd("PING")
-            .query_async(&mut self.conn())
-            .await
-            .map_err(unavailable)?;
+        let pong: String = match &self.conn {
+            // redis-rs sends PING to every master and wants every answer: one
+            // master down would make the whole Cluster look down. Ready means
+            // some sessions can be served; the masters that are down show as
+            // open breakers (`/readyz` lists them).
+            Conn::Cluster(c) => {
+                use redis::cluster_routing::{
+                    MultipleNodeRoutingInfo, ResponsePolicy, RoutingInfo,
+                };
+                let reply = c
+                    .clone()
+                    .route_command(
+                        redis::cmd("PING"),
+                        RoutingInfo::MultiNode((
+                            MultipleNodeRoutingInfo::AllMasters,
+                            Some(ResponsePolicy::OneSucceeded),
+                        )),
+                    )
+                    .await
+                    .map_err(unavailable)?;
+                redis::from_redis_value(reply).map_err(|_| corrupt("PING answer"))?
+            }
+            _ => redis::cmd("PING")
+                .query_async(&mut self.conn())
+                .await
+                .map_err(unavailable)?,
+        };
         if pong == "PONG" {
             Ok(())
         } else {
@@ -918,6 +957,26 @@ impl SessionStore for RedisStore {
 
     fn expires_keys_itself(&self) -> bool {
         true
+    }
+
+    fn failure_domain(&self, scope: Scope<'_>) -> FailureDomain {
+        let Some(map) = &self.shards else {
+            return FailureDomain::WHOLE;
+        };
+        let slot = match scope {
+            Scope::Shard(shard) => shards::shard_slot(shard),
+            Scope::User(name) => shards::slot(self.user_key(name).as_bytes()),
+            Scope::Setting(name) => shards::slot(self.setting_key(name).as_bytes()),
+            Scope::Attempts => shards::slot(b"att"),
+            _ => return FailureDomain::WHOLE,
+        };
+        map.domain(slot)
+    }
+
+    fn failure_domain_name(&self, domain: FailureDomain) -> String {
+        self.shards
+            .as_ref()
+            .map_or_else(|| "store".into(), |map| map.name(domain))
     }
 }
 

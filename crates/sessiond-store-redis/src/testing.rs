@@ -358,7 +358,19 @@ impl ClusterDeployment {
                     "0".into(),
                 ]);
                 if !replicas {
-                    args.extend(["--cluster-require-full-coverage".into(), "no".into()]);
+                    // Nothing takes over a dead master's data: it must
+                    // still have it when it restarts.
+                    args.extend(
+                        [
+                            "--cluster-require-full-coverage",
+                            "no",
+                            "--appendonly",
+                            "yes",
+                            "--appendfsync",
+                            "always",
+                        ]
+                        .map(String::from),
+                    );
                 }
                 if security.tls.is_some() {
                     args.extend(["--tls-cluster".into(), "yes".into()]);
@@ -400,6 +412,28 @@ impl ClusterDeployment {
         let scheme = if self.tls { "rediss" } else { "redis" };
         format!("{scheme}+cluster://{}", hosts.join(","))
     }
+
+    /// The slot ranges node `i` serves as a master (plain-text deployments).
+    pub fn slots_of(&self, i: usize) -> Vec<(u16, u16)> {
+        let nodes = command(self.nodes[i].port, &["CLUSTER", "NODES"]).unwrap();
+        let mine = nodes
+            .lines()
+            .find(|l| l.contains("myself"))
+            .expect("CLUSTER NODES names the node itself");
+        mine.split_whitespace()
+            .skip(8)
+            .filter_map(|r| match r.split_once('-') {
+                Some((a, b)) => Some((a.parse().ok()?, b.parse().ok()?)),
+                None => r.parse().ok().map(|s| (s, s)),
+            })
+            .collect()
+    }
+}
+
+/// The Cluster slot of session shard `shard` (the hash tag `{xx}` that a
+/// user's sessions and index share).
+pub fn shard_slot(shard: u8) -> u16 {
+    crate::shards::shard_slot(shard)
 }
 
 /// A private CA and a certificate for 127.0.0.1 that it signed, made with

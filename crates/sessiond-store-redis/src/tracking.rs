@@ -32,6 +32,7 @@ use tokio::sync::mpsc;
 
 use crate::conn::{Endpoint, SentinelConn, Timeouts};
 use crate::near::NearCache;
+use crate::shards::cluster_slots;
 
 /// How often every tracking connection is checked (and the topology asked).
 const HEARTBEAT: Duration = Duration::from_millis(500);
@@ -122,33 +123,6 @@ impl Masters {
             }
         }
     }
-}
-
-/// `CLUSTER SLOTS` as sorted (start, end, master host, master port).
-async fn cluster_slots(c: &mut MultiplexedConnection) -> RedisResult<Vec<(i64, i64, String, i64)>> {
-    let reply: Vec<Value> = redis::cmd("CLUSTER").arg("SLOTS").query_async(c).await?;
-    let mut out = Vec::new();
-    for range in reply {
-        let Value::Array(items) = range else {
-            return Err(gap("an unexpected CLUSTER SLOTS answer"));
-        };
-        let (Some(Value::Int(start)), Some(Value::Int(end)), Some(Value::Array(master))) =
-            (items.first(), items.get(1), items.get(2))
-        else {
-            return Err(gap("an unexpected CLUSTER SLOTS answer"));
-        };
-        let (Some(host), Some(Value::Int(port))) = (master.first(), master.get(1)) else {
-            return Err(gap("an unexpected CLUSTER SLOTS answer"));
-        };
-        let host = match host {
-            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
-            Value::SimpleString(s) | Value::VerbatimString { text: s, .. } => s.clone(),
-            _ => return Err(gap("an unexpected CLUSTER SLOTS answer")),
-        };
-        out.push((*start, *end, host, *port));
-    }
-    out.sort();
-    Ok(out)
 }
 
 fn config(t: Timeouts) -> AsyncConnectionConfig {

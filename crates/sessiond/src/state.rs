@@ -118,9 +118,27 @@ impl StoreHandle {
         self
     }
 
-    /// The circuit breaker's state, when there is one.
+    /// The state of the breaker that guards the whole store, when there is one.
     pub fn breaker_state(&self) -> Option<BreakerState> {
         self.resilient.as_ref().map(|r| r.breaker_state())
+    }
+
+    /// Every breaker in use (one per Cluster master, besides the whole
+    /// store's) and its state.
+    pub fn breaker_states(&self) -> Vec<(String, BreakerState)> {
+        self.resilient
+            .as_ref()
+            .map(|r| r.breaker_states())
+            .unwrap_or_default()
+    }
+
+    /// The parts of the store (Cluster masters) whose breaker is not
+    /// closed: the sessions they hold are refused, the others served.
+    pub fn impaired_parts(&self) -> Vec<String> {
+        self.resilient
+            .as_ref()
+            .map(|r| r.impaired_parts())
+            .unwrap_or_default()
     }
 
     /// Whether the store is serving reads but refusing durable writes

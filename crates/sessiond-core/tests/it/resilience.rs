@@ -160,3 +160,55 @@ async fn an_outage_after_many_successes_still_opens_the_breaker_quickly() {
         );
     }
 }
+
+/// A key in shard `shard`.
+fn key_in(shard: u8) -> SessionKey {
+    let mut k = key();
+    k.0[0] = shard;
+    k
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_dead_part_of_the_store_opens_its_own_breaker_and_the_other_parts_keep_serving() {
+    let (flaky, store) = setup();
+    flaky.split_in_two();
+    let record = sample_record("u", 0, &ExpiryPolicy::default());
+    let (lower, upper) = (key_in(3), key_in(200));
+    for k in [&lower, &upper] {
+        store.create(k, &record).await.unwrap();
+    }
+    flaky.set_upper_half_down(true);
+    let mut upper_failures = 0;
+    for _ in 0..2_000 {
+        assert!(store.load(&lower, 0).await.unwrap().is_some());
+        if store.load(&upper, 0).await.is_err() {
+            upper_failures += 1;
+        }
+    }
+    assert_eq!(upper_failures, 2_000);
+    assert_eq!(store.impaired_parts(), ["upper"]);
+    assert_eq!(
+        store.breaker_state(),
+        BreakerState::Closed,
+        "the whole store is fine"
+    );
+    // While open, the dead part's calls fail without reaching the store.
+    let calls = flaky.calls();
+    let started = Instant::now();
+    assert!(store.load(&upper, 0).await.is_err());
+    assert_eq!(started.elapsed(), Duration::ZERO);
+    assert_eq!(flaky.calls(), calls);
+
+    // The part comes back: its breaker probes and closes.
+    flaky.set_upper_half_down(false);
+    tokio::time::advance(ResilienceConfig::default().breaker.open_for).await;
+    for _ in 0..ResilienceConfig::default().breaker.half_open_probes {
+        assert!(store.load(&upper, 0).await.unwrap().is_some());
+    }
+    assert!(store.impaired_parts().is_empty());
+    let states = store.breaker_states();
+    assert!(
+        states.iter().all(|(_, s)| *s == BreakerState::Closed),
+        "{states:?}"
+    );
+}

@@ -153,8 +153,8 @@ pub fn spawn_gauges(store: crate::StoreHandle, every: Duration) -> tokio::task::
             }
             // Also set on every transition; this covers a recorder installed
             // after the store was opened.
-            if let Some(state) = store.breaker_state() {
-                metrics::gauge!(metric::STORE_BREAKER_STATE, "backend" => backend)
+            for (scope, state) in store.breaker_states() {
+                metrics::gauge!(metric::STORE_BREAKER_STATE, "backend" => backend, "scope" => scope)
                     .set(state.as_gauge());
             }
             if let Some(near) = store.near_cache_stats() {

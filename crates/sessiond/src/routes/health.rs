@@ -16,7 +16,8 @@ pub async fn healthz() -> Json<Value> {
 
 /// `GET /readyz`: the store answers and its circuit breaker is not open
 /// (then the 503 says so in `x-breaker-state: open`). A store that serves
-/// reads but cannot make writes durable is `"degraded"`, still 200: every
+/// reads but cannot make writes durable, or a Cluster with some masters'
+/// breakers open (`impaired_shards`), is `"degraded"`, still 200: every
 /// node shares that store, so taking this one out of rotation would only
 /// refuse the session checks it can still answer.
 pub async fn readyz(State(app): State<SharedState>) -> Result<Json<Value>, Response> {
@@ -28,10 +29,12 @@ pub async fn readyz(State(app): State<SharedState>) -> Result<Json<Value>, Respo
         tracing::warn!(error = %e, "readiness check: store unavailable");
         ApiError::store_unavailable().into_response()
     })?;
-    let degraded = app.store.durability_degraded();
+    let durable = !app.store.durability_degraded();
+    let impaired = app.store.impaired_parts();
     Ok(Json(json!({
-        "status": if degraded { "degraded" } else { "ready" },
-        "durable_writes": !degraded,
+        "status": if durable && impaired.is_empty() { "ready" } else { "degraded" },
+        "durable_writes": durable,
+        "impaired_shards": impaired,
         "store": app.store.backend.backend_name(),
         "breaker": breaker.map(BreakerState::as_str),
     })))

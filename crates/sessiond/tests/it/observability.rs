@@ -159,7 +159,7 @@ async fn requests_are_counted_by_route_template_and_never_by_raw_path() {
     assert!(
         body.contains(r#"sessiond_store_operations_total{backend="file",op="load",outcome="ok"}"#)
     );
-    assert!(body.contains(r#"sessiond_store_breaker_state{backend="file"} 0"#));
+    assert!(body.contains(r#"sessiond_store_breaker_state{backend="file",scope="store"} 0"#));
     assert!(body.contains("sessiond_store_operation_duration_seconds_bucket{"));
     assert!(body.contains("sessiond_http_request_duration_seconds_bucket{"));
     app.stop().await;

@@ -667,3 +667,132 @@ async fn with_the_near_cache_every_way_of_ending_a_session_on_one_node_is_refuse
     }
     drop(redis);
 }
+
+#[tokio::test]
+async fn on_a_cluster_one_dead_master_refuses_only_its_own_sessions_and_they_recover_with_it() {
+    if !testing::redis_available("sick shard") {
+        return;
+    }
+    let cluster =
+        tokio::task::spawn_blocking(|| ClusterDeployment::start_with(false, &Default::default()))
+            .await
+            .unwrap();
+    let url = cluster.url();
+    let http = reqwest::Client::new();
+    let users: Vec<String> = (0..18).map(|i| format!("shard-user-{i}")).collect();
+    for u in &users {
+        add_user(&url, u, "user", PASSWORD);
+    }
+    let node = Node::start(&url, &[]).await;
+    let mut cookies = Vec::new();
+    for u in &users {
+        cookies.push(login(&http, &node.base, u).await.unwrap().0);
+    }
+    // The master that holds the first user's sessions goes down; each
+    // user's sessions live on the master of their shard's slot.
+    let victim = (0..3)
+        .find(|&i| {
+            let shard = sessiond_core::token::user_shard(&users[0]);
+            let slot = testing::shard_slot(shard);
+            cluster
+                .slots_of(i)
+                .iter()
+                .any(|(a, b)| (*a..=*b).contains(&slot))
+        })
+        .unwrap();
+    let on_victim = |user: &str| {
+        let slot = testing::shard_slot(sessiond_core::token::user_shard(user));
+        cluster
+            .slots_of(victim)
+            .iter()
+            .any(|(a, b)| (*a..=*b).contains(&slot))
+    };
+    let (sick, healthy): (Vec<_>, Vec<_>) =
+        users.iter().zip(&cookies).partition(|(u, _)| on_victim(u));
+    assert!(!sick.is_empty() && !healthy.is_empty());
+    let mut cluster = cluster;
+    let victim_addr = cluster.nodes[victim].addr();
+    cluster.nodes[victim].kill();
+
+    // 2 000 checks of sessions on the two live masters, interleaved with
+    // checks of the dead master's sessions.
+    let started = Instant::now();
+    let mut sick_answers = Vec::new();
+    for i in 0..2_000 {
+        let (_, cookie) = healthy[i % healthy.len()];
+        assert_eq!(
+            profile(&http, &node.base, cookie).await,
+            StatusCode::OK,
+            "check {i} of a session on a live master"
+        );
+        if i % 4 == 0 {
+            let (_, cookie) = sick[i % sick.len()];
+            let t = Instant::now();
+            let status = profile(&http, &node.base, cookie).await;
+            // Refused as unavailable, never as logged out.
+            assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "check {i}");
+            sick_answers.push((t - started, t.elapsed()));
+        }
+    }
+    // The dead master's breaker is open, and only its: fast refusals.
+    let ready: Value = http
+        .get(format!("{}/readyz", node.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "degraded", "{ready}");
+    assert_eq!(ready["impaired_shards"], json!([victim_addr]), "{ready}");
+    let slow: Vec<_> = sick_answers
+        .iter()
+        .filter(|(_, took)| *took > Duration::from_millis(100))
+        .collect();
+    let last_slow = slow.last().map_or(Duration::ZERO, |(at, _)| *at);
+    let mut took: Vec<Duration> = sick_answers.iter().map(|(_, d)| *d).collect();
+    took.sort();
+    eprintln!(
+        "sick shard: {} refusals, {} over 100 ms (the last {last_slow:?} after the kill), median {:?}, max {:?}",
+        took.len(),
+        slow.len(),
+        took[took.len() / 2],
+        took[took.len() - 1]
+    );
+    assert!(
+        took[took.len() / 2] < Duration::from_millis(100),
+        "the dead master's sessions were not refused fast: median {:?}",
+        took[took.len() / 2]
+    );
+
+    // The master comes back with its data: every session is served again.
+    let back = Instant::now();
+    let _cluster = tokio::task::spawn_blocking(move || {
+        cluster.nodes[victim].restart();
+        cluster
+    })
+    .await
+    .unwrap();
+    for (user, cookie) in &sick {
+        loop {
+            match profile(&http, &node.base, cookie).await {
+                StatusCode::OK => break,
+                StatusCode::SERVICE_UNAVAILABLE => {
+                    assert!(
+                        back.elapsed() < Duration::from_secs(20),
+                        "{user}'s session was still refused 20 s after its master came back"
+                    );
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => panic!("{user}: {other} after its master came back"),
+            }
+        }
+    }
+    eprintln!(
+        "sick shard: all sessions served again {:?} after the restart began",
+        back.elapsed()
+    );
+    for (_, cookie) in &healthy {
+        assert_eq!(profile(&http, &node.base, cookie).await, StatusCode::OK);
+    }
+}
