@@ -626,22 +626,19 @@ impl Security {
         self.start(port, &args)
     }
 
-    /// `redis-cli` options that reach a node of this deployment.
+    /// `redis-cli` options that reach a data node of this deployment.
     pub fn cli_args(&self) -> Vec<String> {
+        self.cli_args_as(ACL_USER, ACL_PASSWORD)
+    }
+
+    fn cli_args_as(&self, user: &str, password: &str) -> Vec<String> {
         let mut args = Vec::new();
         if let Some(ca) = &self.tls {
             args.extend(["--tls".into(), "--cacert".into(), ca.ca.clone()]);
         }
         if self.acl {
             args.extend(
-                [
-                    "--user",
-                    ACL_USER,
-                    "--pass",
-                    ACL_PASSWORD,
-                    "--no-auth-warning",
-                ]
-                .map(String::from),
+                ["--user", user, "--pass", password, "--no-auth-warning"].map(String::from),
             );
         }
         args
@@ -649,33 +646,18 @@ impl Security {
 
     /// One command to a data node, as this deployment requires.
     pub fn ask(&self, port: u16, args: &[&str]) -> Option<String> {
-        if self.tls.is_none() && !self.acl {
-            return command(port, args);
-        }
-        self.cli(port, self.cli_args(), args)
+        self.ask_as(port, ACL_USER, ACL_PASSWORD, args)
     }
 
     fn ask_sentinel(&self, port: u16, args: &[&str]) -> Option<String> {
+        self.ask_as(port, SENTINEL_USER, SENTINEL_PASSWORD, args)
+    }
+
+    fn ask_as(&self, port: u16, user: &str, password: &str, args: &[&str]) -> Option<String> {
         if self.tls.is_none() && !self.acl {
             return command(port, args);
         }
-        let mut opts = Vec::new();
-        if let Some(ca) = &self.tls {
-            opts.extend(["--tls".into(), "--cacert".into(), ca.ca.clone()]);
-        }
-        if self.acl {
-            opts.extend(
-                [
-                    "--user",
-                    SENTINEL_USER,
-                    "--pass",
-                    SENTINEL_PASSWORD,
-                    "--no-auth-warning",
-                ]
-                .map(String::from),
-            );
-        }
-        self.cli(port, opts, args)
+        self.cli(port, self.cli_args_as(user, password), args)
     }
 
     fn cli(&self, port: u16, opts: Vec<String>, args: &[&str]) -> Option<String> {

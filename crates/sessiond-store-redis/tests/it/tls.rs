@@ -54,9 +54,23 @@ fn secured() -> Security {
     }
 }
 
-/// `url` with the ACL user named in it (its password is given apart).
-fn as_acl_user(url: &str) -> String {
-    url.replacen("://", &format!("://{ACL_USER}@"), 1)
+/// `url` as the ACL user (its password given apart), trusting `ca`.
+fn secured_config(url: &str, ca: &TestCa) -> RedisConfig {
+    let mut config = RedisConfig::new(url.replacen("://", &format!("://{ACL_USER}@"), 1));
+    config.tls_ca_file = Some(ca.ca.clone().into());
+    config.password = Some(ACL_PASSWORD.into());
+    config
+}
+
+/// Without the CA the certificates cannot be verified, and the servers
+/// speak no plain text: no connection either way.
+async fn refused_without_the_ca_or_in_plain_text(config: &RedisConfig) {
+    let mut unverified = config.clone();
+    unverified.tls_ca_file = None;
+    assert!(RedisStore::connect(&unverified).await.is_err());
+    let mut plain = config.clone();
+    plain.url = config.url.replacen("rediss+", "redis+", 1);
+    assert!(RedisStore::connect(&plain).await.is_err());
 }
 
 /// Sessions of 64 users (64 shards, so every master of a Cluster holds
@@ -89,11 +103,8 @@ async fn a_tls_cluster_with_an_acl_user_serves_sessions_on_every_master() {
     let cluster = tokio::task::spawn_blocking(move || ClusterDeployment::start_with(false, &sec))
         .await
         .unwrap();
-    let url = as_acl_user(&cluster.url());
-    assert!(url.starts_with("rediss+cluster://"), "{url}");
-    let mut config = RedisConfig::new(url.clone());
-    config.tls_ca_file = Some(ca.ca.clone().into());
-    config.password = Some(ACL_PASSWORD.into());
+    let config = secured_config(&cluster.url(), &ca);
+    assert!(config.url.starts_with("rediss+cluster://"), "{config:?}");
     let store = RedisStore::connect(&config).await.unwrap();
     serves_sessions(&store).await;
     // Every master holds sessions: the nodes the seeds redirected to were
@@ -103,16 +114,10 @@ async fn a_tls_cluster_with_an_acl_user_serves_sessions_on_every_master() {
         assert_ne!(keys.trim(), "0", "node {} holds nothing", node.port);
     }
 
-    // Refused: no CA to verify with, no password, plain text.
-    let mut unverified = config.clone();
-    unverified.tls_ca_file = None;
-    assert!(RedisStore::connect(&unverified).await.is_err());
     let mut anonymous = config.clone();
     anonymous.password = None;
     assert!(RedisStore::connect(&anonymous).await.is_err());
-    let mut plain = config.clone();
-    plain.url = url.replacen("rediss+", "redis+", 1);
-    assert!(RedisStore::connect(&plain).await.is_err());
+    refused_without_the_ca_or_in_plain_text(&config).await;
 }
 
 #[tokio::test]
@@ -127,11 +132,8 @@ async fn a_tls_sentinel_deployment_with_acl_users_on_the_sentinels_and_the_maste
     let deployment = tokio::task::spawn_blocking(move || SentinelDeployment::start_with(&sec))
         .await
         .unwrap();
-    let url = as_acl_user(&deployment.url());
-    assert!(url.starts_with("rediss+sentinel://"), "{url}");
-    let mut config = RedisConfig::new(url.clone());
-    config.tls_ca_file = Some(ca.ca.clone().into());
-    config.password = Some(ACL_PASSWORD.into());
+    let mut config = secured_config(&deployment.url(), &ca);
+    assert!(config.url.starts_with("rediss+sentinel://"), "{config:?}");
     config.sentinel_username = Some(SENTINEL_USER.into());
     config.sentinel_password = Some(SENTINEL_PASSWORD.into());
     let store = RedisStore::connect(&config).await.unwrap();
@@ -148,10 +150,5 @@ async fn a_tls_sentinel_deployment_with_acl_users_on_the_sentinels_and_the_maste
     for secret in [ACL_PASSWORD, SENTINEL_PASSWORD] {
         assert!(!message.contains(secret), "{message}");
     }
-    let mut unverified = config.clone();
-    unverified.tls_ca_file = None;
-    assert!(RedisStore::connect(&unverified).await.is_err());
-    let mut plain = config.clone();
-    plain.url = url.replacen("rediss+", "redis+", 1);
-    assert!(RedisStore::connect(&plain).await.is_err());
+    refused_without_the_ca_or_in_plain_text(&config).await;
 }
