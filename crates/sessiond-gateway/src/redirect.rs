@@ -28,16 +28,33 @@ struct AllowedHost {
     port: Option<u16>,
 }
 
-/// The hosts `rd` may name.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// The hosts `rd` may name. Written as the list of hosts.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(try_from = "Vec<String>", into = "Vec<String>")]
 pub struct RedirectPolicy {
     hosts: Vec<AllowedHost>,
+    written: Vec<String>,
+}
+
+impl TryFrom<Vec<String>> for RedirectPolicy {
+    type Error = RuleError;
+
+    fn try_from(hosts: Vec<String>) -> Result<Self, RuleError> {
+        Self::new(&hosts)
+    }
+}
+
+impl From<RedirectPolicy> for Vec<String> {
+    fn from(policy: RedirectPolicy) -> Self {
+        policy.written
+    }
 }
 
 impl RedirectPolicy {
     /// A policy for `hosts` (`app.example.com`, `app.example.com:8443`,
     /// `.example.com`). Empty: only paths on this site.
     pub fn new<S: AsRef<str>>(hosts: &[S]) -> Result<Self, RuleError> {
+        let written = hosts.iter().map(|h| h.as_ref().to_owned()).collect();
         let hosts = hosts
             .iter()
             .map(|h| {
@@ -55,7 +72,7 @@ impl RedirectPolicy {
                 })
             })
             .collect::<Result<_, RuleError>>()?;
-        Ok(Self { hosts })
+        Ok(Self { hosts, written })
     }
 
     /// `rd` if the browser may be sent there (an absolute URL normalised);
@@ -90,6 +107,13 @@ impl RedirectPolicy {
             .any(|a| a.host.matches(host) && a.port.is_none_or(|p| Some(p) == port))
             .then(|| url.to_string())
     }
+}
+
+/// `login_url` with `rd` (the page the browser asked for) added to its query.
+pub fn login_location(login_url: &str, rd: &str) -> String {
+    let encoded: String = url::form_urlencoded::byte_serialize(rd.as_bytes()).collect();
+    let separator = if login_url.contains('?') { '&' } else { '?' };
+    format!("{login_url}{separator}rd={encoded}")
 }
 
 #[cfg(test)]
@@ -162,6 +186,18 @@ mod tests {
         }
         let long = format!("/{}", "a".repeat(MAX_LEN));
         assert_eq!(p.check(&long), None);
+    }
+
+    #[test]
+    fn the_login_location_carries_the_page_asked_for() {
+        assert_eq!(
+            login_location("/login", "https://app.example.com/a?b=1&c=2"),
+            "/login?rd=https%3A%2F%2Fapp.example.com%2Fa%3Fb%3D1%26c%3D2"
+        );
+        assert_eq!(
+            login_location("https://auth.example.com/login?theme=x", "/a"),
+            "https://auth.example.com/login?theme=x&rd=%2Fa"
+        );
     }
 
     #[test]

@@ -12,8 +12,10 @@ use serde::{Deserialize, Serialize};
 
 use crate::path::NormalPath;
 
-/// Who a rule lets through.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Who a rule lets through. Written `"public"`, `"authenticated"` or a
+/// list of roles.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "AllowSpec", into = "AllowSpec")]
 pub enum Allow {
     /// Anyone, with or without a session.
     Public,
@@ -206,6 +208,20 @@ pub enum AllowSpec {
     Word(String),
     /// Roles.
     Roles(Vec<String>),
+}
+
+impl TryFrom<AllowSpec> for Allow {
+    type Error = RuleError;
+
+    fn try_from(spec: AllowSpec) -> Result<Self, RuleError> {
+        spec.parse("(default)")
+    }
+}
+
+impl From<Allow> for AllowSpec {
+    fn from(allow: Allow) -> Self {
+        Self::of(&allow)
+    }
 }
 
 impl AllowSpec {

@@ -226,6 +226,8 @@ pub struct AppState {
     pub login_csrf_cookie: CookieConfig,
     /// Device cookies (throttling per known browser).
     pub devices: DeviceCookies,
+    /// The gateway's access rules (`[access]`), ready to decide.
+    pub access: sessiond_gateway::AccessRules,
     /// The configuration.
     pub config: ServerConfig,
 }
@@ -270,6 +272,7 @@ impl AppState {
                 config.login.device_cookie_lifetime,
                 store.backend.clone(),
             ),
+            access: config.access.rules(),
             sessions,
             store,
             config,

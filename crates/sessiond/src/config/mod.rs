@@ -20,8 +20,8 @@ use sessiond_axum::CookieConfig;
 use sessiond_core::{AttributeBudget, ExpiryPolicy};
 
 pub use sections::{
-    CookieSection, CsrfSection, LogFormat, LoginSection, ObservabilitySection, RedisSection,
-    ServerSection, SessionSection, StoreSection, TokensSection,
+    AccessSection, CookieSection, CsrfSection, GatewaySection, LogFormat, LoginSection,
+    ObservabilitySection, RedisSection, ServerSection, SessionSection, StoreSection, TokensSection,
 };
 
 /// Everything `sessiond serve` can be told, by section.
@@ -46,6 +46,10 @@ pub struct ServerConfig {
     pub tokens: TokensSection,
     /// `[observability]`: logs, metrics, traces.
     pub observability: ObservabilitySection,
+    /// `[access]`: access rules for the application behind the gateway.
+    pub access: AccessSection,
+    /// `[gateway]`: forward-auth answers and the login redirect.
+    pub gateway: GatewaySection,
 }
 
 /// Keys of the flat configuration before sections (0.1), and where each
@@ -237,6 +241,28 @@ impl ServerConfig {
 
     /// Checks the values that have to make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
+        let g = &self.gateway;
+        for (key, names) in [
+            ("gateway.user_headers", &g.user_headers),
+            ("gateway.groups_headers", &g.groups_headers),
+            ("gateway.session_headers", &g.session_headers),
+        ] {
+            if let Some(bad) = names
+                .iter()
+                .find(|n| http::HeaderName::try_from(n.as_str()).is_err())
+            {
+                return Err(invalid(key, format!("{bad:?} is not a header name")));
+            }
+        }
+        let login = g.login_url.to_ascii_lowercase();
+        let path = login.starts_with('/') && !login.starts_with("//");
+        let url = login.starts_with("https://") || login.starts_with("http://");
+        if !path && !url {
+            return Err(invalid(
+                "gateway.login_url",
+                "must be a path (/login) or an http(s) URL",
+            ));
+        }
         if self.server.header_read_timeout.is_zero() {
             return Err(invalid("server.header_read_timeout", "must be positive"));
         }

@@ -374,6 +374,66 @@ impl Default for ObservabilitySection {
     }
 }
 
+/// `[access]`: who may reach which paths of the application behind the
+/// gateway (forward-auth and the built-in proxy). Rules are tried in order;
+/// the first that matches decides.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AccessSection {
+    /// `[[access.rules]]`: `path` (a prefix such as `/api/public`, or a glob
+    /// such as `/api/admin/**`), optional `host` and `methods`, `allow`
+    /// (`"public"`, `"authenticated"` or a list of roles) and `csrf`
+    /// (`"origin"`, the default, or `"off"`).
+    pub rules: Vec<sessiond_gateway::AccessRule>,
+    /// Who may pass where no rule matches; unset: nobody (403).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub default: Option<sessiond_gateway::Allow>,
+}
+
+impl AccessSection {
+    /// The rules as the decision function takes them.
+    pub fn rules(&self) -> sessiond_gateway::AccessRules {
+        sessiond_gateway::AccessRules::new(self.rules.clone(), self.default.clone())
+    }
+}
+
+/// `[gateway]`: forward-auth answers and where browsers sign in.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GatewaySection {
+    /// Where a browser without a session is sent, with `rd` (the page it
+    /// asked for): a path on the public host, or an absolute URL such as
+    /// `https://auth.example.com/login`.
+    pub login_url: String,
+    /// Hosts the login page may send a browser back to (`rd`): exact
+    /// (`app.example.com`, `app.example.com:8443`) or a domain and all
+    /// names under it (`.example.com`). Paths on this site are always allowed.
+    pub allowed_redirect_hosts: sessiond_gateway::RedirectPolicy,
+    /// `Cache-Control: private, max-age=N` on allowed forward-auth answers;
+    /// 0 (the default): proxies must ask every time.
+    #[serde(with = "duration")]
+    pub auth_cache_max_age: Duration,
+    /// Headers that carry the user on an allowed answer.
+    pub user_headers: Vec<String>,
+    /// Headers that carry the user's roles, comma-separated.
+    pub groups_headers: Vec<String>,
+    /// Headers that carry the session's public id (never the token).
+    pub session_headers: Vec<String>,
+}
+
+impl Default for GatewaySection {
+    fn default() -> Self {
+        Self {
+            login_url: "/login".into(),
+            allowed_redirect_hosts: sessiond_gateway::RedirectPolicy::default(),
+            auth_cache_max_age: Duration::ZERO,
+            user_headers: vec!["X-Auth-Request-User".into(), "Remote-User".into()],
+            groups_headers: vec!["X-Auth-Request-Groups".into(), "Remote-Groups".into()],
+            session_headers: vec!["X-Auth-Request-Session".into()],
+        }
+    }
+}
+
 /// Durations as `"30m"`, `"1h 30m"`, `"800ms"` (humantime), or a plain
 /// number of seconds (what an environment variable like `900` gives).
 pub(crate) mod duration {

@@ -20,6 +20,25 @@ pub struct LoginRequest {
     password: String,
     #[serde(default)]
     csrf_token: Option<String>,
+    /// Where to go after a form login (checked against the redirect policy).
+    #[serde(default)]
+    rd: Option<String>,
+}
+
+/// `GET /login` query.
+#[derive(Debug, Default, Deserialize)]
+pub struct LoginQuery {
+    rd: Option<String>,
+}
+
+/// `rd` if the login page may send the browser there.
+fn safe_rd(app: &SharedState, rd: Option<&str>) -> Option<String> {
+    let rd = rd?;
+    let kept = app.config.gateway.allowed_redirect_hosts.check(rd);
+    if kept.is_none() {
+        tracing::warn!(target: "sessiond::security", event = "redirect_refused", "login rd refused: not a path on this site or an allowed host");
+    }
+    kept
 }
 
 /// A login form to render: its CSRF token and, when there is no session
@@ -27,21 +46,24 @@ pub struct LoginRequest {
 struct LoginForm {
     token: String,
     cookie: Option<HeaderValue>,
+    /// Where to go afterwards, already checked.
+    rd: Option<String>,
 }
 
 impl LoginForm {
     /// The form's token: the session's own CSRF token when a session exists
     /// (the CSRF layer checks it), else a fresh double-submit value.
-    fn new(app: &SharedState, session: &Session) -> Self {
+    fn new(app: &SharedState, session: &Session, rd: Option<String>) -> Self {
         match session.csrf_token() {
             Some(token) => Self {
                 token,
                 cookie: None,
+                rd,
             },
             None => {
                 let token = random_secret();
                 let cookie = Some(app.login_csrf_cookie.set(&token, 3600));
-                Self { token, cookie }
+                Self { token, cookie, rd }
             }
         }
     }
@@ -50,7 +72,7 @@ impl LoginForm {
         let (message, status) = error.map_or((None, StatusCode::OK), |e| {
             (Some(e.message.as_str()), e.status)
         });
-        let mut page = pages::login(&self.token, message, status);
+        let mut page = pages::login(&self.token, self.rd.as_deref(), message, status);
         let headers = page.headers_mut();
         if let Some(cookie) = self.cookie {
             headers.append(header::SET_COOKIE, cookie);
@@ -79,8 +101,14 @@ impl IntoResponse for LoginFailure {
 }
 
 /// `GET /login`: the form, carrying a fresh CSRF token (double-submit cookie).
-pub async fn login_page(State(app): State<SharedState>, session: Session) -> Response {
-    LoginForm::new(&app, &session).render(None)
+pub async fn login_page(
+    State(app): State<SharedState>,
+    session: Session,
+    query: Result<axum::extract::Query<LoginQuery>, axum::extract::rejection::QueryRejection>,
+) -> Response {
+    // A malformed query is no reason to refuse the form: it just has no `rd`.
+    let rd = query.ok().and_then(|q| safe_rd(&app, q.0.rd.as_deref()));
+    LoginForm::new(&app, &session, rd).render(None)
 }
 
 /// Whether a login form carries the right double-submit token.
@@ -109,9 +137,10 @@ pub async fn login(
 ) -> Result<Response, LoginFailure> {
     let is_form = body.is_form();
     let req = body.value;
+    let rd = safe_rd(&app, req.rd.as_deref());
     let fail = |error: ApiError| LoginFailure {
         error,
-        form: is_form.then(|| LoginForm::new(&app, &session)),
+        form: is_form.then(|| LoginForm::new(&app, &session, rd.clone())),
     };
     // Login CSRF: a cross-site page must not be able to log a victim into
     // the attacker's account.
@@ -150,7 +179,8 @@ pub async fn login(
         }
     };
     if is_form {
-        return Ok((device_cookie, Redirect::to("/")).into_response());
+        let to = rd.as_deref().unwrap_or("/");
+        return Ok((device_cookie, Redirect::to(to)).into_response());
     }
     Ok((
         device_cookie,

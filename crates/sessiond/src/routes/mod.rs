@@ -10,6 +10,7 @@
 pub mod account;
 pub mod admin;
 pub mod auth;
+pub mod gateway;
 pub mod health;
 pub mod pages;
 pub mod token;
@@ -122,6 +123,8 @@ fn table() -> Vec<(&'static str, Tier, MethodRouter<SharedState>)> {
         ("/", Public, get(pages::home)),
         ("/login", Public, get(auth::login_page).post(auth::login)),
         ("/logout", Public, post(auth::logout)),
+        ("/auth/verify", Public, get(gateway::verify)),
+        ("/auth/forward", Public, get(gateway::forward)),
         ("/api/csrf", Public, get(account::csrf)),
         ("/api/token", Public, post(token::issue)),
         ("/api/token/refresh", Public, post(token::refresh)),

@@ -40,15 +40,28 @@ fn page(title: &str, body: &str, status: StatusCode) -> Response {
 }
 
 /// The login form.
-pub fn login(csrf_token: &str, error: Option<&str>, status: StatusCode) -> Response {
+pub fn login(
+    csrf_token: &str,
+    rd: Option<&str>,
+    error: Option<&str>,
+    status: StatusCode,
+) -> Response {
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
+        .unwrap_or_default();
+    let rd = rd
+        .map(|rd| {
+            format!(
+                "<input type=\"hidden\" name=\"rd\" value=\"{}\">",
+                escape(rd)
+            )
+        })
         .unwrap_or_default();
     page(
         "Sign in",
         &format!(
             "<h1>Sign in</h1>{error}<form method=\"post\" action=\"/login\">\
-             <input type=\"hidden\" name=\"csrf_token\" value=\"{}\">\
+             <input type=\"hidden\" name=\"csrf_token\" value=\"{}\">{rd}\
              <label>Username <input name=\"username\" autocomplete=\"username\" required></label>\
              <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
              <button type=\"submit\">Sign in</button></form>",

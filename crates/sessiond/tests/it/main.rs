@@ -7,6 +7,7 @@ mod browser;
 mod cli;
 mod common;
 mod faults;
+mod gateway;
 mod hostile;
 mod logs;
 mod malformed;

@@ -1,0 +1,590 @@
+//! sessiond in front of an application: forward-auth answers, the login
+//! redirect, and real nginx and Caddy with the shipped configurations in
+//! front of a real upstream app.
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use axum::extract::Request;
+use reqwest::StatusCode;
+use reqwest::header::{HeaderMap, LOCATION, SET_COOKIE};
+use serde_json::{Value, json};
+use sessiond::{ServerConfig, StoreHandle};
+use sessiond_core::MemoryStore;
+use sessiond_gateway::redirect::login_location;
+use sessiond_store_redis::testing::free_port;
+
+use crate::common::{
+    PASSWORD, TestApp, cookie_value, session_set_cookie, spawn_app_on, test_config,
+};
+
+/// Whether `program` can run here; without it the test says it skipped,
+/// or fails under `SESSIOND_REQUIRE_PROXIES=1` (set by `.ci/run`).
+fn proxy_available(program: &str) -> bool {
+    if Command::new(program)
+        .arg("-v")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok()
+    {
+        return true;
+    }
+    assert!(
+        std::env::var("SESSIOND_REQUIRE_PROXIES").as_deref() != Ok("1"),
+        "{program} is not installed, and SESSIOND_REQUIRE_PROXIES=1 makes that a failure"
+    );
+    eprintln!("SKIPPED: {program} is not installed (apt-get install {program})");
+    false
+}
+
+/// The design's tiers, for the application behind the gateway.
+fn gateway_config(trusted: &str) -> ServerConfig {
+    let mut config = test_config();
+    config.server.trusted_proxies = vec![trusted.parse().unwrap()];
+    config.access.rules = serde_json::from_value(json!([
+        {"path": "/api/public", "allow": "public"},
+        {"path": "/api/admin/**", "allow": ["admin"]},
+        {"path": "/api/**", "allow": "authenticated"},
+    ]))
+    .unwrap();
+    config.gateway.allowed_redirect_hosts = serde_json::from_value(json!(["127.0.0.1"])).unwrap();
+    config
+}
+
+async fn gateway(trusted: &str) -> TestApp {
+    spawn_app_on(
+        StoreHandle::from_backend(std::sync::Arc::new(MemoryStore::new())),
+        gateway_config(trusted),
+    )
+    .await
+}
+
+/// An application that answers every request with what it received.
+async fn echo_app() -> String {
+    let app = axum::Router::new().fallback(|req: Request| async move {
+        let headers: serde_json::Map<String, Value> = req
+            .headers()
+            .iter()
+            .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
+            .collect();
+        axum::Json(json!({"path": req.uri().to_string(), "headers": headers}))
+    });
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    addr
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+}
+
+fn cookie_header(app: &TestApp, value: &str) -> String {
+    format!("{}={value}", app.config.session_cookie().name)
+}
+
+/// Logs `user` in at `base` (sessiond itself or through a proxy): (cookie, CSRF token).
+async fn login(app: &TestApp, base: &str, user: &str) -> (String, String) {
+    let r = http()
+        .post(format!("{base}/login"))
+        .json(&json!({"username": user, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "login of {user} at {base}");
+    let name = app.config.session_cookie().name;
+    let cookie = cookie_value(&session_set_cookie(r.headers(), &name).unwrap());
+    let body: Value = r.json().await.unwrap();
+    (cookie, body["csrf_token"].as_str().unwrap().to_owned())
+}
+
+async fn verify(app: &TestApp, path: &str, headers: &[(&str, &str)]) -> reqwest::Response {
+    let mut rb = http().get(format!("{}{path}", app.base));
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    rb.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn forward_auth_answers_follow_the_rules_and_the_caller() {
+    let app = gateway("127.0.0.1/32").await;
+    let (alice, _) = login(&app, &app.base, "alice").await;
+    let (root, _) = login(&app, &app.base, "root").await;
+    let alice = cookie_header(&app, &alice);
+    let root = cookie_header(&app, &root);
+    let original = |url: &'static str, method: &'static str| {
+        [("x-original-url", url), ("x-original-method", method)]
+    };
+    let public = original("https://app.example/api/public/x", "GET");
+    let profile = original("https://app.example/api/profile", "GET");
+    let admin = original("https://app.example/api/admin/users", "GET");
+
+    let r = verify(&app, "/auth/verify", &public).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        r.headers()["x-auth-request-user"],
+        "",
+        "anonymous: present and empty"
+    );
+
+    let r = verify(&app, "/auth/verify", &profile).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.headers()[LOCATION],
+        "https://app.example/login?rd=https%3A%2F%2Fapp.example%2Fapi%2Fprofile"
+    );
+
+    let with = |cookie: &str, h: &[(&'static str, &'static str)]| {
+        let mut v: Vec<(&str, String)> = h.iter().map(|(k, v)| (*k, (*v).to_owned())).collect();
+        v.push(("cookie", cookie.to_owned()));
+        v
+    };
+    let send = |pairs: Vec<(&str, String)>, path: &'static str| {
+        let mut rb = http().get(format!("{}{path}", app.base));
+        for (k, v) in pairs {
+            rb = rb.header(k, v);
+        }
+        rb.send()
+    };
+    let r = send(with(&alice, &profile), "/auth/verify").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-auth-request-user"], "alice");
+    assert_eq!(r.headers()["remote-user"], "alice");
+    assert_eq!(r.headers()["x-auth-request-groups"], "user");
+    let public_id = r.headers()["x-auth-request-session"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    assert!(
+        !alice.contains(&public_id),
+        "the public id is not the token"
+    );
+    assert_eq!(r.headers()["cache-control"], "private, max-age=0");
+
+    // Every spelling of the admin path is the admin path.
+    for url in [
+        "https://app.example/api/admin/users",
+        "https://app.example/api/public/../admin/users",
+        "https://app.example/api/%61dmin/users",
+        "https://app.example//api//admin/users",
+    ] {
+        let r = send(
+            with(
+                &alice,
+                &[("x-original-url", url), ("x-original-method", "GET")],
+            ),
+            "/auth/verify",
+        )
+        .await
+        .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{url}");
+    }
+    let r = send(with(&root, &admin), "/auth/verify").await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+
+    // A bearer token is a caller too.
+    let token: Value = crate::common::token_request(&app.base, "alice", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let bearer = format!("Bearer {}", token["access_token"].as_str().unwrap());
+    let r = send(
+        vec![
+            ("authorization", bearer),
+            ("x-original-url", "https://app.example/api/profile".into()),
+            ("x-original-method", "GET".into()),
+        ],
+        "/auth/verify",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.headers()["x-auth-request-user"], "alice");
+
+    // An unsafe method with a cookie from another site: refused.
+    let post = original("https://app.example/api/items", "POST");
+    let mut cross = with(&alice, &post);
+    cross.push(("origin", "https://evil.example".into()));
+    let r = send(cross, "/auth/verify").await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let mut same = with(&alice, &post);
+    same.push(("origin", "https://app.example".into()));
+    assert_eq!(
+        send(same, "/auth/verify").await.unwrap().status(),
+        StatusCode::OK
+    );
+
+    // A request no rule matches, or a description nginx never sends: 403.
+    let r = send(
+        with(&root, &original("https://app.example/other", "GET")),
+        "/auth/verify",
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let r = send(
+        with(
+            &root,
+            &[("x-original-url", "https://app.example/api/profile")],
+        ),
+        "/auth/verify",
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        r.status(),
+        StatusCode::FORBIDDEN,
+        "no method: refused, not guessed"
+    );
+
+    // /auth/forward: browsers get the redirect itself, 302 or 303.
+    let traefik = |method: &'static str| {
+        vec![
+            ("x-forwarded-method", method.to_owned()),
+            ("x-forwarded-proto", "https".to_owned()),
+            ("x-forwarded-host", "app.example".to_owned()),
+            ("x-forwarded-uri", "/api/profile?tab=1".to_owned()),
+        ]
+    };
+    let mut browser = traefik("GET");
+    browser.push(("accept", "text/html,application/xhtml+xml".into()));
+    let r = send(browser, "/auth/forward").await.unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(
+        r.headers()[LOCATION],
+        "https://app.example/login?rd=https%3A%2F%2Fapp.example%2Fapi%2Fprofile%3Ftab%3D1"
+    );
+    let mut form_post = traefik("POST");
+    form_post.push(("accept", "text/html".into()));
+    assert_eq!(
+        send(form_post, "/auth/forward").await.unwrap().status(),
+        StatusCode::SEE_OTHER
+    );
+    let r = send(traefik("GET"), "/auth/forward").await.unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "not a browser");
+    assert_eq!(r.headers()["content-type"], "application/json");
+}
+
+#[tokio::test]
+async fn forward_auth_ignores_forwarded_headers_from_an_untrusted_peer() {
+    let app = gateway("10.0.0.0/8").await;
+    let (alice, _) = login(&app, &app.base, "alice").await;
+    let r = verify(
+        &app,
+        "/auth/verify",
+        &[
+            ("x-original-url", "https://app.example/api/public"),
+            ("x-original-method", "GET"),
+            ("cookie", &cookie_header(&app, &alice)),
+        ],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let body: Value = r.json().await.unwrap();
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("trusted_proxies"),
+        "{body}"
+    );
+}
+
+#[tokio::test]
+async fn the_login_page_sends_the_browser_on_only_to_this_site_or_an_allowed_host() {
+    let app = gateway("127.0.0.1/32").await;
+    for (rd, kept) in [
+        ("/api/profile?x=1", Some("/api/profile?x=1")),
+        (
+            "http://127.0.0.1:9999/app",
+            Some("http://127.0.0.1:9999/app"),
+        ),
+        ("//evil.example/", None),
+        ("https://evil.example/", None),
+        ("/\\evil.example", None),
+        ("javascript:alert(1)", None),
+    ] {
+        let page = http()
+            .get(format!("{}{}", app.base, login_location("/login", rd)))
+            .send()
+            .await
+            .unwrap();
+        let csrf_cookie = page.headers()[SET_COOKIE]
+            .to_str()
+            .unwrap()
+            .split(';')
+            .next()
+            .unwrap()
+            .to_owned();
+        let html = page.text().await.unwrap();
+        let token = html
+            .split("name=\"csrf_token\" value=\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap()
+            .to_owned();
+        assert_eq!(html.contains("name=\"rd\""), kept.is_some(), "{rd}: {html}");
+        // The form posts rd back; the server checks it again.
+        let r = http()
+            .post(format!("{}/login", app.base))
+            .header("cookie", csrf_cookie)
+            .form(&[
+                ("username", "alice"),
+                ("password", PASSWORD),
+                ("csrf_token", &token),
+                ("rd", rd),
+            ])
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::SEE_OTHER, "{rd}");
+        assert_eq!(r.headers()[LOCATION], kept.unwrap_or("/"), "{rd}");
+    }
+}
+
+/// What the echo app saw, through a proxy at `base`.
+async fn through(
+    base: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> (StatusCode, HeaderMap, Value) {
+    let mut rb = http()
+        .get(format!("{base}{path}"))
+        .header("accept", "text/html");
+    for (k, v) in headers {
+        rb = rb.header(*k, *v);
+    }
+    let r = rb.send().await.unwrap();
+    let (status, headers) = (r.status(), r.headers().clone());
+    let body = r.json().await.unwrap_or(Value::Null);
+    (status, headers, body)
+}
+
+/// The table every proxy in front of the app must pass.
+async fn a_proxy_in_front_protects_the_app(app: &TestApp, proxy: &str) {
+    // A public path passes without a session; a client-sent identity is dropped.
+    let (status, _, seen) = through(
+        proxy,
+        "/api/public/x",
+        &[("x-auth-request-user", "admin"), ("remote-user", "admin")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{proxy}");
+    assert_eq!(seen["path"], "/api/public/x");
+    assert!(
+        seen["headers"].get("x-auth-request-user").is_none(),
+        "{seen}"
+    );
+    assert!(seen["headers"].get("remote-user").is_none(), "{seen}");
+
+    // A protected path without a session: to the login page, with rd.
+    let (status, headers, _) = through(proxy, "/api/profile?tab=2", &[]).await;
+    assert_eq!(status, StatusCode::FOUND, "{proxy}");
+    let location = headers[LOCATION].to_str().unwrap();
+    assert!(
+        location.starts_with(&format!("{proxy}/login?rd=http%3A%2F%2F127.0.0.1%3A")),
+        "{location}"
+    );
+    assert!(
+        location.ends_with("%2Fapi%2Fprofile%3Ftab%3D2"),
+        "{location}"
+    );
+
+    // Signed in (through the proxy): the app sees who, never a forged copy.
+    let (token, csrf) = login(app, proxy, "alice").await;
+    let cookie = cookie_header(app, &token);
+    let (status, headers, seen) = through(
+        proxy,
+        "/api/profile",
+        &[("cookie", &cookie), ("x-auth-request-user", "admin")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK, "{proxy}");
+    assert!(
+        headers.get(SET_COOKIE).is_none(),
+        "{proxy}: a cookie without a renewal: {headers:?}"
+    );
+    assert_eq!(seen["headers"]["x-auth-request-user"], "alice", "{seen}");
+    assert_eq!(seen["headers"]["remote-user"], "alice");
+    assert_eq!(seen["headers"]["x-auth-request-groups"], "user");
+    assert!(
+        seen["headers"]["x-auth-request-session"]
+            .as_str()
+            .is_some_and(|s| !s.is_empty() && !token.contains(s))
+    );
+
+    // A user on an admin path.
+    let (status, _, _) = through(proxy, "/api/admin/users", &[("cookie", &cookie)]).await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{proxy}");
+
+    // A renewed session's cookie reaches the browser through the proxy.
+    let s = &app.config.session;
+    app.clock
+        .advance(s.idle_timeout - s.renewal_threshold + Duration::from_secs(60));
+    let (status, headers, _) = through(proxy, "/api/profile", &[("cookie", &cookie)]).await;
+    assert_eq!(status, StatusCode::OK);
+    let name = app.config.session_cookie().name;
+    assert!(
+        session_set_cookie(&headers, &name).is_some(),
+        "{proxy}: no renewed cookie in {headers:?}"
+    );
+
+    // Logout on sessiond: the next proxied request is refused at once.
+    let r = http()
+        .post(format!("{}/logout", app.base))
+        .header("cookie", &cookie)
+        .header("x-csrf-token", csrf)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let (status, _, _) = through(proxy, "/api/profile", &[("cookie", &cookie)]).await;
+    assert_eq!(
+        status,
+        StatusCode::FOUND,
+        "{proxy}: a logged-out session passed"
+    );
+}
+
+/// A proxy process in a folder of its own, killed when dropped.
+struct Proxy {
+    child: Child,
+    _dir: tempfile::TempDir,
+    base: String,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+async fn wait_for(base: &str, child: &mut Child, log: &Path) {
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while reqwest::get(format!("{base}/api/public/ready"))
+        .await
+        .is_err()
+    {
+        if let Some(status) = child.try_wait().unwrap() {
+            panic!(
+                "proxy exited ({status}): {}",
+                std::fs::read_to_string(log).unwrap_or_default()
+            );
+        }
+        assert!(Instant::now() < deadline, "the proxy did not start");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+fn deploy(path: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../deploy")
+        .join(path)
+}
+
+async fn nginx(sessiond: &str, upstream: &str) -> Proxy {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    std::fs::create_dir(dir.path().join("snippets")).unwrap();
+    for snippet in ["sessiond-location.conf", "sessiond-auth.conf"] {
+        std::fs::copy(
+            deploy(&format!("nginx/{snippet}")),
+            dir.path().join("snippets").join(snippet),
+        )
+        .unwrap();
+    }
+    let site = std::fs::read_to_string(deploy("nginx/example-site.conf"))
+        .unwrap()
+        .replace("server 127.0.0.1:8080;", &format!("server {sessiond};"))
+        .replace("server 127.0.0.1:3000;", &format!("server {upstream};"))
+        .replace("listen 80;", &format!("listen 127.0.0.1:{port};"));
+    let d = dir.path().display();
+    let conf = format!(
+        "daemon off;\nworker_processes 1;\npid {d}/nginx.pid;\nerror_log {d}/error.log;\nevents {{}}\n\
+         http {{\n access_log off;\n client_body_temp_path {d}/body;\n proxy_temp_path {d}/proxy;\n\
+         fastcgi_temp_path {d}/fcgi;\n uwsgi_temp_path {d}/uwsgi;\n scgi_temp_path {d}/scgi;\n{site}\n}}\n"
+    );
+    let conf_path = dir.path().join("nginx.conf");
+    std::fs::write(&conf_path, conf).unwrap();
+    let mut child = Command::new("nginx")
+        .arg("-p")
+        .arg(dir.path())
+        .arg("-c")
+        .arg(&conf_path)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for(&base, &mut child, &dir.path().join("error.log")).await;
+    Proxy {
+        child,
+        _dir: dir,
+        base,
+    }
+}
+
+async fn caddy(sessiond: &str, upstream: &str) -> Proxy {
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    // No admin endpoint, no certificates, no state outside the folder.
+    let caddyfile = format!(
+        "{{\n\tadmin off\n\tauto_https off\n}}\n{}",
+        std::fs::read_to_string(deploy("caddy/Caddyfile")).unwrap()
+    );
+    let path = dir.path().join("Caddyfile");
+    std::fs::write(&path, caddyfile).unwrap();
+    let log = dir.path().join("caddy.log");
+    let mut child = Command::new("caddy")
+        .args(["run", "--adapter", "caddyfile", "--config"])
+        .arg(&path)
+        .env("SITE", format!("http://127.0.0.1:{port}"))
+        .env("SESSIOND", sessiond)
+        .env("APP", upstream)
+        .env("HOME", dir.path())
+        .env("XDG_DATA_HOME", dir.path())
+        .env("XDG_CONFIG_HOME", dir.path())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    wait_for(&base, &mut child, &log).await;
+    Proxy {
+        child,
+        _dir: dir,
+        base,
+    }
+}
+
+#[tokio::test]
+async fn nginx_with_the_shipped_snippets_protects_an_app() {
+    if !proxy_available("nginx") {
+        return;
+    }
+    let app = gateway("127.0.0.1/32").await;
+    let upstream = echo_app().await;
+    let proxy = nginx(&app.addr.to_string(), &upstream).await;
+    a_proxy_in_front_protects_the_app(&app, &proxy.base).await;
+}
+
+#[tokio::test]
+async fn caddy_with_the_shipped_caddyfile_protects_an_app() {
+    if !proxy_available("caddy") {
+        return;
+    }
+    let app = gateway("127.0.0.1/32").await;
+    let upstream = echo_app().await;
+    let proxy = caddy(&app.addr.to_string(), &upstream).await;
+    a_proxy_in_front_protects_the_app(&app, &proxy.base).await;
+}
