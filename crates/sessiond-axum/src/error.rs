@@ -61,6 +61,8 @@ pub enum ErrorCode {
     HeadersTooLarge,
     /// `internal` (internal server error): internal error.
     Internal,
+    /// `bad_gateway` (bad gateway): the application behind the gateway could not be reached or answered wrongly.
+    BadGateway,
     /// `store_unavailable` (service unavailable): the session store is unavailable; retry shortly.
     StoreUnavailable,
     /// `deadline_exceeded` (service unavailable): the request took too long; retry.
@@ -69,6 +71,8 @@ pub enum ErrorCode {
     Busy,
     /// `durability_unavailable` (service unavailable): the store cannot make writes durable right now; existing sessions still work; retry shortly.
     DurabilityUnavailable,
+    /// `upstream_timeout` (gateway timeout): the application behind the gateway did not answer in time.
+    UpstreamTimeout,
 }
 
 impl ErrorCode {
@@ -98,10 +102,12 @@ impl ErrorCode {
         ErrorCode::TooManyAttempts,
         ErrorCode::HeadersTooLarge,
         ErrorCode::Internal,
+        ErrorCode::BadGateway,
         ErrorCode::StoreUnavailable,
         ErrorCode::DeadlineExceeded,
         ErrorCode::Busy,
         ErrorCode::DurabilityUnavailable,
+        ErrorCode::UpstreamTimeout,
     ];
 
     /// The code as it appears in the JSON body.
@@ -131,10 +137,12 @@ impl ErrorCode {
             ErrorCode::TooManyAttempts => "too_many_attempts",
             ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::Internal => "internal",
+            ErrorCode::BadGateway => "bad_gateway",
             ErrorCode::StoreUnavailable => "store_unavailable",
             ErrorCode::DeadlineExceeded => "deadline_exceeded",
             ErrorCode::Busy => "busy",
             ErrorCode::DurabilityUnavailable => "durability_unavailable",
+            ErrorCode::UpstreamTimeout => "upstream_timeout",
         }
     }
 
@@ -165,10 +173,12 @@ impl ErrorCode {
             ErrorCode::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
+            ErrorCode::BadGateway => StatusCode::BAD_GATEWAY,
             ErrorCode::StoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::DeadlineExceeded => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::Busy => StatusCode::SERVICE_UNAVAILABLE,
             ErrorCode::DurabilityUnavailable => StatusCode::SERVICE_UNAVAILABLE,
+            ErrorCode::UpstreamTimeout => StatusCode::GATEWAY_TIMEOUT,
         }
     }
 
@@ -203,12 +213,14 @@ impl ErrorCode {
             ErrorCode::TooManyAttempts => "too many failed attempts; try again later",
             ErrorCode::HeadersTooLarge => "the request headers are too large",
             ErrorCode::Internal => "internal error",
+            ErrorCode::BadGateway => "the application could not be reached",
             ErrorCode::StoreUnavailable => "the session store is unavailable; retry shortly",
             ErrorCode::DeadlineExceeded => "the request took too long; retry",
             ErrorCode::Busy => "too many sign-ins are being checked; retry shortly",
             ErrorCode::DurabilityUnavailable => {
                 "the store cannot make writes durable right now; existing sessions still work; retry shortly"
             }
+            ErrorCode::UpstreamTimeout => "the application did not answer in time",
         }
     }
 }

@@ -15,6 +15,7 @@
 
 pub mod forwarded;
 pub mod path;
+pub mod proxy;
 pub mod redirect;
 pub mod rules;
 

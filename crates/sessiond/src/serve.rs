@@ -10,6 +10,10 @@
 //!   closes, so stalled sockets cannot exhaust file descriptors.
 //! - **Graceful stop**: on shutdown the loop stops accepting, connections
 //!   finish the request in hand and close.
+//! - **Upgrades**: connections allow `Upgrade` (the gateway hands a
+//!   WebSocket over to the application), so the graceful stop is done here
+//!   rather than by hyper-util's `GracefulShutdown`, which cannot watch an
+//!   upgradeable connection.
 
 use std::future::Future;
 use std::sync::Arc;
@@ -20,7 +24,6 @@ use axum::extract::ConnectInfo;
 use axum::response::Response;
 use hyper::body::Incoming;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::server::graceful::GracefulShutdown;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tower::ServiceExt as _;
@@ -54,8 +57,9 @@ where
         + Sync
         + 'static,
 {
-    let permits = Arc::new(Semaphore::new(limits.max_connections.max(1)));
-    let graceful = GracefulShutdown::new();
+    let max = limits.max_connections.max(1);
+    let permits = Arc::new(Semaphore::new(max));
+    let (stop, stopping) = tokio::sync::watch::channel(false);
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
         .timer(TokioTimer::new())
@@ -88,9 +92,20 @@ where
             req.extensions_mut().insert(ConnectInfo(peer));
             service.clone().oneshot(req)
         });
-        let connection = graceful.watch(builder.serve_connection(TokioIo::new(stream), handler));
+        let connection = builder
+            .serve_connection(TokioIo::new(stream), handler)
+            .with_upgrades();
+        let mut stopping = stopping.clone();
         tokio::spawn(async move {
-            if let Err(e) = connection.await {
+            let mut connection = std::pin::pin!(connection);
+            let ended = tokio::select! {
+                ended = connection.as_mut() => ended,
+                () = async { drop(stopping.wait_for(|stop| *stop).await) } => {
+                    connection.as_mut().graceful_shutdown();
+                    connection.await
+                }
+            };
+            if let Err(e) = ended {
                 // Timeouts and clients that went away: routine, not errors.
                 tracing::debug!(error = %e, %peer, "connection ended");
             }
@@ -98,6 +113,10 @@ where
         });
     }
     drop(listener);
-    graceful.shutdown().await;
+    let _ = stop.send(true);
+    // Every connection holds a permit until it has closed.
+    let _ = permits
+        .acquire_many(u32::try_from(max).unwrap_or(u32::MAX))
+        .await;
     Ok(())
 }

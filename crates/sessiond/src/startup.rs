@@ -10,7 +10,7 @@ use axum::Router;
 use axum::extract::DefaultBodyLimit;
 use axum::routing::get;
 use http::StatusCode;
-use sessiond_axum::{BearerLayer, ClientIpLayer, CsrfLayer, SessionLayer};
+use sessiond_axum::{BearerLayer, ClientIpLayer, SessionLayer};
 use sessiond_core::SessionManager;
 use tokio::net::TcpListener;
 use tower_http::catch_panic::CatchPanicLayer;
@@ -53,6 +53,9 @@ pub enum BuildError {
     /// store that is down.
     #[error("the signing key ring cannot be read")]
     KeyRing(#[source] KeyError),
+    /// `gateway.upstream` is not a usable URL.
+    #[error("gateway.upstream")]
+    Upstream(#[source] sessiond_gateway::proxy::ProxyError),
 }
 
 impl Application {
@@ -88,7 +91,23 @@ impl Application {
             tracing::warn!("another metrics recorder is installed; /metrics will be empty");
         }
         let sessions = sessions.with_attribute_budget(config.attribute_budget());
-        let state = Arc::new(AppState::new(config, store, sessions)?);
+        let mut state = AppState::new(config, store, sessions)?;
+        state.upstream = state
+            .config
+            .gateway
+            .upstream
+            .as_deref()
+            .map(|url| {
+                let g = &state.config.gateway;
+                sessiond_gateway::proxy::Upstream::new(
+                    url,
+                    g.upstream_connect_timeout,
+                    g.upstream_timeout,
+                )
+            })
+            .transpose()
+            .map_err(BuildError::Upstream)?;
+        let state = Arc::new(state);
         // Read (or create) the key ring now so the first token request does
         // not pay for it; if the store is down, the first use retries.
         match state.tokens.maintain().await {
@@ -209,11 +228,7 @@ pub fn service(
         // Before the session layer: a bearer request's cookie is dropped.
         .layer(BearerLayer::new(state.tokens.clone()))
         .layer(SessionLayer::new(state.sessions.clone()).with_cookie(config.session_cookie()))
-        // CSRF needs the session the session layer loaded.
-        .layer(
-            CsrfLayer::new()
-                .with_allowed_origins(config.csrf.allowed_origins.clone())
-                .with_exempt_paths(["/api/token/refresh", "/api/token/revoke"]),
-        )
+        // CSRF (sessiond's own routes) is a route layer in `routes::router`:
+        // requests proxied to the application are judged by their access rule.
         .service(routes::router(state.clone()))
 }

@@ -228,6 +228,8 @@ pub struct AppState {
     pub devices: DeviceCookies,
     /// The gateway's access rules (`[access]`), ready to decide.
     pub access: sessiond_gateway::AccessRules,
+    /// The application behind the built-in proxy (`gateway.upstream`).
+    pub upstream: Option<sessiond_gateway::proxy::Upstream<axum::body::Body>>,
     /// The configuration.
     pub config: ServerConfig,
 }
@@ -273,6 +275,7 @@ impl AppState {
                 store.backend.clone(),
             ),
             access: config.access.rules(),
+            upstream: None,
             sessions,
             store,
             config,

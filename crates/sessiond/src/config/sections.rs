@@ -419,6 +419,20 @@ pub struct GatewaySection {
     pub groups_headers: Vec<String>,
     /// Headers that carry the session's public id (never the token).
     pub session_headers: Vec<String>,
+    /// The application behind the built-in proxy (`http://127.0.0.1:3000`,
+    /// optionally with a path prefix): every request that is not one of
+    /// sessiond's own routes goes through the access rules and on to it.
+    /// Unset: no proxy (such requests are 404).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
+    /// How long the application may take to connect.
+    #[serde(with = "duration")]
+    pub upstream_connect_timeout: Duration,
+    /// How long the application may take to send its answer's head (the
+    /// body then streams for as long as it takes). Also bounded by
+    /// `server.request_timeout`, which covers the request body.
+    #[serde(with = "duration")]
+    pub upstream_timeout: Duration,
 }
 
 impl Default for GatewaySection {
@@ -430,6 +444,9 @@ impl Default for GatewaySection {
             user_headers: vec!["X-Auth-Request-User".into(), "Remote-User".into()],
             groups_headers: vec!["X-Auth-Request-Groups".into(), "Remote-Groups".into()],
             session_headers: vec!["X-Auth-Request-Session".into()],
+            upstream: None,
+            upstream_connect_timeout: Duration::from_secs(2),
+            upstream_timeout: Duration::from_secs(30),
         }
     }
 }

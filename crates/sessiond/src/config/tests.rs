@@ -139,20 +139,27 @@ fn an_old_flat_key_names_its_new_place() {
 }
 
 #[test]
-fn the_readme_example_configuration_loads() {
+fn every_readme_example_configuration_loads() {
     let readme = include_str!("../../../../README.md");
-    let example = readme
+    let examples: Vec<&str> = readme
         .split("```toml\n")
-        .nth(1)
-        .and_then(|rest| rest.split("```").next())
-        .expect("README.md has a TOML example");
-    figment::Jail::expect_with(|jail| {
-        jail.create_file("example.toml", example)?;
-        let c = ServerConfig::load(Some(Path::new("example.toml"))).expect("loads");
-        assert_eq!(c.server.listen.port(), 8080);
-        assert_eq!(c.tokens.issuer, "https://auth.example.com");
-        Ok(())
-    });
+        .skip(1)
+        .filter_map(|rest| rest.split("```").next())
+        .collect();
+    assert!(examples.len() >= 2, "README.md has the TOML examples");
+    let mut issuers = Vec::new();
+    let mut rules = 0;
+    for example in examples {
+        figment::Jail::expect_with(|jail| {
+            jail.create_file("example.toml", example)?;
+            let c = ServerConfig::load(Some(Path::new("example.toml"))).expect("loads");
+            issuers.push(c.tokens.issuer.clone());
+            rules += c.access.rules.len();
+            Ok(())
+        });
+    }
+    assert!(issuers.iter().any(|i| i == "https://auth.example.com"), "{issuers:?}");
+    assert_eq!(rules, 3, "the gateway example's access rules");
 }
 
 #[test]

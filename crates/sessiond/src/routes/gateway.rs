@@ -1,89 +1,86 @@
-//! Forward-auth: nginx `auth_request` (`GET /auth/verify`) and Traefik /
-//! Caddy (`GET /auth/forward`) ask here whether a request for the
-//! application behind them may pass.
+//! sessiond in front of an application: forward-auth for proxies that ask
+//! (nginx `auth_request` at `GET /auth/verify`, Traefik and Caddy at
+//! `GET /auth/forward`), and the built-in reverse proxy (every request that
+//! is not one of sessiond's own routes, when `gateway.upstream` is set).
 //!
-//! The original request comes from the proxy's headers, believed only from
-//! a peer in `server.trusted_proxies`; the caller is the session cookie or
-//! bearer token the client sent (the proxy passes the client's headers
-//! on). The decision is [`sessiond_gateway::AccessRules::decide`]. Answers:
-//! 200 with identity headers, 401 (or, on `/auth/forward`, a redirect for a
-//! browser) with the login URL, 403; 503 when the store is down (from the
-//! session layer, before this handler).
+//! Both judge a request the same way ([`judge`]): the caller is the session
+//! cookie or bearer token the client sent, the decision is
+//! [`sessiond_gateway::AccessRules::decide`], and an unsafe method on a
+//! cookie session must come from the request's own site (sessiond cannot
+//! know the application's CSRF tokens). A store that is down answers 503
+//! from the session layer, before any of this.
+//!
+//! Forward-auth believes the proxy's description of the original request
+//! only from a peer in `server.trusted_proxies`.
 
+use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use sessiond_axum::csrf::same_origin;
 use sessiond_axum::{ApiError, AuthMethod, ErrorCode, Principal};
+use sessiond_gateway::proxy::{Forwarded, ProxyError};
 use sessiond_gateway::redirect::login_location;
 use sessiond_gateway::{CsrfCheck, Decision, NormalPath, OriginalRequest, Target};
 
-use crate::state::SharedState;
+use crate::state::{DEVICE_COOKIE, LOGIN_CSRF_COOKIE, SharedState};
 
-/// Which kind of proxy asks.
+/// How a proxy passes a refusal on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Asker {
     /// nginx: redirects itself (`error_page 401 =302`), so always 401.
     Nginx,
-    /// Traefik, Caddy: pass the answer on as is, so browsers get the redirect.
+    /// Traefik, Caddy and the built-in proxy: the answer goes to the client
+    /// as is, so a browser gets the redirect to the login page itself.
     PassThrough,
 }
 
-/// `GET /auth/verify`: for nginx `auth_request` (HAProxy, Envoy alike).
-pub async fn verify(State(app): State<SharedState>, req: Request) -> Response {
-    answer(&app, Asker::Nginx, &req).unwrap_or_else(IntoResponse::into_response)
-}
-
-/// `GET /auth/forward`: for Traefik ForwardAuth and Caddy `forward_auth`.
-pub async fn forward(State(app): State<SharedState>, req: Request) -> Response {
-    answer(&app, Asker::PassThrough, &req).unwrap_or_else(IntoResponse::into_response)
+/// What the rules say about a request.
+enum Judgement {
+    /// Let it through.
+    Pass,
+    /// A session is needed and there is none.
+    SignIn,
+    /// Refused (403, or 400 for a path with no single reading).
+    Refuse(ApiError),
 }
 
 fn refused(why: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::Forbidden, why)
 }
 
-fn answer(app: &SharedState, asker: Asker, req: &Request) -> Result<Response, ApiError> {
-    let trusted = req
-        .extensions()
-        .get::<ConnectInfo<std::net::SocketAddr>>()
-        .is_some_and(|ConnectInfo(peer)| {
-            app.config
-                .server
-                .trusted_proxies
-                .iter()
-                .any(|net| net.contains(&peer.ip()))
-        });
-    if !trusted {
-        tracing::warn!(target: "sessiond::security", event = "forward_auth_untrusted_peer", "forward-auth asked by a peer outside server.trusted_proxies");
-        return Err(refused(
-            "forward-auth answers only proxies listed in server.trusted_proxies",
-        ));
-    }
-    let headers = req.headers();
-    let original = OriginalRequest::from_headers(headers).map_err(|e| refused(e.to_string()))?;
-    let path = NormalPath::parse(&original.uri).map_err(|e| refused(e.to_string()))?;
-    let principal = Principal::of(req.extensions());
-    let rules = &app.access;
+/// The one decision for forward-auth and the proxy.
+fn judge(
+    app: &SharedState,
+    original: &OriginalRequest,
+    headers: &HeaderMap,
+    principal: Option<&Principal>,
+) -> Judgement {
+    let path = match NormalPath::parse(&original.uri) {
+        Ok(path) => path,
+        Err(e) => return Judgement::Refuse(refused(e.to_string())),
+    };
     let target = Target {
         method: &original.method,
         host: original.host.as_deref(),
         path: &path,
     };
-    match rules.decide(&target, principal.as_ref().map(|p| p.roles.as_slice())) {
+    match app
+        .access
+        .decide(&target, principal.map(|p| p.roles.as_slice()))
+    {
         Decision::Allow(rule) => {
-            if let Some(p) = &principal
-                && p.method == AuthMethod::Cookie
-                && rule.csrf == CsrfCheck::Origin
-                && !is_safe(&original.method)
-            {
-                let origin = original.origin().into_iter().collect::<Vec<_>>();
-                same_origin(headers, &origin).map_err(ApiError::csrf_failed)?;
+            let cookie = principal.is_some_and(|p| p.method == AuthMethod::Cookie);
+            if cookie && rule.csrf == CsrfCheck::Origin && !is_safe(&original.method) {
+                let origin: Vec<String> = original.origin().into_iter().collect();
+                if let Err(why) = same_origin(headers, &origin) {
+                    return Judgement::Refuse(ApiError::csrf_failed(why));
+                }
             }
-            allowed(app, principal.as_ref())
+            Judgement::Pass
         }
-        Decision::NeedSession(_) => Ok(sign_in(app, asker, headers, &original)),
-        Decision::Deny(_) => Err(ApiError::forbidden()),
+        Decision::NeedSession(_) => Judgement::SignIn,
+        Decision::Deny(_) => Judgement::Refuse(ApiError::forbidden()),
     }
 }
 
@@ -94,39 +91,80 @@ fn is_safe(method: &Method) -> bool {
     )
 }
 
-/// 200, with who the caller is.
-fn allowed(app: &SharedState, principal: Option<&Principal>) -> Result<Response, ApiError> {
-    let g = &app.config.gateway;
-    let mut response = StatusCode::OK.into_response();
-    let h = response.headers_mut();
-    h.insert(
-        header::CACHE_CONTROL,
-        HeaderValue::from_str(&format!(
-            "private, max-age={}",
-            g.auth_cache_max_age.as_secs()
-        ))
-        .map_err(|_| ApiError::internal())?,
-    );
-    let Some(p) = principal else {
-        // Anonymous on a public path: the identity headers are present and
-        // empty, so that a proxy copying them (Caddy's `copy_headers`)
-        // copies nothing rather than a placeholder of its own.
-        for name in g
-            .user_headers
+fn peer(req: &Request) -> Option<std::net::SocketAddr> {
+    req.extensions()
+        .get::<ConnectInfo<std::net::SocketAddr>>()
+        .map(|ConnectInfo(peer)| *peer)
+}
+
+fn trusted(app: &SharedState, peer: Option<std::net::SocketAddr>) -> bool {
+    peer.is_some_and(|peer| {
+        app.config
+            .server
+            .trusted_proxies
             .iter()
-            .chain(&g.groups_headers)
-            .chain(&g.session_headers)
-        {
-            let name = HeaderName::try_from(name.as_str()).map_err(|_| ApiError::internal())?;
-            h.insert(name, HeaderValue::from_static(""));
+            .any(|net| net.contains(&peer.ip()))
+    })
+}
+
+/// `GET /auth/verify`: for nginx `auth_request` (HAProxy, Envoy alike).
+pub async fn verify(State(app): State<SharedState>, req: Request) -> Response {
+    forward_auth(&app, Asker::Nginx, &req).unwrap_or_else(IntoResponse::into_response)
+}
+
+/// `GET /auth/forward`: for Traefik ForwardAuth and Caddy `forward_auth`.
+pub async fn forward(State(app): State<SharedState>, req: Request) -> Response {
+    forward_auth(&app, Asker::PassThrough, &req).unwrap_or_else(IntoResponse::into_response)
+}
+
+fn forward_auth(app: &SharedState, asker: Asker, req: &Request) -> Result<Response, ApiError> {
+    if !trusted(app, peer(req)) {
+        tracing::warn!(target: "sessiond::security", event = "forward_auth_untrusted_peer", "forward-auth asked by a peer outside server.trusted_proxies");
+        return Err(refused(
+            "forward-auth answers only proxies listed in server.trusted_proxies",
+        ));
+    }
+    let headers = req.headers();
+    let original = OriginalRequest::from_headers(headers).map_err(|e| refused(e.to_string()))?;
+    let principal = Principal::of(req.extensions());
+    match judge(app, &original, headers, principal.as_ref()) {
+        Judgement::Pass => {
+            let g = &app.config.gateway;
+            let mut response = StatusCode::OK.into_response();
+            let h = response.headers_mut();
+            let cache = format!("private, max-age={}", g.auth_cache_max_age.as_secs());
+            h.insert(
+                header::CACHE_CONTROL,
+                HeaderValue::from_str(&cache).map_err(|_| ApiError::internal())?,
+            );
+            // Anonymous on a public path: the identity headers are present
+            // and empty, so that a proxy copying them (Caddy's
+            // `copy_headers`) copies nothing rather than a placeholder.
+            for (name, value) in identity(app, principal.as_ref())? {
+                h.insert(name, value);
+            }
+            Ok(response)
         }
-        return Ok(response);
+        Judgement::SignIn => Ok(sign_in(app, asker, headers, &original)),
+        Judgement::Refuse(e) => Err(e),
+    }
+}
+
+/// The identity headers for `principal` (empty values without one).
+fn identity(
+    app: &SharedState,
+    principal: Option<&Principal>,
+) -> Result<Vec<(HeaderName, HeaderValue)>, ApiError> {
+    let g = &app.config.gateway;
+    let values = match principal {
+        Some(p) => [p.user_id.clone(), p.roles.join(","), p.session.handle()],
+        None => Default::default(),
     };
-    for (names, value) in [
-        (&g.user_headers, p.user_id.clone()),
-        (&g.groups_headers, p.roles.join(",")),
-        (&g.session_headers, p.session.handle()),
-    ] {
+    let mut out = Vec::new();
+    for (names, value) in [&g.user_headers, &g.groups_headers, &g.session_headers]
+        .into_iter()
+        .zip(values)
+    {
         // Names and roles are checked when accounts are made; a value that
         // still holds a control character is refused, not passed on.
         let value = (!value.chars().any(char::is_control))
@@ -135,10 +173,10 @@ fn allowed(app: &SharedState, principal: Option<&Principal>) -> Result<Response,
             .ok_or_else(|| refused("the identity cannot be put in a header"))?;
         for name in names {
             let name = HeaderName::try_from(name.as_str()).map_err(|_| ApiError::internal())?;
-            h.insert(name, value.clone());
+            out.push((name, value.clone()));
         }
     }
-    Ok(response)
+    Ok(out)
 }
 
 /// No session where one is needed: 401 carrying the login URL, or for a
@@ -178,4 +216,121 @@ fn sign_in(
     h.insert(header::LOCATION, location);
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     response
+}
+
+/// The built-in proxy: every request that is not one of sessiond's own
+/// routes, judged by the access rules and passed to `gateway.upstream`.
+pub async fn proxy(State(app): State<SharedState>, mut req: Request) -> Response {
+    let Some(upstream) = &app.upstream else {
+        return ApiError::from(ErrorCode::NotFound).into_response();
+    };
+    let peer = peer(&req);
+    let trusted_peer = trusted(&app, peer);
+    // The scheme the client used: a trusted proxy in front may say https.
+    let proto = match req
+        .headers()
+        .get("x-forwarded-proto")
+        .map(HeaderValue::as_bytes)
+    {
+        Some(b"https") if trusted_peer => "https",
+        _ => "http",
+    };
+    let original = OriginalRequest {
+        method: req.method().clone(),
+        scheme: proto.into(),
+        host: req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_ascii_lowercase),
+        uri: req
+            .uri()
+            .path_and_query()
+            .map_or_else(|| "/".to_owned(), ToString::to_string),
+    };
+    let principal = Principal::of(req.extensions());
+    match judge(&app, &original, req.headers(), principal.as_ref()) {
+        Judgement::Pass => {}
+        Judgement::SignIn => return sign_in(&app, Asker::PassThrough, req.headers(), &original),
+        Judgement::Refuse(e) => return e.into_response(),
+    }
+    let identity = match identity(&app, principal.as_ref()) {
+        Ok(identity) => identity,
+        Err(e) => return e.into_response(),
+    };
+    let headers = req.headers_mut();
+    // Client-sent copies never reach the application, public paths included.
+    for (name, _) in &identity {
+        headers.remove(name);
+    }
+    if principal.is_some() {
+        for (name, value) in identity {
+            headers.append(name, value);
+        }
+    }
+    let session_cookie = app.config.session_cookie().name;
+    strip_cookies(
+        headers,
+        &[&session_cookie, LOGIN_CSRF_COOKIE, DEVICE_COOKIE],
+    );
+    let forwarded = Forwarded {
+        peer: peer.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| p.ip()),
+        trusted_peer,
+        proto,
+    };
+    match upstream.forward(req, &forwarded).await {
+        Ok(response) => response.map(Body::new),
+        Err(e) => {
+            tracing::warn!(error = %e, "the application behind the gateway failed");
+            match e {
+                ProxyError::Timeout(_) => {
+                    ApiError::from(ErrorCode::UpstreamTimeout).into_response()
+                }
+                _ => ApiError::from(ErrorCode::BadGateway).into_response(),
+            }
+        }
+    }
+}
+
+/// Removes sessiond's own cookies from `Cookie`, keeping the application's.
+fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) {
+    let kept: Vec<String> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .map(str::trim)
+        .filter(|c| {
+            let name = c.split_once('=').map_or(*c, |(n, _)| n).trim();
+            !c.is_empty() && !names.contains(&name)
+        })
+        .map(str::to_owned)
+        .collect();
+    headers.remove(header::COOKIE);
+    if !kept.is_empty()
+        && let Ok(v) = HeaderValue::from_str(&kept.join("; "))
+    {
+        headers.insert(header::COOKIE, v);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_sessiond_cookies_are_taken_from_what_the_application_gets() {
+        let mut h = HeaderMap::new();
+        h.append(
+            header::COOKIE,
+            "__Host-sessiond=secret; app=1".parse().unwrap(),
+        );
+        h.append(header::COOKIE, "theme=dark".parse().unwrap());
+        strip_cookies(&mut h, &["__Host-sessiond"]);
+        assert_eq!(h[header::COOKIE], "app=1; theme=dark");
+        let mut only = HeaderMap::new();
+        only.insert(header::COOKIE, "__Host-sessiond=secret".parse().unwrap());
+        strip_cookies(&mut only, &["__Host-sessiond"]);
+        assert!(only.get(header::COOKIE).is_none());
+    }
 }

@@ -18,7 +18,7 @@ pub mod token;
 use axum::Router;
 use axum::routing::{MethodRouter, delete, get, patch, post};
 use serde::Serialize;
-use sessiond_axum::{ApiError, ErrorCode, RequireLiveSessionLayer, RequireRoleLayer};
+use sessiond_axum::{ApiError, CsrfLayer, ErrorCode, RequireLiveSessionLayer, RequireRoleLayer};
 use sessiond_core::StoredSession;
 
 use crate::accounts::AccountError;
@@ -191,7 +191,14 @@ pub fn router(state: SharedState) -> Router {
     // Routes that act on sessions or the account: a bearer caller's session must be live.
     let live = RequireLiveSessionLayer::new(state.sessions.clone())
         .with_store_down_policy(state.config.tokens.bearer_when_store_down);
-    Router::new()
+    // CSRF needs the session the session layer loaded. A route layer, so
+    // that requests the gateway proxies to the application (the fallback)
+    // are judged by their access rule's origin check instead: sessiond
+    // cannot know the application's CSRF tokens.
+    let csrf = CsrfLayer::new()
+        .with_allowed_origins(state.config.csrf.allowed_origins.clone())
+        .with_exempt_paths(["/api/token/refresh", "/api/token/revoke"]);
+    let router = Router::new()
         .merge(public)
         .merge(stateless.route_layer(RequireRoleLayer::authenticated()))
         .merge(
@@ -204,7 +211,13 @@ pub fn router(state: SharedState) -> Router {
                 .route_layer(live)
                 .route_layer(RequireRoleLayer::role("admin")),
         )
-        .with_state(state)
+        .route_layer(csrf);
+    let router = if state.upstream.is_some() {
+        router.fallback(gateway::proxy)
+    } else {
+        router
+    };
+    router.with_state(state)
 }
 
 #[cfg(test)]

@@ -61,16 +61,76 @@ async fn gateway(trusted: &str) -> TestApp {
     .await
 }
 
-/// An application that answers every request with what it received.
+/// sessiond as the built-in proxy in front of `upstream`.
+async fn proxy_gateway(upstream: &str, timeout: Duration) -> TestApp {
+    let mut config = gateway_config("127.0.0.1/32");
+    config.gateway.upstream = Some(format!("http://{upstream}"));
+    config.gateway.upstream_timeout = timeout;
+    config.server.request_timeout = Duration::from_secs(60);
+    spawn_app_on(
+        StoreHandle::from_backend(std::sync::Arc::new(MemoryStore::new())),
+        config,
+    )
+    .await
+}
+
+/// An application that answers every request with what it received, plus
+/// a slow route, an upload counter, a download of N bytes and a redirect.
 async fn echo_app() -> String {
-    let app = axum::Router::new().fallback(|req: Request| async move {
-        let headers: serde_json::Map<String, Value> = req
-            .headers()
-            .iter()
-            .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
-            .collect();
-        axum::Json(json!({"path": req.uri().to_string(), "headers": headers}))
-    });
+    use axum::routing::{get, post};
+    let app = axum::Router::new()
+        .route(
+            "/api/public/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(3)).await;
+                "late"
+            }),
+        )
+        .route(
+            "/api/public/upload",
+            post(|body: axum::body::Body| async move {
+                use futures::StreamExt as _;
+                let mut stream = body.into_data_stream();
+                let mut bytes = 0u64;
+                while let Some(chunk) = stream.next().await {
+                    bytes += chunk.unwrap().len() as u64;
+                }
+                axum::Json(json!({"bytes": bytes}))
+            }),
+        )
+        .route(
+            "/api/public/download/{n}",
+            get(
+                |axum::extract::Path(n): axum::extract::Path<u64>| async move {
+                    let chunk = axum::body::Bytes::from(vec![7u8; 64 * 1024]);
+                    let chunks = n / chunk.len() as u64;
+                    let stream = futures::stream::iter(
+                        (0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+                    );
+                    axum::body::Body::from_stream(stream)
+                },
+            ),
+        )
+        .route(
+            "/api/public/redirect",
+            get(|| async {
+                (
+                    StatusCode::FOUND,
+                    [
+                        ("location", "/elsewhere?x=1"),
+                        ("set-cookie", "app=1; Path=/; HttpOnly"),
+                    ],
+                )
+            }),
+        )
+        .fallback(|req: Request| async move {
+            let headers: serde_json::Map<String, Value> = req
+                .headers()
+                .iter()
+                .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
+                .collect();
+            axum::Json(json!({"path": req.uri().to_string(), "headers": headers}))
+        });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
     tokio::spawn(async move { axum::serve(listener, app).await });
@@ -387,7 +447,7 @@ async fn a_proxy_in_front_protects_the_app(app: &TestApp, proxy: &str) {
     assert!(seen["headers"].get("remote-user").is_none(), "{seen}");
 
     // A protected path without a session: to the login page, with rd.
-    let (status, headers, _) = through(proxy, "/api/profile?tab=2", &[]).await;
+    let (status, headers, _) = through(proxy, "/api/account?tab=2", &[]).await;
     assert_eq!(status, StatusCode::FOUND, "{proxy}");
     let location = headers[LOCATION].to_str().unwrap();
     assert!(
@@ -395,7 +455,7 @@ async fn a_proxy_in_front_protects_the_app(app: &TestApp, proxy: &str) {
         "{location}"
     );
     assert!(
-        location.ends_with("%2Fapi%2Fprofile%3Ftab%3D2"),
+        location.ends_with("%2Fapi%2Faccount%3Ftab%3D2"),
         "{location}"
     );
 
@@ -404,7 +464,7 @@ async fn a_proxy_in_front_protects_the_app(app: &TestApp, proxy: &str) {
     let cookie = cookie_header(app, &token);
     let (status, headers, seen) = through(
         proxy,
-        "/api/profile",
+        "/api/account",
         &[("cookie", &cookie), ("x-auth-request-user", "admin")],
     )
     .await;
@@ -430,7 +490,7 @@ async fn a_proxy_in_front_protects_the_app(app: &TestApp, proxy: &str) {
     let s = &app.config.session;
     app.clock
         .advance(s.idle_timeout - s.renewal_threshold + Duration::from_secs(60));
-    let (status, headers, _) = through(proxy, "/api/profile", &[("cookie", &cookie)]).await;
+    let (status, headers, _) = through(proxy, "/api/account", &[("cookie", &cookie)]).await;
     assert_eq!(status, StatusCode::OK);
     let name = app.config.session_cookie().name;
     assert!(
@@ -447,7 +507,7 @@ async fn a_proxy_in_front_protects_the_app(app: &TestApp, proxy: &str) {
         .await
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
-    let (status, _, _) = through(proxy, "/api/profile", &[("cookie", &cookie)]).await;
+    let (status, _, _) = through(proxy, "/api/account", &[("cookie", &cookie)]).await;
     assert_eq!(
         status,
         StatusCode::FOUND,
@@ -587,4 +647,262 @@ async fn caddy_with_the_shipped_caddyfile_protects_an_app() {
     let upstream = echo_app().await;
     let proxy = caddy(&app.addr.to_string(), &upstream).await;
     a_proxy_in_front_protects_the_app(&app, &proxy.base).await;
+}
+
+#[tokio::test]
+async fn the_built_in_proxy_protects_an_app_and_never_shows_it_the_session_cookie() {
+    let upstream = echo_app().await;
+    let app = proxy_gateway(&upstream, Duration::from_secs(10)).await;
+    a_proxy_in_front_protects_the_app(&app, &app.base).await;
+
+    let (token, _) = login(&app, &app.base, "bob").await;
+    let cookie = format!("{}; theme=dark", cookie_header(&app, &token));
+    let (status, _, seen) = through(
+        &app.base,
+        "/api/account?x=1",
+        &[("cookie", &cookie), ("x-forwarded-for", "6.6.6.6")],
+    )
+    .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(seen["path"], "/api/account?x=1");
+    assert_eq!(
+        seen["headers"]["cookie"], "theme=dark",
+        "the token never reaches the app"
+    );
+    assert_eq!(seen["headers"]["x-auth-request-user"], "bob");
+    // The peer (127.0.0.1) is a trusted proxy here: its chain is kept and
+    // the peer appended (the untrusted case is in the streaming test).
+    assert_eq!(seen["headers"]["x-forwarded-for"], "6.6.6.6, 127.0.0.1");
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "http");
+    assert!(
+        seen["headers"]
+            .get("connection")
+            .is_none_or(|c| c != "upgrade")
+    );
+
+    // The application's Location and Set-Cookie pass unchanged.
+    let r = http()
+        .get(format!("{}/api/public/redirect", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::FOUND);
+    assert_eq!(r.headers()[LOCATION], "/elsewhere?x=1");
+    assert_eq!(r.headers()[SET_COOKIE], "app=1; Path=/; HttpOnly");
+
+    // sessiond's own routes are still sessiond's.
+    assert_eq!(
+        http()
+            .get(format!("{}/healthz", app.base))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        StatusCode::OK
+    );
+}
+
+/// A process's peak resident memory, bytes.
+fn peak_rss(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let kb: u64 = status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmHWM:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap();
+    kb * 1024
+}
+
+#[tokio::test]
+async fn the_built_in_proxy_streams_large_bodies_both_ways_in_bounded_memory() {
+    use futures::StreamExt as _;
+    const SIZE: u64 = 512 * 1024 * 1024;
+    let upstream = echo_app().await;
+    // A sessiond process of its own, so that its memory is its own.
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("sessiond.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[server]\nrequest_timeout = \"60s\"\n[gateway]\nupstream = \"http://{upstream}\"\n\
+             [[access.rules]]\npath = \"/api/public\"\nallow = \"public\"\n"
+        ),
+    )
+    .unwrap();
+    let node = crate::common::process::Node::start_file_with(
+        &dir.path().join("data"),
+        &[("SESSIOND_CONFIG", config.to_str().unwrap())],
+    )
+    .await;
+    let pid = node.child.id();
+    // No trusted proxies on this node: a client's X-Forwarded-* is replaced.
+    let (_, _, seen) = through(
+        &node.base,
+        "/api/public/x",
+        &[
+            ("x-forwarded-for", "6.6.6.6"),
+            ("x-forwarded-proto", "https"),
+        ],
+    )
+    .await;
+    assert_eq!(seen["headers"]["x-forwarded-for"], "127.0.0.1", "{seen}");
+    assert_eq!(seen["headers"]["x-forwarded-proto"], "http");
+    // Warm up: the first requests allocate the pools.
+    let r = http()
+        .get(format!("{}/api/public/download/{}", node.base, 1 << 20))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.bytes().await.unwrap().len(), 1 << 20);
+    let before = peak_rss(pid);
+
+    let chunk = bytes::Bytes::from(vec![1u8; 256 * 1024]);
+    let chunks = SIZE / chunk.len() as u64;
+    let body = reqwest::Body::wrap_stream(futures::stream::iter(
+        (0..chunks).map(move |_| Ok::<_, std::io::Error>(chunk.clone())),
+    ));
+    let r = http()
+        .post(format!("{}/api/public/upload", node.base))
+        .header("content-type", "application/octet-stream")
+        .body(body)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let counted: Value = r.json().await.unwrap();
+    assert_eq!(counted["bytes"], SIZE);
+
+    let r = http()
+        .get(format!("{}/api/public/download/{SIZE}", node.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let mut stream = r.bytes_stream();
+    let mut got = 0u64;
+    while let Some(chunk) = stream.next().await {
+        got += chunk.unwrap().len() as u64;
+    }
+    assert_eq!(got, SIZE);
+    let grew = peak_rss(pid).saturating_sub(before);
+    eprintln!(
+        "streaming: {} MiB each way through sessiond, its peak memory grew {} KiB",
+        SIZE >> 20,
+        grew >> 10
+    );
+    assert!(
+        grew < 32 * 1024 * 1024,
+        "peak memory grew {} MiB for {} MiB each way",
+        grew >> 20,
+        SIZE >> 20
+    );
+}
+
+/// An upstream that accepts any `Upgrade`, answers 101 and echoes bytes.
+async fn upgrade_echo() -> String {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move {
+        while let Ok((mut socket, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut byte = [0u8; 1];
+                while !head.ends_with(b"\r\n\r\n") {
+                    if socket.read(&mut byte).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    head.push(byte[0]);
+                }
+                let head = String::from_utf8_lossy(&head).to_ascii_lowercase();
+                assert!(head.contains("upgrade: websocket"), "{head}");
+                assert!(
+                    !head.contains("__host-sessiond="),
+                    "the token reached the app: {head}"
+                );
+                socket
+                    .write_all(b"HTTP/1.1 101 Switching Protocols\r\nupgrade: websocket\r\nconnection: upgrade\r\n\r\n")
+                    .await
+                    .unwrap();
+                let (mut r, mut w) = socket.split();
+                let _ = tokio::io::copy(&mut r, &mut w).await;
+            });
+        }
+    });
+    addr
+}
+
+#[tokio::test]
+async fn a_websocket_passes_the_built_in_proxy_after_the_access_check() {
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let upstream = upgrade_echo().await;
+    let app = proxy_gateway(&upstream, Duration::from_secs(10)).await;
+    let open = |cookie: Option<String>| {
+        let addr = app.addr;
+        async move {
+            let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+            let cookie = cookie
+                .map(|c| format!("cookie: {c}\r\n"))
+                .unwrap_or_default();
+            let req = format!(
+                "GET /api/chat HTTP/1.1\r\nhost: {addr}\r\nconnection: Upgrade\r\nupgrade: websocket\r\n\
+                 sec-websocket-version: 13\r\nsec-websocket-key: dGhlIHNhbXBsZSBub25jZQ==\r\n{cookie}\r\n"
+            );
+            s.write_all(req.as_bytes()).await.unwrap();
+            let mut head = Vec::new();
+            let mut byte = [0u8; 1];
+            while !head.ends_with(b"\r\n\r\n") {
+                assert_ne!(
+                    s.read(&mut byte).await.unwrap(),
+                    0,
+                    "closed: {}",
+                    String::from_utf8_lossy(&head)
+                );
+                head.push(byte[0]);
+            }
+            (s, String::from_utf8_lossy(&head).into_owned())
+        }
+    };
+    // Without a session: refused before anything reaches the app.
+    let (_, head) = open(None).await;
+    assert!(head.starts_with("HTTP/1.1 401"), "{head}");
+    let (token, _) = login(&app, &app.base, "alice").await;
+    let (mut s, head) = open(Some(cookie_header(&app, &token))).await;
+    assert!(head.starts_with("HTTP/1.1 101"), "{head}");
+    for message in [&b"hello"[..], b"through the gateway"] {
+        s.write_all(message).await.unwrap();
+        let mut echo = vec![0u8; message.len()];
+        s.read_exact(&mut echo).await.unwrap();
+        assert_eq!(echo, message);
+    }
+}
+
+#[tokio::test]
+async fn an_application_that_is_down_or_slow_gets_502_or_504_with_the_error_shape() {
+    let nothing = format!("127.0.0.1:{}", free_port());
+    let down = proxy_gateway(&nothing, Duration::from_secs(5)).await;
+    let r = http()
+        .get(format!("{}/api/public/x", down.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "bad_gateway");
+
+    let upstream = echo_app().await;
+    let slow = proxy_gateway(&upstream, Duration::from_millis(300)).await;
+    let started = Instant::now();
+    let r = http()
+        .get(format!("{}/api/public/slow", slow.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::GATEWAY_TIMEOUT);
+    assert!(
+        started.elapsed() < Duration::from_secs(3),
+        "waited for the slow answer"
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "upstream_timeout");
 }
