@@ -169,6 +169,9 @@ pub enum RuleError {
     /// A bad method name.
     #[error("access rule method {0:?} is not an HTTP method")]
     Method(String),
+    /// A bad `upstream` value.
+    #[error("access rule upstream {0:?} is not http://host[:port][/prefix]")]
+    Upstream(String),
     /// A bad `allow` value.
     #[error(
         "access rule for {path:?}: allow must be \"public\", \"authenticated\" or a non-empty list of roles, not {value:?}"
@@ -198,6 +201,10 @@ pub struct RuleSpec {
     /// The unsafe-method check for cookie sessions.
     #[serde(default)]
     pub csrf: CsrfCheck,
+    /// For the built-in proxy: the application these paths go to, instead
+    /// of `gateway.upstream`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub upstream: Option<String>,
 }
 
 /// `allow` as written: a word or a list of roles.
@@ -265,6 +272,9 @@ pub struct AccessRule {
     pub allow: Allow,
     /// The unsafe-method check for cookie sessions.
     pub csrf: CsrfCheck,
+    /// The application these paths go to through the built-in proxy
+    /// (`http://host[:port][/prefix]`), if not the default one.
+    pub upstream: Option<String>,
 }
 
 impl TryFrom<RuleSpec> for AccessRule {
@@ -288,6 +298,16 @@ impl TryFrom<RuleSpec> for AccessRule {
             host: spec.host.as_deref().map(HostPattern::parse).transpose()?,
             methods,
             csrf: spec.csrf,
+            upstream: spec
+                .upstream
+                .map(|u| {
+                    let uri: http::Uri = u.parse().map_err(|_| RuleError::Upstream(u.clone()))?;
+                    match (uri.scheme_str(), uri.authority()) {
+                        (Some("http"), Some(_)) if uri.query().is_none() => Ok(u),
+                        _ => Err(RuleError::Upstream(u)),
+                    }
+                })
+                .transpose()?,
         })
     }
 }
@@ -302,6 +322,7 @@ impl From<AccessRule> for RuleSpec {
                 .map(|ms| ms.iter().map(ToString::to_string).collect()),
             allow: AllowSpec::of(&rule.allow),
             csrf: rule.csrf,
+            upstream: rule.upstream,
         }
     }
 }
@@ -319,6 +340,7 @@ impl AccessRule {
             methods: None,
             allow,
             csrf: CsrfCheck::default(),
+            upstream: None,
         }
     }
 

@@ -185,6 +185,7 @@ fn rule_strategy() -> impl Strategy<Value = AccessRule> {
         methods: m,
         allow,
         csrf: CsrfCheck::Origin,
+        upstream: None,
     })
 }
 

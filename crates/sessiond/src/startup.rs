@@ -92,21 +92,25 @@ impl Application {
         }
         let sessions = sessions.with_attribute_budget(config.attribute_budget());
         let mut state = AppState::new(config, store, sessions)?;
-        state.upstream = state
+        let g = &state.config.gateway;
+        let upstream = |url: &str| {
+            sessiond_gateway::proxy::Upstream::new(
+                url,
+                g.upstream_connect_timeout,
+                g.upstream_timeout,
+            )
+            .map_err(BuildError::Upstream)
+        };
+        state.upstream = g.upstream.as_deref().map(upstream).transpose()?;
+        for url in state
             .config
-            .gateway
-            .upstream
-            .as_deref()
-            .map(|url| {
-                let g = &state.config.gateway;
-                sessiond_gateway::proxy::Upstream::new(
-                    url,
-                    g.upstream_connect_timeout,
-                    g.upstream_timeout,
-                )
-            })
-            .transpose()
-            .map_err(BuildError::Upstream)?;
+            .access
+            .rules
+            .iter()
+            .filter_map(|r| r.upstream.as_deref())
+        {
+            state.rule_upstreams.insert(url.to_owned(), upstream(url)?);
+        }
         let state = Arc::new(state);
         // Read (or create) the key ring now so the first token request does
         // not pay for it; if the store is down, the first use retries.

@@ -230,6 +230,9 @@ pub struct AppState {
     pub access: sessiond_gateway::AccessRules,
     /// The application behind the built-in proxy (`gateway.upstream`).
     pub upstream: Option<sessiond_gateway::proxy::Upstream<axum::body::Body>>,
+    /// The applications access rules name (`upstream` in a rule), by URL.
+    pub rule_upstreams:
+        std::collections::HashMap<String, sessiond_gateway::proxy::Upstream<axum::body::Body>>,
     /// The configuration.
     pub config: ServerConfig,
 }
@@ -276,6 +279,7 @@ impl AppState {
             ),
             access: config.access.rules(),
             upstream: None,
+            rule_upstreams: std::collections::HashMap::new(),
             sessions,
             store,
             config,

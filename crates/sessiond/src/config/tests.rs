@@ -158,7 +158,10 @@ fn every_readme_example_configuration_loads() {
             Ok(())
         });
     }
-    assert!(issuers.iter().any(|i| i == "https://auth.example.com"), "{issuers:?}");
+    assert!(
+        issuers.iter().any(|i| i == "https://auth.example.com"),
+        "{issuers:?}"
+    );
     assert_eq!(rules, 3, "the gateway example's access rules");
 }
 

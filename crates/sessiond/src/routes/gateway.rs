@@ -21,7 +21,7 @@ use sessiond_axum::csrf::same_origin;
 use sessiond_axum::{ApiError, AuthMethod, ErrorCode, Principal};
 use sessiond_gateway::proxy::{Forwarded, ProxyError};
 use sessiond_gateway::redirect::login_location;
-use sessiond_gateway::{CsrfCheck, Decision, NormalPath, OriginalRequest, Target};
+use sessiond_gateway::{AccessRule, CsrfCheck, Decision, NormalPath, OriginalRequest, Target};
 
 use crate::state::{DEVICE_COOKIE, LOGIN_CSRF_COOKIE, SharedState};
 
@@ -36,9 +36,9 @@ enum Asker {
 }
 
 /// What the rules say about a request.
-enum Judgement {
-    /// Let it through.
-    Pass,
+enum Judgement<'r> {
+    /// Let it through (the rule that allowed it).
+    Pass(&'r AccessRule),
     /// A session is needed and there is none.
     SignIn,
     /// Refused (403, or 400 for a path with no single reading).
@@ -50,12 +50,12 @@ fn refused(why: impl Into<String>) -> ApiError {
 }
 
 /// The one decision for forward-auth and the proxy.
-fn judge(
-    app: &SharedState,
+fn judge<'a>(
+    app: &'a SharedState,
     original: &OriginalRequest,
     headers: &HeaderMap,
     principal: Option<&Principal>,
-) -> Judgement {
+) -> Judgement<'a> {
     let path = match NormalPath::parse(&original.uri) {
         Ok(path) => path,
         Err(e) => return Judgement::Refuse(refused(e.to_string())),
@@ -77,7 +77,7 @@ fn judge(
                     return Judgement::Refuse(ApiError::csrf_failed(why));
                 }
             }
-            Judgement::Pass
+            Judgement::Pass(rule)
         }
         Decision::NeedSession(_) => Judgement::SignIn,
         Decision::Deny(_) => Judgement::Refuse(ApiError::forbidden()),
@@ -128,7 +128,7 @@ fn forward_auth(app: &SharedState, asker: Asker, req: &Request) -> Result<Respon
     let original = OriginalRequest::from_headers(headers).map_err(|e| refused(e.to_string()))?;
     let principal = Principal::of(req.extensions());
     match judge(app, &original, headers, principal.as_ref()) {
-        Judgement::Pass => {
+        Judgement::Pass(_) => {
             let g = &app.config.gateway;
             let mut response = StatusCode::OK.into_response();
             let h = response.headers_mut();
@@ -221,9 +221,6 @@ fn sign_in(
 /// The built-in proxy: every request that is not one of sessiond's own
 /// routes, judged by the access rules and passed to `gateway.upstream`.
 pub async fn proxy(State(app): State<SharedState>, mut req: Request) -> Response {
-    let Some(upstream) = &app.upstream else {
-        return ApiError::from(ErrorCode::NotFound).into_response();
-    };
     let peer = peer(&req);
     let trusted_peer = trusted(&app, peer);
     // The scheme the client used: a trusted proxy in front may say https.
@@ -249,11 +246,19 @@ pub async fn proxy(State(app): State<SharedState>, mut req: Request) -> Response
             .map_or_else(|| "/".to_owned(), ToString::to_string),
     };
     let principal = Principal::of(req.extensions());
-    match judge(&app, &original, req.headers(), principal.as_ref()) {
-        Judgement::Pass => {}
+    let rule = match judge(&app, &original, req.headers(), principal.as_ref()) {
+        Judgement::Pass(rule) => rule,
         Judgement::SignIn => return sign_in(&app, Asker::PassThrough, req.headers(), &original),
         Judgement::Refuse(e) => return e.into_response(),
-    }
+    };
+    // The rule's application, else the default one.
+    let upstream = match &rule.upstream {
+        Some(url) => app.rule_upstreams.get(url),
+        None => app.upstream.as_ref(),
+    };
+    let Some(upstream) = upstream else {
+        return ApiError::from(ErrorCode::NotFound).into_response();
+    };
     let identity = match identity(&app, principal.as_ref()) {
         Ok(identity) => identity,
         Err(e) => return e.into_response(),

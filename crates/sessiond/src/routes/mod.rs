@@ -212,7 +212,7 @@ pub fn router(state: SharedState) -> Router {
                 .route_layer(RequireRoleLayer::role("admin")),
         )
         .route_layer(csrf);
-    let router = if state.upstream.is_some() {
+    let router = if state.upstream.is_some() || !state.rule_upstreams.is_empty() {
         router.fallback(gateway::proxy)
     } else {
         router

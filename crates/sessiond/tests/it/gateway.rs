@@ -77,6 +77,11 @@ async fn proxy_gateway(upstream: &str, timeout: Duration) -> TestApp {
 /// An application that answers every request with what it received, plus
 /// a slow route, an upload counter, a download of N bytes and a redirect.
 async fn echo_app() -> String {
+    named_echo_app("app").await
+}
+
+/// [`echo_app`], answering with its `name` too.
+async fn named_echo_app(name: &'static str) -> String {
     use axum::routing::{get, post};
     let app = axum::Router::new()
         .route(
@@ -123,13 +128,13 @@ async fn echo_app() -> String {
                 )
             }),
         )
-        .fallback(|req: Request| async move {
+        .fallback(move |req: Request| async move {
             let headers: serde_json::Map<String, Value> = req
                 .headers()
                 .iter()
                 .map(|(k, v)| (k.as_str().to_owned(), json!(v.to_str().unwrap_or(""))))
                 .collect();
-            axum::Json(json!({"path": req.uri().to_string(), "headers": headers}))
+            axum::Json(json!({"app": name, "path": req.uri().to_string(), "headers": headers}))
         });
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap().to_string();
@@ -905,4 +910,29 @@ async fn an_application_that_is_down_or_slow_gets_502_or_504_with_the_error_shap
     );
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "upstream_timeout");
+}
+
+#[tokio::test]
+async fn a_rule_can_send_its_paths_to_an_application_of_its_own() {
+    let (main, reports) = (
+        named_echo_app("main").await,
+        named_echo_app("reports").await,
+    );
+    let mut config = gateway_config("127.0.0.1/32");
+    let mut rules: Vec<sessiond_gateway::AccessRule> = serde_json::from_value(json!([
+        {"path": "/reports/**", "allow": "public", "upstream": format!("http://{reports}")},
+    ]))
+    .unwrap();
+    rules.append(&mut config.access.rules);
+    config.access.rules = rules;
+    config.gateway.upstream = Some(format!("http://{main}"));
+    let app = spawn_app_on(
+        StoreHandle::from_backend(std::sync::Arc::new(MemoryStore::new())),
+        config,
+    )
+    .await;
+    let (_, _, seen) = through(&app.base, "/reports/q3", &[]).await;
+    assert_eq!(seen["app"], "reports", "{seen}");
+    let (_, _, seen) = through(&app.base, "/api/public/x", &[]).await;
+    assert_eq!(seen["app"], "main", "{seen}");
 }
