@@ -203,8 +203,13 @@ pub fn service(
     // A request span per request only when traces are exported: with the
     // text or JSON logs alone it would cost more than it gives.
     let spans = cfg!(feature = "otel") && o.otlp_endpoint.is_some();
-    let observe = (o.metrics || access_log.is_some() || spans)
-        .then(|| ObserveLayer::new(routes::templates(), o.metrics, access_log, spans));
+    let observe = (o.metrics || access_log.is_some() || spans).then(|| {
+        let mut templates = routes::templates();
+        if state.upstream.is_some() || !state.rule_upstreams.is_empty() {
+            templates.push(routes::GATEWAY_ROUTE);
+        }
+        ObserveLayer::new(templates, o.metrics, access_log, spans)
+    });
     let server = &config.server;
     let client_ip = (!server.trusted_proxies.is_empty()).then(|| {
         ClientIpLayer::new()

@@ -165,6 +165,10 @@ fn table() -> Vec<(&'static str, Tier, MethodRouter<SharedState>)> {
 /// The path of the Prometheus endpoint.
 pub const METRICS_PATH: &str = "/metrics";
 
+/// The `route` label of requests the built-in proxy passes to the
+/// application (everything that is not one of sessiond's routes).
+pub const GATEWAY_ROUTE: &str = "/{*application}";
+
 /// Every route template the server can serve (the values of the `route`
 /// label; any other path is `unmatched`).
 pub fn templates() -> Vec<&'static str> {
@@ -223,6 +227,16 @@ pub fn router(state: SharedState) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn with_the_proxy_on_every_other_path_is_labelled_as_the_application() {
+        let mut templates = templates();
+        templates.push(GATEWAY_ROUTE);
+        let layer = crate::observe::ObserveLayer::new(templates, true, None, false);
+        assert_eq!(layer.route_label("/app/orders/7"), GATEWAY_ROUTE);
+        assert_eq!(layer.route_label("/api/sessions"), "/api/sessions");
+        assert_eq!(layer.route_label("/login"), "/login");
+    }
 
     #[test]
     fn every_route_of_the_table_gets_its_own_template_as_the_metrics_route_label() {

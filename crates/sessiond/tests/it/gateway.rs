@@ -695,6 +695,24 @@ async fn the_built_in_proxy_protects_an_app_and_never_shows_it_the_session_cooki
     assert_eq!(r.headers()[LOCATION], "/elsewhere?x=1");
     assert_eq!(r.headers()[SET_COOKIE], "app=1; Path=/; HttpOnly");
 
+    // An unsafe method with the session cookie must come from the site itself.
+    let post = |origin: &'static str| {
+        http()
+            .post(format!("{}/api/items", app.base))
+            .header("cookie", cookie.clone())
+            .header("origin", origin)
+            .json(&json!({"name": "x"}))
+            .send()
+    };
+    let r = post("https://evil.example").await.unwrap();
+    assert_eq!(r.status(), StatusCode::FORBIDDEN);
+    let own = format!("http://{}", app.addr);
+    let own: &'static str = Box::leak(own.into_boxed_str());
+    let r = post(own).await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "same-site POST reaches the app");
+    let seen: Value = r.json().await.unwrap();
+    assert_eq!(seen["path"], "/api/items");
+
     // sessiond's own routes are still sessiond's.
     assert_eq!(
         http()
@@ -721,7 +739,8 @@ fn peak_rss(pid: u32) -> u64 {
 #[tokio::test]
 async fn the_built_in_proxy_streams_large_bodies_both_ways_in_bounded_memory() {
     use futures::StreamExt as _;
-    const SIZE: u64 = 512 * 1024 * 1024;
+    // 1 GiB each way.
+    const SIZE: u64 = 1024 * 1024 * 1024;
     let upstream = echo_app().await;
     // A sessiond process of its own, so that its memory is its own.
     let dir = tempfile::tempdir().unwrap();
