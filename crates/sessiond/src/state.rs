@@ -228,6 +228,8 @@ pub struct AppState {
     pub devices: DeviceCookies,
     /// The gateway's access rules (`[access]`), ready to decide.
     pub access: sessiond_gateway::AccessRules,
+    /// `Cache-Control` of allowed forward-auth answers (`gateway.auth_cache_max_age`).
+    pub auth_cache_control: http::HeaderValue,
     /// The application behind the built-in proxy (`gateway.upstream`).
     pub upstream: Option<sessiond_gateway::proxy::Upstream<axum::body::Body>>,
     /// The applications access rules name (`upstream` in a rule), by URL.
@@ -278,6 +280,11 @@ impl AppState {
                 store.backend.clone(),
             ),
             access: config.access.rules(),
+            auth_cache_control: http::HeaderValue::from_str(&format!(
+                "private, max-age={}",
+                config.gateway.auth_cache_max_age.as_secs()
+            ))
+            .unwrap_or(http::HeaderValue::from_static("private, max-age=0")),
             upstream: None,
             rule_upstreams: std::collections::HashMap::new(),
             sessions,

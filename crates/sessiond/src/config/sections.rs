@@ -397,6 +397,44 @@ impl AccessSection {
     }
 }
 
+/// A list of header names, checked when the configuration loads.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(try_from = "Vec<String>", into = "Vec<String>")]
+pub struct HeaderNames(pub Vec<http::HeaderName>);
+
+impl HeaderNames {
+    /// Names known to be valid (lowercase ASCII).
+    fn of(names: &[&'static str]) -> Self {
+        Self(
+            names
+                .iter()
+                .map(|n| http::HeaderName::from_static(n))
+                .collect(),
+        )
+    }
+}
+
+impl TryFrom<Vec<String>> for HeaderNames {
+    type Error = String;
+
+    fn try_from(names: Vec<String>) -> Result<Self, String> {
+        names
+            .iter()
+            .map(|n| {
+                http::HeaderName::try_from(n.as_str())
+                    .map_err(|_| format!("{n:?} is not a header name"))
+            })
+            .collect::<Result<_, _>>()
+            .map(Self)
+    }
+}
+
+impl From<HeaderNames> for Vec<String> {
+    fn from(names: HeaderNames) -> Self {
+        names.0.iter().map(ToString::to_string).collect()
+    }
+}
+
 /// `[gateway]`: forward-auth answers and where browsers sign in.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]
@@ -414,11 +452,11 @@ pub struct GatewaySection {
     #[serde(with = "duration")]
     pub auth_cache_max_age: Duration,
     /// Headers that carry the user on an allowed answer.
-    pub user_headers: Vec<String>,
+    pub user_headers: HeaderNames,
     /// Headers that carry the user's roles, comma-separated.
-    pub groups_headers: Vec<String>,
+    pub groups_headers: HeaderNames,
     /// Headers that carry the session's public id (never the token).
-    pub session_headers: Vec<String>,
+    pub session_headers: HeaderNames,
     /// The application behind the built-in proxy (`http://127.0.0.1:3000`,
     /// optionally with a path prefix): every request that is not one of
     /// sessiond's own routes goes through the access rules and on to it.
@@ -441,9 +479,9 @@ impl Default for GatewaySection {
             login_url: "/login".into(),
             allowed_redirect_hosts: sessiond_gateway::RedirectPolicy::default(),
             auth_cache_max_age: Duration::ZERO,
-            user_headers: vec!["X-Auth-Request-User".into(), "Remote-User".into()],
-            groups_headers: vec!["X-Auth-Request-Groups".into(), "Remote-Groups".into()],
-            session_headers: vec!["X-Auth-Request-Session".into()],
+            user_headers: HeaderNames::of(&["x-auth-request-user", "remote-user"]),
+            groups_headers: HeaderNames::of(&["x-auth-request-groups", "remote-groups"]),
+            session_headers: HeaderNames::of(&["x-auth-request-session"]),
             upstream: None,
             upstream_connect_timeout: Duration::from_secs(2),
             upstream_timeout: Duration::from_secs(30),

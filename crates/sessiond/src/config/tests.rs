@@ -187,3 +187,37 @@ fn the_hashing_threads_default_to_one_fewer_than_the_cores_and_zero_is_refused()
         chain(&e)
     );
 }
+
+#[test]
+fn gateway_settings_are_checked_when_the_configuration_loads() {
+    let bad_header = ServerConfig::from_toml("[gateway]\nuser_headers = [\"X User\"]\n")
+        .expect_err("a header name with a space");
+    assert!(
+        chain(&bad_header).contains("\"X User\" is not a header name"),
+        "{}",
+        chain(&bad_header)
+    );
+    let bad_rule =
+        ServerConfig::from_toml("[[access.rules]]\npath = \"/a\"\nallow = \"everyone\"\n")
+            .expect_err("an unknown allow word");
+    assert!(
+        chain(&bad_rule).contains("allow must be"),
+        "{}",
+        chain(&bad_rule)
+    );
+    let bad_rd = ServerConfig::from_toml("[gateway]\nallowed_redirect_hosts = [\"a/b\"]\n")
+        .expect_err("a host with a slash");
+    assert!(chain(&bad_rd).contains("a/b"), "{}", chain(&bad_rd));
+    let bad_login = ServerConfig::from_toml("[gateway]\nlogin_url = \"//evil.example/login\"\n")
+        .expect_err("a protocol-relative login URL");
+    assert!(
+        chain(&bad_login).contains("gateway.login_url"),
+        "{}",
+        chain(&bad_login)
+    );
+    let ok = ServerConfig::from_toml(
+        "[gateway]\nupstream = \"http://127.0.0.1:3000\"\nuser_headers = [\"X-User\"]\n[access]\ndefault = [\"staff\"]\n",
+    )
+    .expect("loads");
+    assert_eq!(ok.gateway.user_headers.0[0], "x-user");
+}

@@ -129,14 +129,9 @@ fn forward_auth(app: &SharedState, asker: Asker, req: &Request) -> Result<Respon
     let principal = Principal::of(req.extensions());
     match judge(app, &original, headers, principal.as_ref()) {
         Judgement::Pass(_) => {
-            let g = &app.config.gateway;
             let mut response = StatusCode::OK.into_response();
             let h = response.headers_mut();
-            let cache = format!("private, max-age={}", g.auth_cache_max_age.as_secs());
-            h.insert(
-                header::CACHE_CONTROL,
-                HeaderValue::from_str(&cache).map_err(|_| ApiError::internal())?,
-            );
+            h.insert(header::CACHE_CONTROL, app.auth_cache_control.clone());
             // Anonymous on a public path: the identity headers are present
             // and empty, so that a proxy copying them (Caddy's
             // `copy_headers`) copies nothing rather than a placeholder.
@@ -171,9 +166,8 @@ fn identity(
             .then(|| HeaderValue::from_str(&value).ok())
             .flatten()
             .ok_or_else(|| refused("the identity cannot be put in a header"))?;
-        for name in names {
-            let name = HeaderName::try_from(name.as_str()).map_err(|_| ApiError::internal())?;
-            out.push((name, value.clone()));
+        for name in &names.0 {
+            out.push((name.clone(), value.clone()));
         }
     }
     Ok(out)
