@@ -2,6 +2,7 @@
 # bench/gateway.sh [rounds=3] [seconds=10] [connections=64]
 #   sessiond in front of an application, in one sitting, alternating:
 #   - verify:       GET /auth/verify alone (cookie + X-Original-URL), as nginx asks it
+#   - profile:      sessiond's own GET /api/profile (the same stack, no gateway)
 #   - ceiling-axum: the ../shared/peers ceiling (fixed JSON, no session): this machine's HTTP limit
 #   - nginx-direct: nginx → application, no authentication (the hop itself)
 #   - nginx-auth:   nginx with the shipped auth_request snippets → sessiond → application
@@ -88,6 +89,7 @@ echo "# $(date -u +%FT%TZ) $(nproc) cpus, ${SECS}s x $CONNS connections, $ROUNDS
 for round in $(seq "$ROUNDS"); do
   echo "# round $round"
   run verify "http://127.0.0.1:$SD/auth/verify" "$WORK/cookies.txt" "http://127.0.0.1:$AUTH/app/profile"
+  run profile "http://127.0.0.1:$SD/api/profile" "$WORK/cookies.txt"
   run ceiling-axum "http://127.0.0.1:$CEIL/api/profile" "$WORK/dummy.txt"
   run nginx-direct "http://127.0.0.1:$DIRECT/app/profile" "$WORK/cookies.txt"
   run nginx-auth "http://127.0.0.1:$AUTH/app/profile" "$WORK/cookies.txt"
