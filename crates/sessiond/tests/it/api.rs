@@ -455,14 +455,7 @@ async fn the_html_login_form_signs_in_with_its_csrf_token() {
     let login_cookie =
         session_set_cookie(r.headers(), "__Host-sessiond-login").expect("double-submit cookie");
     let html = r.text().await.unwrap();
-    let token = html
-        .split("name=\"csrf_token\" value=\"")
-        .nth(1)
-        .unwrap()
-        .split('"')
-        .next()
-        .unwrap()
-        .to_owned();
+    let token = crate::common::form_csrf_token(&html);
     let form = [
         ("username", "alice"),
         ("password", PASSWORD),

@@ -389,14 +389,7 @@ async fn the_login_page_sends_the_browser_on_only_to_this_site_or_an_allowed_hos
             .unwrap()
             .to_owned();
         let html = page.text().await.unwrap();
-        let token = html
-            .split("name=\"csrf_token\" value=\"")
-            .nth(1)
-            .unwrap()
-            .split('"')
-            .next()
-            .unwrap()
-            .to_owned();
+        let token = crate::common::form_csrf_token(&html);
         assert_eq!(html.contains("name=\"rd\""), kept.is_some(), "{rd}: {html}");
         // The form posts rd back; the server checks it again.
         let r = http()

@@ -292,3 +292,12 @@ pub async fn error_code(r: reqwest::Response) -> (StatusCode, String) {
     );
     (status, code)
 }
+
+/// The CSRF token of the login form in `html`.
+pub fn form_csrf_token(html: &str) -> String {
+    html.split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("the page has a login form")
+        .to_owned()
+}
