@@ -38,6 +38,7 @@ pub mod memory;
 pub mod metric;
 pub mod ops;
 pub mod policy;
+pub mod rate;
 pub mod record;
 pub mod resilience;
 pub mod store;
@@ -51,6 +52,7 @@ pub use attempts::{Attempt, Counter, Refund};
 pub use manager::{NewSession, SessionManager, StoredSession, Verified};
 pub use memory::MemoryStore;
 pub use policy::ExpiryPolicy;
+pub use rate::{LocalRates, Rate, RateOutcome};
 pub use record::{AttributeBudget, AttributeChange, ClientMeta, SessionRecord, UserRecord};
 pub use resilience::{
     BreakerConfig, BreakerState, ResilienceConfig, ResilientStore, retried_operations,

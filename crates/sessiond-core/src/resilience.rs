@@ -63,10 +63,11 @@ enum Op {
     SwapSetting,
     TakeAttempt,
     RefundAttempts,
+    RateStep,
 }
 
 impl Op {
-    const COUNT: usize = 19;
+    const COUNT: usize = 20;
     const ALL: [Op; Op::COUNT] = [
         Op::Create,
         Op::Load,
@@ -87,6 +88,7 @@ impl Op {
         Op::SwapSetting,
         Op::TakeAttempt,
         Op::RefundAttempts,
+        Op::RateStep,
     ];
 
     fn name(self) -> &'static str {
@@ -110,6 +112,7 @@ impl Op {
             Op::SwapSetting => "swap_setting",
             Op::TakeAttempt => "take_attempt",
             Op::RefundAttempts => "refund_attempts",
+            Op::RateStep => "rate_step",
         }
     }
 
@@ -807,6 +810,17 @@ impl UserStore for ResilientStore {
     ) -> Result<(), StoreError> {
         self.call(Op::RefundAttempts, Scope::Attempts, || {
             self.inner.refund_attempts(refunds, now)
+        })
+        .await
+    }
+    async fn rate_step(
+        &self,
+        key: &str,
+        rate: &crate::Rate,
+    ) -> Result<Option<crate::RateOutcome>, StoreError> {
+        // Not retried: a step whose answer was lost may have counted.
+        self.call(Op::RateStep, Scope::RateLimit(key), || {
+            self.inner.rate_step(key, rate)
         })
         .await
     }

@@ -214,6 +214,8 @@ pub enum Scope<'a> {
     Setting(&'a str),
     /// The login attempt counters.
     Attempts,
+    /// One rate-limit key.
+    RateLimit(&'a str),
     /// Every part at once (listings, counts, pings).
     Whole,
 }
@@ -272,6 +274,17 @@ pub trait UserStore: Send + Sync + 'static {
         refunds: &[(String, Refund)],
         now: Millis,
     ) -> Result<(), StoreError>;
+    /// One request against the rate limit `rate` for `key` ([`crate::rate::gcra`]),
+    /// shared by every node on this store, at the store's own clock.
+    /// `None` (the default): this store keeps no shared limits, and the
+    /// caller limits in its own process ([`crate::LocalRates`]).
+    async fn rate_step(
+        &self,
+        _key: &str,
+        _rate: &crate::Rate,
+    ) -> Result<Option<crate::RateOutcome>, StoreError> {
+        Ok(None)
+    }
 }
 
 /// A backend that stores both sessions and users.

@@ -462,6 +462,10 @@ impl RedisStore {
         format!("{}{{att}}a:{counter}", self.prefix)
     }
 
+    fn rate_key(&self, key: &str) -> String {
+        format!("{}rl:{key}", self.prefix)
+    }
+
     fn users_key(&self) -> String {
         format!("{}users", self.prefix)
     }
@@ -968,6 +972,7 @@ impl SessionStore for RedisStore {
             Scope::User(name) => shards::slot(self.user_key(name).as_bytes()),
             Scope::Setting(name) => shards::slot(self.setting_key(name).as_bytes()),
             Scope::Attempts => shards::slot(b"att"),
+            Scope::RateLimit(key) => shards::slot(self.rate_key(key).as_bytes()),
             _ => return FailureDomain::WHOLE,
         };
         map.domain(slot)
@@ -1121,6 +1126,30 @@ impl UserStore for RedisStore {
         self.run_script(&scripts::REFUND_ATTEMPTS, cmd, None)
             .await
             .map(drop)
+    }
+
+    async fn rate_step(
+        &self,
+        key: &str,
+        rate: &sessiond_core::Rate,
+    ) -> Result<Option<sessiond_core::RateOutcome>, StoreError> {
+        let k = self.rate_key(key);
+        let mut cmd = scripts::evalsha(&scripts::RATE_STEP, &[&k]);
+        cmd.arg(rate.emission_us()).arg(rate.tolerance_us());
+        let reply = self.run_script(&scripts::RATE_STEP, cmd, None).await?;
+        let Value::Array(items) = reply else {
+            return Err(corrupt("a rate answer that is not a list"));
+        };
+        let [allowed, remaining, reset, retry] = items.as_slice() else {
+            return Err(corrupt("a rate answer of the wrong length"));
+        };
+        let micros = |v: &Value| int(v).map(|n| Duration::from_micros(n.unsigned_abs()));
+        Ok(Some(sessiond_core::RateOutcome {
+            allowed: int(allowed)? == 1,
+            remaining: u32::try_from(int(remaining)?.max(0)).unwrap_or(u32::MAX),
+            reset: micros(reset)?,
+            retry_after: micros(retry)?,
+        }))
     }
 }
 

@@ -209,6 +209,30 @@ return -1
     )
 });
 
+/// One GCRA step (`sessiond_core::rate::gcra`, the same arithmetic) at
+/// Redis's own clock, so every node judges by one time. KEYS: the limit's
+/// key. ARGV: the emission interval and the tolerance, microseconds.
+/// Returns {allowed (0/1), remaining, reset µs, retry-after µs}. The TAT
+/// expires when it has passed: an expired key is a full burst.
+pub(crate) static RATE_STEP: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local t = redis.call('TIME')
+local now = tonumber(t[1]) * 1000000 + tonumber(t[2])
+local T = tonumber(ARGV[1])
+local tau = tonumber(ARGV[2])
+local tat = tonumber(redis.call('GET', KEYS[1]) or '0')
+if tat < now then tat = now end
+if tat - now > tau then
+  return {0, 0, tat - now, tat - now - tau}
+end
+local new = tat + T
+redis.call('SET', KEYS[1], string.format('%d', new), 'PX', math.floor((new - now) / 1000) + 1)
+return {1, math.floor((now + tau + T - new) / T), new - now, 0}
+",
+    )
+});
+
 /// KEYS: attempt counters. ARGV: per key, '1' (give back one) or 'all'
 /// (forget the window). A counter never goes below zero.
 pub(crate) static REFUND_ATTEMPTS: LazyLock<Script> = LazyLock::new(|| {

@@ -6,4 +6,5 @@ mod conformance;
 mod durability;
 mod migration;
 mod near;
+mod rate;
 mod tls;
