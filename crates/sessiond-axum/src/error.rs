@@ -57,6 +57,8 @@ pub enum ErrorCode {
     UnsupportedMediaType,
     /// `too_many_attempts` (too many requests): too many failed attempts; try again later.
     TooManyAttempts,
+    /// `rate_limited` (too many requests): this client or route is over its rate limit; retry after `Retry-After`.
+    RateLimited,
     /// `headers_too_large` (request header fields too large): the request headers are too large.
     HeadersTooLarge,
     /// `internal` (internal server error): internal error.
@@ -100,6 +102,7 @@ impl ErrorCode {
         ErrorCode::AttributesTooLarge,
         ErrorCode::UnsupportedMediaType,
         ErrorCode::TooManyAttempts,
+        ErrorCode::RateLimited,
         ErrorCode::HeadersTooLarge,
         ErrorCode::Internal,
         ErrorCode::BadGateway,
@@ -135,6 +138,7 @@ impl ErrorCode {
             ErrorCode::AttributesTooLarge => "attributes_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
             ErrorCode::TooManyAttempts => "too_many_attempts",
+            ErrorCode::RateLimited => "rate_limited",
             ErrorCode::HeadersTooLarge => "headers_too_large",
             ErrorCode::Internal => "internal",
             ErrorCode::BadGateway => "bad_gateway",
@@ -171,6 +175,7 @@ impl ErrorCode {
             ErrorCode::AttributesTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
             ErrorCode::TooManyAttempts => StatusCode::TOO_MANY_REQUESTS,
+            ErrorCode::RateLimited => StatusCode::TOO_MANY_REQUESTS,
             ErrorCode::HeadersTooLarge => StatusCode::REQUEST_HEADER_FIELDS_TOO_LARGE,
             ErrorCode::Internal => StatusCode::INTERNAL_SERVER_ERROR,
             ErrorCode::BadGateway => StatusCode::BAD_GATEWAY,
@@ -211,6 +216,7 @@ impl ErrorCode {
             }
             ErrorCode::UnsupportedMediaType => "unsupported Content-Type",
             ErrorCode::TooManyAttempts => "too many failed attempts; try again later",
+            ErrorCode::RateLimited => "too many requests; retry after the time Retry-After gives",
             ErrorCode::HeadersTooLarge => "the request headers are too large",
             ErrorCode::Internal => "internal error",
             ErrorCode::BadGateway => "the application could not be reached",

@@ -40,6 +40,7 @@ pub mod csrf;
 pub mod device;
 pub mod error;
 pub mod layer;
+pub mod rate;
 
 pub use auth::{AuthMethod, CurrentUser, Principal, RequireRoleLayer};
 #[cfg(feature = "bearer")]
@@ -50,6 +51,7 @@ pub use cookie::{CookieConfig, SameSite};
 pub use csrf::CsrfLayer;
 pub use error::{ApiError, ErrorCode};
 pub use layer::{Session, SessionLayer};
+pub use rate::{Limit, RateLimitLayer};
 
 pub use sessiond_core::{
     AttributeChange, Backend, ClientMeta, ExpiryPolicy, MemoryStore, SessionManager, SessionStore,

@@ -96,6 +96,12 @@ catalogue! {
     /// Redis near-cache: 1 serving, 0 not (no invalidation stream).
     REDIS_NEAR_CACHE_ARMED = "sessiond_redis_near_cache_armed", Gauge,
         "1 while the near-cache serves (invalidations flowing from every master), else 0";
+    /// By `policy` (the rate limit's name).
+    RATE_LIMITED = "sessiond_rate_limited_total", Counter,
+        "Requests refused with 429 by a rate limit, by policy";
+    /// By `policy` and `outcome` (`fail_open`, `fail_closed`).
+    RATE_LIMIT_STORE_FAILURES = "sessiond_rate_limit_store_failures_total", Counter,
+        "Rate-limit checks the store could not answer, by policy and what was done (fail_open: passed; fail_closed: 503)";
     /// By `op` (`hash`, `verify`).
     PASSWORD_HASH_DURATION = "sessiond_password_hash_duration_seconds", Histogram,
         "argon2id hash or verify time, queueing included";

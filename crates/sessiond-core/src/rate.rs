@@ -160,7 +160,10 @@ mod tests {
         let rate = Rate::parse("10/s", Some(3)).unwrap();
         let local = LocalRates::new();
         let t0 = 1_000_000_000;
-        let passed: Vec<u32> = (0..3).map(|_| local.step_at("k", &rate, t0)).map(|o| o.remaining).collect();
+        let passed: Vec<u32> = (0..3)
+            .map(|_| local.step_at("k", &rate, t0))
+            .map(|o| o.remaining)
+            .collect();
         assert_eq!(passed, [2, 1, 0]);
         let refused = local.step_at("k", &rate, t0);
         assert!(!refused.allowed);
@@ -178,7 +181,11 @@ mod tests {
     fn rates_are_read_from_text() {
         assert_eq!(
             Rate::parse("100/s", Some(200)).unwrap(),
-            Rate { limit: 100, period: Duration::from_secs(1), burst: 200 }
+            Rate {
+                limit: 100,
+                period: Duration::from_secs(1),
+                burst: 200
+            }
         );
         assert_eq!(Rate::parse("20/m", None).unwrap().burst, 20);
         for bad in ["", "100", "0/s", "10/d", "x/s", "-1/s"] {

@@ -1442,4 +1442,12 @@ impl<S: UserStore + ?Sized> UserStore for FaultyStore<S> {
     ) -> Result<(), StoreError> {
         self.inner.refund_attempts(refunds, now).await
     }
+    async fn rate_step(
+        &self,
+        key: &str,
+        rate: &crate::Rate,
+    ) -> Result<Option<crate::RateOutcome>, StoreError> {
+        self.gate().await?;
+        self.inner.rate_step(key, rate).await
+    }
 }

@@ -4,3 +4,4 @@
 
 mod bearer;
 mod layers;
+mod rate;
