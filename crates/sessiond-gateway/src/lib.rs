@@ -22,4 +22,6 @@ pub mod rules;
 pub use forwarded::{ForwardedError, OriginalRequest};
 pub use path::{NormalPath, PathError};
 pub use redirect::RedirectPolicy;
-pub use rules::{AccessRule, AccessRules, Allow, CsrfCheck, Decision, RuleError, Target};
+pub use rules::{
+    AccessRule, AccessRules, Allow, CsrfCheck, Decision, RateKey, RuleError, RuleRate, Target,
+};

@@ -172,6 +172,9 @@ pub enum RuleError {
     /// A bad `upstream` value.
     #[error("access rule upstream {0:?} is not http://host[:port][/prefix]")]
     Upstream(String),
+    /// A bad `rate`.
+    #[error("access rule for {0:?}: {1}")]
+    Rate(String, String),
     /// A bad `allow` value.
     #[error(
         "access rule for {path:?}: allow must be \"public\", \"authenticated\" or a non-empty list of roles, not {value:?}"
@@ -205,6 +208,41 @@ pub struct RuleSpec {
     /// of `gateway.upstream`.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub upstream: Option<String>,
+    /// For the built-in proxy: a rate limit, `"100/s"`, `"20/m"`, `"1000/h"`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
+    /// Requests allowed at once (default: the rate's count).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub burst: Option<u32>,
+    /// Whose budget the rate is: `"ip"` (the default), `"user"` (the
+    /// session's or token's user; the address without one) or `"route"`
+    /// (one budget for everyone).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate_key: Option<RateKey>,
+}
+
+/// Whose budget a rule's rate limit is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RateKey {
+    /// The client's address (through the trusted-proxy rule).
+    #[default]
+    Ip,
+    /// The caller's user, or the address without a session or token.
+    User,
+    /// One budget for every request the rule matches.
+    Route,
+}
+
+/// A rule's rate limit.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RuleRate {
+    /// The policy's name in headers and metrics: the rule's path.
+    pub policy: std::sync::Arc<str>,
+    /// The rate.
+    pub rate: sessiond_core::Rate,
+    /// Whose budget.
+    pub key: RateKey,
 }
 
 /// `allow` as written: a word or a list of roles.
@@ -275,6 +313,8 @@ pub struct AccessRule {
     /// The application these paths go to through the built-in proxy
     /// (`http://host[:port][/prefix]`), if not the default one.
     pub upstream: Option<String>,
+    /// The rule's rate limit (built-in proxy).
+    pub rate: Option<RuleRate>,
 }
 
 impl TryFrom<RuleSpec> for AccessRule {
@@ -308,6 +348,24 @@ impl TryFrom<RuleSpec> for AccessRule {
                     }
                 })
                 .transpose()?,
+            rate: match (spec.rate, spec.burst, spec.rate_key) {
+                (None, None, None) => None,
+                (Some(text), burst, key) => {
+                    let rate = sessiond_core::Rate::parse(&text, burst)
+                        .map_err(|e| RuleError::Rate(spec.path.clone(), e.to_string()))?;
+                    Some(RuleRate {
+                        policy: spec.path.as_str().into(),
+                        rate,
+                        key: key.unwrap_or_default(),
+                    })
+                }
+                (None, ..) => {
+                    return Err(RuleError::Rate(
+                        spec.path.clone(),
+                        "burst and rate_key need a rate".into(),
+                    ));
+                }
+            },
         })
     }
 }
@@ -323,6 +381,16 @@ impl From<AccessRule> for RuleSpec {
             allow: AllowSpec::of(&rule.allow),
             csrf: rule.csrf,
             upstream: rule.upstream,
+            rate: rule.rate.as_ref().map(|r| {
+                let unit = match r.rate.period.as_secs() {
+                    1 => "s",
+                    60 => "m",
+                    _ => "h",
+                };
+                format!("{}/{unit}", r.rate.limit)
+            }),
+            burst: rule.rate.as_ref().map(|r| r.rate.burst),
+            rate_key: rule.rate.as_ref().map(|r| r.key),
         }
     }
 }
@@ -341,6 +409,7 @@ impl AccessRule {
             allow,
             csrf: CsrfCheck::default(),
             upstream: None,
+            rate: None,
         }
     }
 

@@ -186,6 +186,7 @@ fn rule_strategy() -> impl Strategy<Value = AccessRule> {
         allow,
         csrf: CsrfCheck::Origin,
         upstream: None,
+        rate: None,
     })
 }
 

@@ -471,6 +471,9 @@ pub struct GatewaySection {
     /// `server.request_timeout`, which covers the request body.
     #[serde(with = "duration")]
     pub upstream_timeout: Duration,
+    /// With the store down, refuse rate-limited requests (503) instead of
+    /// letting them pass (the default: a rate limit is not worth an outage).
+    pub rate_limit_fail_closed: bool,
 }
 
 impl Default for GatewaySection {
@@ -485,6 +488,7 @@ impl Default for GatewaySection {
             upstream: None,
             upstream_connect_timeout: Duration::from_secs(2),
             upstream_timeout: Duration::from_secs(30),
+            rate_limit_fail_closed: false,
         }
     }
 }

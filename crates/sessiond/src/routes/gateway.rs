@@ -18,10 +18,12 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use sessiond_axum::csrf::same_origin;
-use sessiond_axum::{ApiError, AuthMethod, ErrorCode, Principal};
+use sessiond_axum::{ApiError, AuthMethod, ClientIp, ErrorCode, Limit, Principal};
 use sessiond_gateway::proxy::{Forwarded, ProxyError};
 use sessiond_gateway::redirect::login_location;
-use sessiond_gateway::{AccessRule, CsrfCheck, Decision, NormalPath, OriginalRequest, Target};
+use sessiond_gateway::{
+    AccessRule, CsrfCheck, Decision, NormalPath, OriginalRequest, RateKey, Target,
+};
 
 use crate::state::{DEVICE_COOKIE, LOGIN_CSRF_COOKIE, SharedState};
 
@@ -288,6 +290,42 @@ pub async fn proxy(State(app): State<SharedState>, mut req: Request) -> Response
                 _ => ApiError::from(ErrorCode::BadGateway).into_response(),
             }
         }
+    }
+}
+
+/// Which rate limit a request to the application falls under: its access
+/// rule's `rate`, keyed by the client's address, its user, or the rule.
+pub fn rate_limit_of(
+    app: SharedState,
+) -> impl Fn(&Request) -> Option<Limit> + Send + Sync + 'static {
+    move |req| {
+        let path = NormalPath::parse(req.uri().path()).ok()?;
+        let host = req
+            .headers()
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        let target = Target {
+            method: req.method(),
+            host: host.as_deref(),
+            path: &path,
+        };
+        let rate = app.access.rule_for(&target)?.rate.as_ref()?;
+        let ip = || {
+            ClientIp::of(req.extensions()).map_or_else(|| "unknown".to_owned(), |ip| ip.to_string())
+        };
+        let key = match rate.key {
+            RateKey::Ip => ip(),
+            RateKey::User => {
+                Principal::of(req.extensions()).map_or_else(ip, |p| format!("user:{}", p.user_id))
+            }
+            RateKey::Route => "all".to_owned(),
+        };
+        Some(Limit {
+            policy: rate.policy.clone(),
+            key,
+            rate: rate.rate,
+        })
     }
 }
 

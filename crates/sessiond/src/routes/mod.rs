@@ -16,10 +16,13 @@ pub mod pages;
 pub mod token;
 
 use axum::Router;
-use axum::routing::{MethodRouter, delete, get, patch, post};
+use axum::routing::{MethodRouter, any, delete, get, patch, post};
 use serde::Serialize;
-use sessiond_axum::{ApiError, CsrfLayer, ErrorCode, RequireLiveSessionLayer, RequireRoleLayer};
+use sessiond_axum::{
+    ApiError, CsrfLayer, ErrorCode, RateLimitLayer, RequireLiveSessionLayer, RequireRoleLayer,
+};
 use sessiond_core::StoredSession;
+use tower::Layer as _;
 
 use crate::accounts::AccountError;
 use crate::password::HashError;
@@ -216,8 +219,15 @@ pub fn router(state: SharedState) -> Router {
                 .route_layer(RequireRoleLayer::role("admin")),
         )
         .route_layer(csrf);
+    // The application behind the gateway: rate limit, then the access
+    // rules and the proxy (the response cache goes in front of the limit).
     let router = if state.upstream.is_some() || !state.rule_upstreams.is_empty() {
-        router.fallback(gateway::proxy)
+        let limits = RateLimitLayer::new(
+            state.store.backend.clone(),
+            gateway::rate_limit_of(state.clone()),
+        )
+        .with_fail_closed(state.config.gateway.rate_limit_fail_closed);
+        router.fallback_service(limits.layer(any(gateway::proxy).with_state(state.clone())))
     } else {
         router
     };

@@ -960,3 +960,115 @@ async fn a_rule_can_send_its_paths_to_an_application_of_its_own() {
     let (_, _, seen) = through(&app.base, "/api/public/x", &[]).await;
     assert_eq!(seen["app"], "main", "{seen}");
 }
+
+/// A gateway on `store` in front of `upstream` with a rate on `/api/public`.
+async fn limited_gateway(
+    store: StoreHandle,
+    upstream: &str,
+    rate: &str,
+    burst: u32,
+    key: &str,
+) -> TestApp {
+    let mut config = gateway_config("127.0.0.1/32");
+    config.access.rules[0] = serde_json::from_value(json!(
+        {"path": "/api/public", "allow": "public", "rate": rate, "burst": burst, "rate_key": key}
+    ))
+    .unwrap();
+    config.gateway.upstream = Some(format!("http://{upstream}"));
+    spawn_app_on(store, config).await
+}
+
+#[tokio::test]
+async fn a_rule_with_a_rate_limits_each_client_and_says_when_to_come_back() {
+    let upstream = echo_app().await;
+    let store = StoreHandle::from_backend(std::sync::Arc::new(MemoryStore::new()));
+    let app = limited_gateway(store, &upstream, "1/m", 2, "ip").await;
+    for remaining in [1, 0] {
+        let r = http()
+            .get(format!("{}/api/public/x", app.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        assert_eq!(r.headers()["ratelimit-policy"], "\"/api/public\";q=1;w=60");
+        let state = r.headers()["ratelimit"].to_str().unwrap().to_owned();
+        assert!(
+            state.starts_with(&format!("\"/api/public\";r={remaining};")),
+            "{state}"
+        );
+    }
+    let r = http()
+        .get(format!("{}/api/public/x", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(
+        r.headers()["retry-after"],
+        "60",
+        "one a minute once the burst of two is spent"
+    );
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["error"]["code"], "rate_limited");
+    // Paths of other rules are not limited.
+    let (token, _) = login(&app, &app.base, "alice").await;
+    for _ in 0..5 {
+        let (status, _, _) = through(
+            &app.base,
+            "/api/account",
+            &[("cookie", &cookie_header(&app, &token))],
+        )
+        .await;
+        assert_eq!(status, StatusCode::OK);
+    }
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_redis_share_a_rate_limit_and_a_dead_redis_lets_requests_through() {
+    if !sessiond_store_redis::testing::redis_available("gateway rate limit") {
+        return;
+    }
+    let mut redis = tokio::task::spawn_blocking(sessiond_store_redis::testing::standalone)
+        .await
+        .unwrap();
+    let upstream = echo_app().await;
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let mut config = test_config();
+        config.store.url = Some(redis.url());
+        let store = StoreHandle::open(&config).await.unwrap();
+        // A burst of 100 refilled slowly (100 a minute), so that the count
+        // below is the shared budget whatever the machine's speed.
+        nodes.push(limited_gateway(store, &upstream, "100/m", 100, "route").await);
+    }
+    let requests = (0..400).map(|i| {
+        let url = format!("{}/api/public/x", nodes[i % 2].base);
+        async move { http().get(url).send().await.unwrap().status() }
+    });
+    let started = Instant::now();
+    let statuses = futures::future::join_all(requests).await;
+    let passed = statuses.iter().filter(|s| **s == StatusCode::OK).count();
+    let limited = statuses
+        .iter()
+        .filter(|s| **s == StatusCode::TOO_MANY_REQUESTS)
+        .count();
+    eprintln!(
+        "rate limit across two nodes: {passed} of 400 passed, {limited} limited, in {:?}",
+        started.elapsed()
+    );
+    assert_eq!(passed + limited, 400);
+    assert!((100..=102).contains(&passed), "{passed} passed");
+
+    // Redis dies: the limit cannot be checked and requests pass (fail open).
+    tokio::task::spawn_blocking(move || redis.kill())
+        .await
+        .unwrap();
+    for node in &nodes {
+        let r = http()
+            .get(format!("{}/api/public/y", node.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK, "fail open");
+    }
+}
