@@ -21,8 +21,8 @@ use sessiond_core::{AttributeBudget, ExpiryPolicy};
 
 pub use sections::{
     AccessSection, CookieSection, CsrfSection, GatewaySection, HeaderNames, LogFormat,
-    LoginSection, ObservabilitySection, RedisSection, ServerSection, SessionSection, StoreSection,
-    TokensSection,
+    LoginSection, ObservabilitySection, RateLimitSection, RedisSection, ServerSection,
+    SessionSection, StoreSection, TokensSection,
 };
 
 /// Everything `sessiond serve` can be told, by section.
@@ -51,6 +51,8 @@ pub struct ServerConfig {
     pub access: AccessSection,
     /// `[gateway]`: forward-auth answers and the login redirect.
     pub gateway: GatewaySection,
+    /// `[rate_limit]`: limits on sessiond's own public routes.
+    pub rate_limit: RateLimitSection,
 }
 
 /// Keys of the flat configuration before sections (0.1), and where each
@@ -243,6 +245,10 @@ impl ServerConfig {
     /// Checks the values that have to make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let g = &self.gateway;
+        if let Some(rate) = &self.rate_limit.public {
+            sessiond_core::Rate::parse(rate, self.rate_limit.public_burst)
+                .map_err(|e| invalid("rate_limit.public", e.to_string()))?;
+        }
         let login = g.login_url.to_ascii_lowercase();
         let path = login.starts_with('/') && !login.starts_with("//");
         let url = login.starts_with("https://") || login.starts_with("http://");

@@ -397,6 +397,30 @@ impl AccessSection {
     }
 }
 
+/// `[rate_limit]`: limits on sessiond's own public routes (the
+/// application's paths take theirs from their access rules).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RateLimitSection {
+    /// Per client address on sessiond's public routes (sign-in page, token
+    /// endpoints, JWKS, CSRF), e.g. `"20/s"`; unset: none. Health checks
+    /// and metrics are never limited.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public: Option<String>,
+    /// Requests allowed at once (default: the rate's count).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub public_burst: Option<u32>,
+}
+
+impl RateLimitSection {
+    /// The public routes' rate, if set (checked at load).
+    pub fn public_rate(&self) -> Option<sessiond_core::Rate> {
+        self.public
+            .as_deref()
+            .and_then(|r| sessiond_core::Rate::parse(r, self.public_burst).ok())
+    }
+}
+
 /// A list of header names, checked when the configuration loads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "Vec<String>", into = "Vec<String>")]

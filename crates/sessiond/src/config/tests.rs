@@ -221,3 +221,12 @@ fn gateway_settings_are_checked_when_the_configuration_loads() {
     .expect("loads");
     assert_eq!(ok.gateway.user_headers.0[0], "x-user");
 }
+
+#[test]
+fn a_public_rate_limit_that_cannot_be_read_stops_the_start() {
+    let e = ServerConfig::from_toml("[rate_limit]\npublic = \"many\"\n").expect_err("not a rate");
+    assert!(chain(&e).contains("rate_limit.public"), "{}", chain(&e));
+    let ok = ServerConfig::from_toml("[rate_limit]\npublic = \"20/s\"\npublic_burst = 40\n")
+        .expect("loads");
+    assert_eq!(ok.rate_limit.public_rate().map(|r| r.burst), Some(40));
+}

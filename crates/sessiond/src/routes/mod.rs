@@ -19,7 +19,8 @@ use axum::Router;
 use axum::routing::{MethodRouter, any, delete, get, patch, post};
 use serde::Serialize;
 use sessiond_axum::{
-    ApiError, CsrfLayer, ErrorCode, RateLimitLayer, RequireLiveSessionLayer, RequireRoleLayer,
+    ApiError, CsrfLayer, ErrorCode, Limit, RateLimitLayer, RequireLiveSessionLayer,
+    RequireRoleLayer,
 };
 use sessiond_core::StoredSession;
 use tower::Layer as _;
@@ -194,6 +195,22 @@ pub fn router(state: SharedState) -> Router {
     let o = &state.config.observability;
     if o.metrics && o.metrics_listen.is_none() {
         public = public.route(METRICS_PATH, get(health::metrics));
+    }
+    // sessiond's own public routes, limited per client address when
+    // `[rate_limit] public` is set (health checks are not).
+    if let Some(rate) = state.config.rate_limit.public_rate() {
+        let store = state.store.backend.clone();
+        let limits = RateLimitLayer::new(store, move |req| {
+            let path = req.uri().path();
+            (path != "/healthz" && path != "/readyz" && path != METRICS_PATH).then(|| Limit {
+                policy: "public".into(),
+                key: sessiond_axum::ClientIp::of(req.extensions())
+                    .map_or_else(|| "unknown".to_owned(), |ip| ip.to_string()),
+                rate,
+            })
+        })
+        .with_fail_closed(state.config.gateway.rate_limit_fail_closed);
+        public = public.route_layer(limits);
     }
     // Routes that act on sessions or the account: a bearer caller's session must be live.
     let live = RequireLiveSessionLayer::new(state.sessions.clone())

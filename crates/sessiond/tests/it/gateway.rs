@@ -1072,3 +1072,27 @@ async fn two_nodes_on_one_redis_share_a_rate_limit_and_a_dead_redis_lets_request
         assert_eq!(r.status(), StatusCode::OK, "fail open");
     }
 }
+
+#[tokio::test]
+async fn sessionds_own_public_routes_can_be_rate_limited_per_client_but_never_health_checks() {
+    let mut config = test_config();
+    config.rate_limit.public = Some("1/m".into());
+    config.rate_limit.public_burst = Some(2);
+    let app = spawn_app_on(
+        StoreHandle::from_backend(std::sync::Arc::new(MemoryStore::new())),
+        config,
+    )
+    .await;
+    let get = |path: &'static str| http().get(format!("{}{path}", app.base)).send();
+    assert_eq!(
+        get("/.well-known/jwks.json").await.unwrap().status(),
+        StatusCode::OK
+    );
+    assert_eq!(get("/login").await.unwrap().status(), StatusCode::OK);
+    let r = get("/api/public/ping").await.unwrap();
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "60");
+    for _ in 0..5 {
+        assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
+    }
+}
