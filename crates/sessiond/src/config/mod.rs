@@ -245,6 +245,12 @@ impl ServerConfig {
     /// Checks the values that have to make sense together.
     pub fn validate(&self) -> Result<(), ConfigError> {
         let g = &self.gateway;
+        if g.upstream_timeout >= self.server.request_timeout {
+            return Err(invalid(
+                "gateway.upstream_timeout",
+                "must be below server.request_timeout (which would answer first, with a 503)",
+            ));
+        }
         if let Some(rate) = &self.rate_limit.public {
             sessiond_core::Rate::parse(rate, self.rate_limit.public_burst)
                 .map_err(|e| invalid("rate_limit.public", e.to_string()))?;

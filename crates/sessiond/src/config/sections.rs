@@ -491,8 +491,10 @@ pub struct GatewaySection {
     #[serde(with = "duration")]
     pub upstream_connect_timeout: Duration,
     /// How long the application may take to send its answer's head (the
-    /// body then streams for as long as it takes). Also bounded by
-    /// `server.request_timeout`, which covers the request body.
+    /// body then streams for as long as it takes). Must be below
+    /// `server.request_timeout`, which bounds the whole exchange up to the
+    /// answer's head (the request body included): raise both for slow
+    /// applications or long uploads.
     #[serde(with = "duration")]
     pub upstream_timeout: Duration,
     /// With the store down, refuse rate-limited requests (503) instead of
@@ -511,7 +513,7 @@ impl Default for GatewaySection {
             session_headers: HeaderNames::of(&["x-auth-request-session"]),
             upstream: None,
             upstream_connect_timeout: Duration::from_secs(2),
-            upstream_timeout: Duration::from_secs(30),
+            upstream_timeout: Duration::from_secs(9),
             rate_limit_fail_closed: false,
         }
     }

@@ -230,3 +230,18 @@ fn a_public_rate_limit_that_cannot_be_read_stops_the_start() {
         .expect("loads");
     assert_eq!(ok.rate_limit.public_rate().map(|r| r.burst), Some(40));
 }
+
+#[test]
+fn the_upstream_timeout_must_be_below_the_request_deadline() {
+    let e = ServerConfig::from_toml("[gateway]\nupstream_timeout = \"30s\"\n")
+        .expect_err("above the 10 s deadline");
+    assert!(
+        chain(&e).contains("gateway.upstream_timeout"),
+        "{}",
+        chain(&e)
+    );
+    ServerConfig::from_toml(
+        "[server]\nrequest_timeout = \"60s\"\n[gateway]\nupstream_timeout = \"30s\"\n",
+    )
+    .expect("both raised");
+}
