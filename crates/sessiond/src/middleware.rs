@@ -256,7 +256,15 @@ impl http_body::Body for WatchedBody {
 }
 
 /// JSON errors and security headers for one answer.
+/// Marks an answer that the built-in proxy passes on from the application:
+/// it leaves as it came (no JSON error shape, no security headers of ours).
+#[derive(Debug, Clone, Copy)]
+pub struct FromApplication;
+
 fn finish(response: Response) -> Response {
+    if response.extensions().get::<FromApplication>().is_some() {
+        return response;
+    }
     let mut response = json_error(response);
     let headers = response.headers_mut();
     for (name, value) in SECURITY_HEADERS {

@@ -25,6 +25,8 @@ use sessiond_gateway::{
     AccessRule, CsrfCheck, Decision, NormalPath, OriginalRequest, RateKey, Target,
 };
 
+use crate::middleware::FromApplication;
+use crate::routes::pages;
 use crate::state::{DEVICE_COOKIE, LOGIN_CSRF_COOKIE, SharedState};
 
 /// How a proxy passes a refusal on.
@@ -194,11 +196,7 @@ fn sign_in(
     let location = login_location(&login, &original.url());
     let location =
         HeaderValue::from_str(&location).unwrap_or_else(|_| HeaderValue::from_static("/login"));
-    let browser = headers
-        .get(header::ACCEPT)
-        .and_then(|a| a.to_str().ok())
-        .is_some_and(|a| a.contains("text/html"));
-    let mut response = if asker == Asker::PassThrough && browser {
+    let mut response = if asker == Asker::PassThrough && pages::wants_html(headers) {
         let status = if matches!(original.method, Method::GET | Method::HEAD) {
             StatusCode::FOUND
         } else {
@@ -242,10 +240,19 @@ pub async fn proxy(State(app): State<SharedState>, mut req: Request) -> Response
             .map_or_else(|| "/".to_owned(), ToString::to_string),
     };
     let principal = Principal::of(req.extensions());
+    // Refusals of the application's pages are pages for a browser.
+    let browser = pages::wants_html(req.headers());
+    let refuse = |e: ApiError| {
+        if browser {
+            pages::error(&e)
+        } else {
+            e.into_response()
+        }
+    };
     let rule = match judge(&app, &original, req.headers(), principal.as_ref()) {
         Judgement::Pass(rule) => rule,
         Judgement::SignIn => return sign_in(&app, Asker::PassThrough, req.headers(), &original),
-        Judgement::Refuse(e) => return e.into_response(),
+        Judgement::Refuse(e) => return refuse(e),
     };
     // The rule's application, else the default one.
     let upstream = match &rule.upstream {
@@ -253,11 +260,11 @@ pub async fn proxy(State(app): State<SharedState>, mut req: Request) -> Response
         None => app.upstream.as_ref(),
     };
     let Some(upstream) = upstream else {
-        return ApiError::from(ErrorCode::NotFound).into_response();
+        return refuse(ErrorCode::NotFound.into());
     };
     let identity = match identity(&app, principal.as_ref()) {
         Ok(identity) => identity,
-        Err(e) => return e.into_response(),
+        Err(e) => return refuse(e),
     };
     let headers = req.headers_mut();
     // Client-sent copies never reach the application, public paths included.
@@ -280,15 +287,20 @@ pub async fn proxy(State(app): State<SharedState>, mut req: Request) -> Response
         proto,
     };
     match upstream.forward(req, &forwarded).await {
-        Ok(response) => response.map(Body::new),
+        Ok(response) => {
+            let mut response = response.map(Body::new);
+            // The application's answer goes out as it is: no JSON error
+            // shape over its errors, none of sessiond's security headers
+            // over its pages.
+            response.extensions_mut().insert(FromApplication);
+            response
+        }
         Err(e) => {
             tracing::warn!(error = %e, "the application behind the gateway failed");
-            match e {
-                ProxyError::Timeout(_) => {
-                    ApiError::from(ErrorCode::UpstreamTimeout).into_response()
-                }
-                _ => ApiError::from(ErrorCode::BadGateway).into_response(),
-            }
+            refuse(match e {
+                ProxyError::Timeout(_) => ErrorCode::UpstreamTimeout.into(),
+                _ => ErrorCode::BadGateway.into(),
+            })
         }
     }
 }

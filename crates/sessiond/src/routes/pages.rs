@@ -39,6 +39,36 @@ fn page(title: &str, body: &str, status: StatusCode) -> Response {
     r
 }
 
+/// An error for a browser (`Accept: text/html`): the same status and
+/// `Retry-After` as the JSON answer, with its message on a page. The code
+/// is shown too, so a user can quote it.
+pub fn error(e: &ApiError) -> Response {
+    let title = e.status.canonical_reason().unwrap_or("Error");
+    let mut page = page(
+        title,
+        &format!(
+            "<h1>{}</h1><p>{}</p><p class=\"code\">{}</p>",
+            escape(title),
+            escape(&e.message),
+            escape(e.code.as_str())
+        ),
+        e.status,
+    );
+    if let Some(secs) = e.retry_after {
+        page.headers_mut()
+            .insert(header::RETRY_AFTER, HeaderValue::from(secs));
+    }
+    page
+}
+
+/// Whether the client is a browser asking for a page.
+pub fn wants_html(headers: &http::HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|a| a.to_str().ok())
+        .is_some_and(|a| a.contains("text/html"))
+}
+
 /// The login form.
 pub fn login(
     csrf_token: &str,

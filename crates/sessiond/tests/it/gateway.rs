@@ -117,6 +117,10 @@ async fn named_echo_app(name: &'static str) -> String {
             ),
         )
         .route(
+            "/api/public/missing",
+            get(|| async { (StatusCode::NOT_FOUND, "no such order") }),
+        )
+        .route(
             "/api/public/redirect",
             get(|| async {
                 (
@@ -690,6 +694,21 @@ async fn the_built_in_proxy_protects_an_app_and_never_shows_it_the_session_cooki
             .is_none_or(|c| c != "upgrade")
     );
 
+    // The application's answers pass as they are: its errors keep their
+    // body, and its pages get none of sessiond's security headers.
+    let r = http()
+        .get(format!("{}/api/public/missing", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    assert!(
+        !r.headers().contains_key("content-security-policy"),
+        "{:?}",
+        r.headers()
+    );
+    assert_eq!(r.text().await.unwrap(), "no such order");
+
     // The application's Location and Set-Cookie pass unchanged.
     let r = http()
         .get(format!("{}/api/public/redirect", app.base))
@@ -918,6 +937,27 @@ async fn an_application_that_is_down_or_slow_gets_502_or_504_with_the_error_shap
     assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
     let body: Value = r.json().await.unwrap();
     assert_eq!(body["error"]["code"], "bad_gateway");
+    // A browser gets the same status as a page.
+    let r = http()
+        .get(format!("{}/api/public/x", down.base))
+        .header("accept", "text/html")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_GATEWAY);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html"),
+        "{:?}",
+        r.headers()
+    );
+    let page = r.text().await.unwrap();
+    assert!(
+        page.contains("<h1>Bad Gateway</h1>") && page.contains("bad_gateway"),
+        "{page}"
+    );
 
     let upstream = echo_app().await;
     let slow = proxy_gateway(&upstream, Duration::from_millis(300)).await;
