@@ -74,7 +74,9 @@ impl TrustedProxies {
         Self { nets, header }
     }
 
-    fn trusts(&self, ip: IpAddr) -> bool {
+    /// Whether `ip` is one of the trusted proxies (an IPv4-mapped IPv6
+    /// address counts as the IPv4 address it is).
+    pub fn trusts(&self, ip: IpAddr) -> bool {
         let ip = canonical(ip);
         self.nets.iter().any(|n| n.contains(&ip))
     }

@@ -71,6 +71,15 @@ pub fn verify(secret: &str, presented: &str) -> bool {
     sessiond_core::token::secrets_equal(&unmasked, &secret_bytes)
 }
 
+/// Whether `method` is safe (RFC 9110 §9.2.1): it changes nothing, so no
+/// CSRF check applies.
+pub fn is_safe_method(method: &Method) -> bool {
+    matches!(
+        *method,
+        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
+    )
+}
+
 /// Checks `Sec-Fetch-Site` and `Origin` against this site.
 pub fn same_origin(headers: &HeaderMap, allowed_origins: &[String]) -> Result<(), &'static str> {
     if let Some(site) = headers.get("sec-fetch-site") {
@@ -166,10 +175,7 @@ where
     fn call(&mut self, req: Request<Body>) -> Self::Future {
         let clone = self.inner.clone();
         let mut inner = std::mem::replace(&mut self.inner, clone);
-        let safe = matches!(
-            *req.method(),
-            Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-        );
+        let safe = is_safe_method(req.method());
         let exempt = || self.exempt_paths.iter().any(|p| p == req.uri().path());
         let secret = if safe || exempt() {
             None

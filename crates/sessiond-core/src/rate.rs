@@ -117,10 +117,13 @@ pub fn now_us() -> u64 {
 /// same as absent, so they are dropped when the map grows.
 #[derive(Debug, Default)]
 pub struct LocalRates {
-    tats: Mutex<HashMap<String, u64>>,
+    /// The TATs, and the size at which expired ones are next dropped.
+    tats: Mutex<(HashMap<String, u64>, usize)>,
 }
 
-/// Past this many keys, expired ones are dropped before adding more.
+/// Expired keys are dropped once the map reaches this many keys, then
+/// again at twice the size left after each pass, so that a flood of live
+/// keys costs one pass per doubling, not one per request.
 const PRUNE_AT: usize = 100_000;
 
 impl LocalRates {
@@ -136,14 +139,16 @@ impl LocalRates {
 
     /// [`LocalRates::step`] at `now` (microseconds).
     pub fn step_at(&self, key: &str, rate: &Rate, now: u64) -> RateOutcome {
-        let mut tats = self
+        let mut guard = self
             .tats
             .lock()
             .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let (tats, prune_at) = &mut *guard;
         let (outcome, new) = gcra(tats.get(key).copied(), now, rate);
         if let Some(new) = new {
-            if tats.len() >= PRUNE_AT && !tats.contains_key(key) {
+            if tats.len() >= (*prune_at).max(PRUNE_AT) && !tats.contains_key(key) {
                 tats.retain(|_, tat| *tat > now);
+                *prune_at = tats.len() * 2;
             }
             tats.insert(key.to_owned(), new);
         }
@@ -175,6 +180,22 @@ mod tests {
         // Idle for a second: a full burst again.
         let back = local.step_at("k", &rate, t0 + 2_000_000);
         assert_eq!((back.allowed, back.remaining), (true, 2));
+    }
+
+    #[test]
+    fn keys_whose_time_has_passed_are_dropped_once_the_map_is_full() {
+        let rate = Rate::parse("1000/s", Some(1)).unwrap();
+        let local = LocalRates::new();
+        let t0 = 1_000_000_000;
+        for i in 0..PRUNE_AT {
+            local.step_at(&format!("k{i}"), &rate, t0);
+        }
+        // A second later every key has passed its TAT: the next new key
+        // drops them all, and the map starts again small.
+        local.step_at("new", &rate, t0 + 1_000_000);
+        let guard = local.tats.lock().unwrap();
+        assert_eq!(guard.0.len(), 1);
+        assert_eq!(guard.1, 0, "the next pass waits for the map to double");
     }
 
     #[test]

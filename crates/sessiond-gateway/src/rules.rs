@@ -474,6 +474,11 @@ impl AccessRules {
         }
     }
 
+    /// Whether any rule carries a rate limit.
+    pub fn has_rates(&self) -> bool {
+        self.rules.iter().any(|r| r.rate.is_some())
+    }
+
     /// The rule that decides `target`, if any.
     pub fn rule_for(&self, target: &Target<'_>) -> Option<&AccessRule> {
         self.rules

@@ -226,6 +226,11 @@ pub struct AppState {
     pub login_csrf_cookie: CookieConfig,
     /// Device cookies (throttling per known browser).
     pub devices: DeviceCookies,
+    /// Which peers are proxies (`server.trusted_proxies`), for forward-auth
+    /// and the proxy's `X-Forwarded-*`.
+    pub trusted_proxies: sessiond_axum::TrustedProxies,
+    /// sessiond's own cookies, which the built-in proxy never passes on.
+    pub own_cookies: [String; 3],
     /// The gateway's access rules (`[access]`), ready to decide.
     pub access: sessiond_gateway::AccessRules,
     /// `Cache-Control` of allowed forward-auth answers (`gateway.auth_cache_max_age`).
@@ -279,6 +284,15 @@ impl AppState {
                 config.login.device_cookie_lifetime,
                 store.backend.clone(),
             ),
+            trusted_proxies: sessiond_axum::TrustedProxies::new(
+                config.server.trusted_proxies.clone(),
+                config.server.forwarded_header,
+            ),
+            own_cookies: [
+                config.session_cookie().name,
+                LOGIN_CSRF_COOKIE.to_owned(),
+                DEVICE_COOKIE.to_owned(),
+            ],
             access: config.access.rules(),
             auth_cache_control: http::HeaderValue::from_str(&format!(
                 "private, max-age={}",

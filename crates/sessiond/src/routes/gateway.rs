@@ -17,7 +17,7 @@ use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
-use sessiond_axum::csrf::same_origin;
+use sessiond_axum::csrf::{is_safe_method, same_origin};
 use sessiond_axum::{ApiError, AuthMethod, ClientIp, ErrorCode, Limit, Principal};
 use sessiond_gateway::proxy::{Forwarded, ProxyError};
 use sessiond_gateway::redirect::login_location;
@@ -27,7 +27,7 @@ use sessiond_gateway::{
 
 use crate::middleware::FromApplication;
 use crate::routes::pages;
-use crate::state::{DEVICE_COOKIE, LOGIN_CSRF_COOKIE, SharedState};
+use crate::state::SharedState;
 
 /// How a proxy passes a refusal on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,7 +45,7 @@ enum Judgement<'r> {
     Pass(&'r AccessRule),
     /// A session is needed and there is none.
     SignIn,
-    /// Refused (403, or 400 for a path with no single reading).
+    /// Refused (403: denied, a path with no single reading, or a failed origin check).
     Refuse(ApiError),
 }
 
@@ -75,7 +75,7 @@ fn judge<'a>(
     {
         Decision::Allow(rule) => {
             let cookie = principal.is_some_and(|p| p.method == AuthMethod::Cookie);
-            if cookie && rule.csrf == CsrfCheck::Origin && !is_safe(&original.method) {
+            if cookie && rule.csrf == CsrfCheck::Origin && !is_safe_method(&original.method) {
                 let origin: Vec<String> = original.origin().into_iter().collect();
                 if let Err(why) = same_origin(headers, &origin) {
                     return Judgement::Refuse(ApiError::csrf_failed(why));
@@ -88,13 +88,6 @@ fn judge<'a>(
     }
 }
 
-fn is_safe(method: &Method) -> bool {
-    matches!(
-        *method,
-        Method::GET | Method::HEAD | Method::OPTIONS | Method::TRACE
-    )
-}
-
 fn peer(req: &Request) -> Option<std::net::SocketAddr> {
     req.extensions()
         .get::<ConnectInfo<std::net::SocketAddr>>()
@@ -102,13 +95,7 @@ fn peer(req: &Request) -> Option<std::net::SocketAddr> {
 }
 
 fn trusted(app: &SharedState, peer: Option<std::net::SocketAddr>) -> bool {
-    peer.is_some_and(|peer| {
-        app.config
-            .server
-            .trusted_proxies
-            .iter()
-            .any(|net| net.contains(&peer.ip()))
-    })
+    peer.is_some_and(|peer| app.trusted_proxies.trusts(peer.ip()))
 }
 
 /// `GET /auth/verify`: for nginx `auth_request` (HAProxy, Envoy alike).
@@ -276,11 +263,7 @@ pub async fn proxy(State(app): State<SharedState>, mut req: Request) -> Response
             headers.append(name, value);
         }
     }
-    let session_cookie = app.config.session_cookie().name;
-    strip_cookies(
-        headers,
-        &[&session_cookie, LOGIN_CSRF_COOKIE, DEVICE_COOKIE],
-    );
+    strip_cookies(headers, &app.own_cookies);
     let forwarded = Forwarded {
         peer: peer.map_or(std::net::IpAddr::from([127, 0, 0, 1]), |p| p.ip()),
         trusted_peer,
@@ -342,7 +325,7 @@ pub fn rate_limit_of(
 }
 
 /// Removes sessiond's own cookies from `Cookie`, keeping the application's.
-fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) {
+fn strip_cookies<S: AsRef<str>>(headers: &mut HeaderMap, names: &[S]) {
     let kept: Vec<String> = headers
         .get_all(header::COOKIE)
         .iter()
@@ -351,7 +334,7 @@ fn strip_cookies(headers: &mut HeaderMap, names: &[&str]) {
         .map(str::trim)
         .filter(|c| {
             let name = c.split_once('=').map_or(*c, |(n, _)| n).trim();
-            !c.is_empty() && !names.contains(&name)
+            !c.is_empty() && !names.iter().any(|n| n.as_ref() == name)
         })
         .map(str::to_owned)
         .collect();

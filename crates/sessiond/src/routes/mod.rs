@@ -238,13 +238,19 @@ pub fn router(state: SharedState) -> Router {
         .route_layer(csrf);
     // The application behind the gateway: rate limit, then the access
     // rules and the proxy (the response cache goes in front of the limit).
+    // Without rates, no layer: each request would match its rule twice.
     let router = if state.upstream.is_some() || !state.rule_upstreams.is_empty() {
-        let limits = RateLimitLayer::new(
-            state.store.backend.clone(),
-            gateway::rate_limit_of(state.clone()),
-        )
-        .with_fail_closed(state.config.gateway.rate_limit_fail_closed);
-        router.fallback_service(limits.layer(any(gateway::proxy).with_state(state.clone())))
+        let proxy = any(gateway::proxy).with_state(state.clone());
+        if state.access.has_rates() {
+            let limits = RateLimitLayer::new(
+                state.store.backend.clone(),
+                gateway::rate_limit_of(state.clone()),
+            )
+            .with_fail_closed(state.config.gateway.rate_limit_fail_closed);
+            router.fallback_service(limits.layer(proxy))
+        } else {
+            router.fallback_service(proxy)
+        }
     } else {
         router
     };

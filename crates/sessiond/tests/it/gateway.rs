@@ -385,13 +385,10 @@ async fn the_login_page_sends_the_browser_on_only_to_this_site_or_an_allowed_hos
             .send()
             .await
             .unwrap();
-        let csrf_cookie = page.headers()[SET_COOKIE]
-            .to_str()
-            .unwrap()
-            .split(';')
-            .next()
-            .unwrap()
-            .to_owned();
+        let csrf_cookie = format!(
+            "__Host-sessiond-login={}",
+            cookie_value(&session_set_cookie(page.headers(), "__Host-sessiond-login").unwrap())
+        );
         let html = page.text().await.unwrap();
         let token = crate::common::form_csrf_token(&html);
         assert_eq!(html.contains("name=\"rd\""), kept.is_some(), "{rd}: {html}");
