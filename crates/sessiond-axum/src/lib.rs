@@ -13,6 +13,10 @@
 //!   [`sessiond_jwt::TokenVerifier`]; optionally a live-session check per route.
 //! - [`ApiError`], [`ErrorCode`] (`error.rs`): the JSON error shape, and
 //!   every stable code with its status.
+//! - [`ResponseCacheLayer`] (`cache/`): a shared HTTP cache (RFC 9111)
+//!   safe in front of authentication, its tiers in memory and in the store.
+//! - [`RateLimitLayer`] (`rate.rs`): per-key GCRA limits, shared through
+//!   the store.
 //! - [`ClientIpLayer`], [`ClientIp`] (`client_ip.rs`): the client's address,
 //!   through trusted proxies only, for everything that needs it.
 //! - [`body`]: `Content-Type` detection and the JSON / form extractors
@@ -34,6 +38,7 @@ pub mod auth;
 #[cfg(feature = "bearer")]
 pub mod bearer;
 pub mod body;
+pub mod cache;
 pub mod client_ip;
 pub mod cookie;
 pub mod csrf;
@@ -46,6 +51,7 @@ pub use auth::{AuthMethod, CurrentUser, Principal, RequireRoleLayer};
 #[cfg(feature = "bearer")]
 pub use bearer::{BearerLayer, Degraded, RequireLiveSessionLayer, StoreDownPolicy};
 pub use body::{ApiJson, BodyKind, JsonOrForm, OptionalJson, body_kind};
+pub use cache::{CacheRule, ResponseCacheLayer};
 pub use client_ip::{ClientIp, ClientIpLayer, ForwardedHeader, TrustedProxies};
 pub use cookie::{CookieConfig, SameSite};
 pub use csrf::CsrfLayer;

@@ -58,8 +58,8 @@ pub use resilience::{
     BreakerConfig, BreakerState, ResilienceConfig, ResilientStore, retried_operations,
 };
 pub use store::{
-    Backend, BoxError, CycleChanges, FailureDomain, Renewal, Scope, SessionStore, StoreError,
-    UserStore,
+    Backend, BoxError, CacheRead, CycleChanges, FailureDomain, Renewal, Scope, SessionStore,
+    StoreError, UserStore,
 };
 pub use time::{Clock, ManualClock, Millis, SystemClock};
 pub use token::{SessionKey, SessionToken, TokenError};

@@ -2,6 +2,7 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::sync::Mutex;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 
@@ -9,7 +10,7 @@ use crate::attempts::{Attempt, AttemptCounters, Counter, Refund};
 use crate::ops;
 use crate::policy::ExpiryPolicy;
 use crate::record::{AttributeBudget, AttributeChange, SessionRecord, UserRecord};
-use crate::store::{CycleChanges, Renewal, SessionStore, StoreError, UserStore};
+use crate::store::{CacheRead, CycleChanges, Renewal, SessionStore, StoreError, UserStore};
 use crate::time::Millis;
 use crate::token::SessionKey;
 
@@ -55,12 +56,51 @@ impl State {
 pub struct MemoryStore {
     state: Mutex<State>,
     attempts: AttemptCounters,
+    response_cache: Option<Mutex<SharedCache>>,
+}
+
+/// The shared tier of a response cache, for tests that run several caches
+/// (nodes) in one process on one store. Bounded: expired entries and
+/// counters go when it is full, then everything (a cache may forget).
+#[derive(Default)]
+struct SharedCache {
+    entries: HashMap<String, (Vec<u8>, Instant)>,
+    generations: HashMap<String, (u64, Instant)>,
+}
+
+const SHARED_CACHE_MAX: usize = 10_000;
+
+impl SharedCache {
+    fn make_room<V>(map: &mut HashMap<String, (V, Instant)>) {
+        if map.len() >= SHARED_CACHE_MAX {
+            let now = Instant::now();
+            map.retain(|_, (_, until)| *until > now);
+        }
+    }
 }
 
 impl MemoryStore {
     /// An empty store.
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty store that also holds a response cache's shared tier
+    /// ([`UserStore::shares_response_cache`]), as Redis does: for tests
+    /// that run several nodes in one process. Off in [`MemoryStore::new`]:
+    /// on one node the cache's own memory tier is enough.
+    pub fn sharing_response_cache() -> Self {
+        Self {
+            response_cache: Some(Mutex::default()),
+            ..Self::default()
+        }
+    }
+
+    fn response_cache(&self) -> Result<std::sync::MutexGuard<'_, SharedCache>, StoreError> {
+        self.response_cache
+            .as_ref()
+            .map(|m| m.lock().unwrap_or_else(std::sync::PoisonError::into_inner))
+            .ok_or_else(|| StoreError::Unavailable("no shared response cache".into()))
     }
 
     fn state(&self) -> std::sync::MutexGuard<'_, State> {
@@ -273,6 +313,65 @@ impl UserStore for MemoryStore {
         now: Millis,
     ) -> Result<(), StoreError> {
         self.attempts.refund(refunds, now);
+        Ok(())
+    }
+
+    fn shares_response_cache(&self) -> bool {
+        self.response_cache.is_some()
+    }
+
+    async fn cache_read(
+        &self,
+        key: Option<&str>,
+        generations: &[String],
+    ) -> Result<CacheRead, StoreError> {
+        let cache = self.response_cache()?;
+        let now = Instant::now();
+        Ok(CacheRead {
+            entry: key
+                .and_then(|k| cache.entries.get(k))
+                .filter(|(_, until)| *until > now)
+                .map(|(bytes, _)| bytes.clone()),
+            generations: generations
+                .iter()
+                .map(|g| {
+                    cache
+                        .generations
+                        .get(g)
+                        .filter(|(_, until)| *until > now)
+                        .map_or(0, |(n, _)| *n)
+                })
+                .collect(),
+        })
+    }
+
+    async fn cache_write(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        let mut cache = self.response_cache()?;
+        SharedCache::make_room(&mut cache.entries);
+        if cache.entries.len() >= SHARED_CACHE_MAX {
+            cache.entries.clear();
+        }
+        cache
+            .entries
+            .insert(key.to_owned(), (value.to_vec(), Instant::now() + ttl));
+        Ok(())
+    }
+
+    async fn cache_invalidate(
+        &self,
+        generations: &[String],
+        keep: Duration,
+    ) -> Result<(), StoreError> {
+        let mut cache = self.response_cache()?;
+        // Counters are never cleared wholesale: one that vanished early
+        // would make older entries current again.
+        SharedCache::make_room(&mut cache.generations);
+        let until = Instant::now() + keep;
+        for g in generations {
+            let slot = cache.generations.entry(g.clone()).or_insert((0, until));
+            slot.0 += 1;
+            slot.1 = until;
+        }
         Ok(())
     }
 }

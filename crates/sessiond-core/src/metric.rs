@@ -102,6 +102,15 @@ catalogue! {
     /// By `policy` and `outcome` (`fail_open`, `fail_closed`).
     RATE_LIMIT_STORE_FAILURES = "sessiond_rate_limit_store_failures_total", Counter,
         "Rate-limit checks the store could not answer, by policy and what was done (fail_open: passed; fail_closed: 503)";
+    /// By `rule`, `result` (`hit`, `miss`, `bypass`) and `reason`.
+    CACHE_REQUESTS = "sessiond_cache_requests_total", Counter,
+        "GET and HEAD requests seen by the response cache, by rule, result (hit, miss, bypass) and reason";
+    /// The response cache's node-local tier.
+    CACHE_BYTES = "sessiond_cache_bytes", Gauge,
+        "Approximate bytes held by this node's response-cache tier";
+    /// By `outcome` (`ok`, `failed`).
+    CACHE_INVALIDATIONS = "sessiond_cache_invalidations_total", Counter,
+        "Invalidations after successful unsafe requests, by outcome (failed: the store could not take them; retried before the next lookup)";
     /// By `op` (`hash`, `verify`).
     PASSWORD_HASH_DURATION = "sessiond_password_hash_duration_seconds", Histogram,
         "argon2id hash or verify time, queueing included";

@@ -64,10 +64,13 @@ enum Op {
     TakeAttempt,
     RefundAttempts,
     RateStep,
+    CacheRead,
+    CacheWrite,
+    CacheInvalidate,
 }
 
 impl Op {
-    const COUNT: usize = 20;
+    const COUNT: usize = 23;
     const ALL: [Op; Op::COUNT] = [
         Op::Create,
         Op::Load,
@@ -89,6 +92,9 @@ impl Op {
         Op::TakeAttempt,
         Op::RefundAttempts,
         Op::RateStep,
+        Op::CacheRead,
+        Op::CacheWrite,
+        Op::CacheInvalidate,
     ];
 
     fn name(self) -> &'static str {
@@ -113,6 +119,9 @@ impl Op {
             Op::TakeAttempt => "take_attempt",
             Op::RefundAttempts => "refund_attempts",
             Op::RateStep => "rate_step",
+            Op::CacheRead => "cache_read",
+            Op::CacheWrite => "cache_write",
+            Op::CacheInvalidate => "cache_invalidate",
         }
     }
 
@@ -821,6 +830,42 @@ impl UserStore for ResilientStore {
         // Not retried: a step whose answer was lost may have counted.
         self.call(Op::RateStep, Scope::RateLimit(key), || {
             self.inner.rate_step(key, rate)
+        })
+        .await
+    }
+    fn shares_response_cache(&self) -> bool {
+        self.inner.shares_response_cache()
+    }
+    // None retried: a cache that cannot answer at once is bypassed, and a
+    // bump is idempotent in effect but its caller handles the failure.
+    async fn cache_read(
+        &self,
+        key: Option<&str>,
+        generations: &[String],
+    ) -> Result<crate::CacheRead, StoreError> {
+        self.call(Op::CacheRead, Scope::ResponseCache, || {
+            self.inner.cache_read(key, generations)
+        })
+        .await
+    }
+    async fn cache_write(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        self.call(Op::CacheWrite, Scope::ResponseCache, || {
+            self.inner.cache_write(key, value, ttl)
+        })
+        .await
+    }
+    async fn cache_invalidate(
+        &self,
+        generations: &[String],
+        keep: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        self.call(Op::CacheInvalidate, Scope::ResponseCache, || {
+            self.inner.cache_invalidate(generations, keep)
         })
         .await
     }

@@ -1,6 +1,7 @@
 //! The store contract every backend implements, and its error type.
 
 use async_trait::async_trait;
+use std::time::Duration;
 
 use crate::attempts::{Attempt, Counter, Refund};
 use crate::policy::ExpiryPolicy;
@@ -216,6 +217,8 @@ pub enum Scope<'a> {
     Attempts,
     /// One rate-limit key.
     RateLimit(&'a str),
+    /// The shared response cache's generation counters (and entries).
+    ResponseCache,
     /// Every part at once (listings, counts, pings).
     Whole,
 }
@@ -285,6 +288,63 @@ pub trait UserStore: Send + Sync + 'static {
     ) -> Result<Option<crate::RateOutcome>, StoreError> {
         Ok(None)
     }
+
+    /// Whether this store holds the shared tier of a response cache (the
+    /// `cache_*` calls), so that one node's fill serves every node and an
+    /// invalidation reaches every node. `false` (the default): a cache in
+    /// front of this store keeps entries and generations in the node's own
+    /// memory (a store that is not shared between nodes).
+    fn shares_response_cache(&self) -> bool {
+        false
+    }
+
+    /// One cached response (the blob stored under `key`, if asked for and
+    /// present) and the current value of each generation counter in
+    /// `generations` (0 for a counter never bumped), read together.
+    /// Only called when [`UserStore::shares_response_cache`].
+    async fn cache_read(
+        &self,
+        _key: Option<&str>,
+        _generations: &[String],
+    ) -> Result<CacheRead, StoreError> {
+        Err(no_shared_cache())
+    }
+
+    /// Stores a cached response for `ttl` (it may be dropped earlier).
+    async fn cache_write(
+        &self,
+        _key: &str,
+        _value: &[u8],
+        _ttl: Duration,
+    ) -> Result<(), StoreError> {
+        Err(no_shared_cache())
+    }
+
+    /// Bumps each generation counter in `generations`: every entry read
+    /// with an older value of one of them is stale from now on, on every
+    /// node. A counter is kept at least `keep` after its last bump (longer
+    /// than any entry lives: a counter that vanished while an entry read
+    /// before its bump still lived would make that entry current again).
+    async fn cache_invalidate(
+        &self,
+        _generations: &[String],
+        _keep: Duration,
+    ) -> Result<(), StoreError> {
+        Err(no_shared_cache())
+    }
+}
+
+fn no_shared_cache() -> StoreError {
+    StoreError::Unavailable("this store keeps no shared response cache".into())
+}
+
+/// What [`UserStore::cache_read`] found.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct CacheRead {
+    /// The blob stored under the key, if any.
+    pub entry: Option<Vec<u8>>,
+    /// The generations asked for, in order.
+    pub generations: Vec<u64>,
 }
 
 /// A backend that stores both sessions and users.

@@ -1450,4 +1450,32 @@ impl<S: UserStore + ?Sized> UserStore for FaultyStore<S> {
         self.gate().await?;
         self.inner.rate_step(key, rate).await
     }
+    fn shares_response_cache(&self) -> bool {
+        self.inner.shares_response_cache()
+    }
+    async fn cache_read(
+        &self,
+        key: Option<&str>,
+        generations: &[String],
+    ) -> Result<crate::CacheRead, StoreError> {
+        self.gate().await?;
+        self.inner.cache_read(key, generations).await
+    }
+    async fn cache_write(
+        &self,
+        key: &str,
+        value: &[u8],
+        ttl: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        self.gate().await?;
+        self.inner.cache_write(key, value, ttl).await
+    }
+    async fn cache_invalidate(
+        &self,
+        generations: &[String],
+        keep: std::time::Duration,
+    ) -> Result<(), StoreError> {
+        self.gate().await?;
+        self.inner.cache_invalidate(generations, keep).await
+    }
 }

@@ -67,9 +67,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::{AsyncCommands, RedisError, Value};
 use sessiond_core::{
-    Attempt, AttributeBudget, AttributeChange, Counter, CycleChanges, ExpiryPolicy, FailureDomain,
-    Millis, Refund, Renewal, Scope, SessionKey, SessionRecord, SessionStore, StoreError,
-    UserRecord, UserStore,
+    Attempt, AttributeBudget, AttributeChange, CacheRead, Counter, CycleChanges, ExpiryPolicy,
+    FailureDomain, Millis, Refund, Renewal, Scope, SessionKey, SessionRecord, SessionStore,
+    StoreError, UserRecord, UserStore,
 };
 
 use crate::census::Census;
@@ -464,6 +464,17 @@ impl RedisStore {
 
     fn rate_key(&self, key: &str) -> String {
         format!("{}rl:{key}", self.prefix)
+    }
+
+    /// A cached response: no hash tag, so entries spread over a Cluster.
+    fn cache_entry_key(&self, key: &str) -> String {
+        format!("{}rc:{key}", self.prefix)
+    }
+
+    /// A response-cache generation counter: all in one slot, so one
+    /// `MGET` reads every counter a lookup needs.
+    fn cache_generation_key(&self, name: &str) -> String {
+        format!("{}{{rcg}}g:{name}", self.prefix)
     }
 
     fn users_key(&self) -> String {
@@ -973,6 +984,7 @@ impl SessionStore for RedisStore {
             Scope::Setting(name) => shards::slot(self.setting_key(name).as_bytes()),
             Scope::Attempts => shards::slot(b"att"),
             Scope::RateLimit(key) => shards::slot(self.rate_key(key).as_bytes()),
+            Scope::ResponseCache => shards::slot(b"rcg"),
             _ => return FailureDomain::WHOLE,
         };
         map.domain(slot)
@@ -1150,6 +1162,76 @@ impl UserStore for RedisStore {
             reset: micros(reset)?,
             retry_after: micros(retry)?,
         }))
+    }
+
+    fn shares_response_cache(&self) -> bool {
+        true
+    }
+
+    async fn cache_read(
+        &self,
+        key: Option<&str>,
+        generations: &[String],
+    ) -> Result<CacheRead, StoreError> {
+        let counters: Vec<String> = generations
+            .iter()
+            .map(|g| self.cache_generation_key(g))
+            .collect();
+        // Both in flight at once: one round trip, whatever the topology
+        // (on a Cluster the entry and the counters live on different masters).
+        let (mut a, mut b) = (self.conn(), self.conn());
+        let entry = async {
+            match key {
+                Some(k) => a.get::<_, Option<Vec<u8>>>(self.cache_entry_key(k)).await,
+                None => Ok(None),
+            }
+        };
+        let values = async {
+            if counters.is_empty() {
+                return Ok(Vec::new());
+            }
+            redis::cmd("MGET")
+                .arg(&counters)
+                .query_async::<Vec<Option<u64>>>(&mut b)
+                .await
+        };
+        let (entry, values) = tokio::join!(entry, values);
+        Ok(CacheRead {
+            entry: entry.map_err(unavailable)?,
+            generations: values
+                .map_err(unavailable)?
+                .into_iter()
+                .map(Option::unwrap_or_default)
+                .collect(),
+        })
+    }
+
+    async fn cache_write(&self, key: &str, value: &[u8], ttl: Duration) -> Result<(), StoreError> {
+        let ms = u64::try_from(ttl.as_millis()).unwrap_or(u64::MAX).max(1);
+        self.conn()
+            .pset_ex::<_, _, ()>(self.cache_entry_key(key), value, ms)
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn cache_invalidate(
+        &self,
+        generations: &[String],
+        keep: Duration,
+    ) -> Result<(), StoreError> {
+        if generations.is_empty() {
+            return Ok(());
+        }
+        let counters: Vec<String> = generations
+            .iter()
+            .map(|g| self.cache_generation_key(g))
+            .collect();
+        let keys: Vec<&str> = counters.iter().map(String::as_str).collect();
+        let mut cmd = scripts::evalsha(&scripts::CACHE_INVALIDATE, &keys);
+        cmd.arg(u64::try_from(keep.as_millis()).unwrap_or(u64::MAX).max(1));
+        self.run_script(&scripts::CACHE_INVALIDATE, cmd, None)
+            .await
+            .map(drop)
     }
 }
 

@@ -249,3 +249,17 @@ return 1
 ",
     )
 });
+
+/// Bumps response-cache generation counters (all in one slot: `{rcg}`).
+/// KEYS: the counters. ARGV: how long to keep each after this bump, ms.
+pub(crate) static CACHE_INVALIDATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+for _, k in ipairs(KEYS) do
+  redis.call('INCR', k)
+  redis.call('PEXPIRE', k, ARGV[1])
+end
+return 1
+",
+    )
+});
