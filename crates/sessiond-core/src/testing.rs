@@ -888,6 +888,39 @@ pub mod cases {
         assert_eq!(take(300).await, Attempt::Taken, "the window ended");
     }
 
+    pub async fn a_shared_response_cache_keeps_entries_and_counts_generations(
+        store: Arc<dyn Backend>,
+    ) {
+        if !store.shares_response_cache() {
+            assert!(
+                store.cache_read(None, &[]).await.is_err(),
+                "a store without a shared tier says so"
+            );
+            return;
+        }
+        let key = unique_user("entry");
+        let gens = [unique_user("t:/a"), unique_user("e:/a")];
+        let minute = Duration::from_secs(60);
+        let read = store.cache_read(Some(&key), &gens).await.unwrap();
+        assert_eq!((read.entry, read.generations), (None, vec![0, 0]));
+        store.cache_write(&key, b"blob", minute).await.unwrap();
+        store.cache_invalidate(&gens[..1], minute).await.unwrap();
+        store.cache_invalidate(&gens[..1], minute).await.unwrap();
+        let read = store.cache_read(Some(&key), &gens).await.unwrap();
+        assert_eq!(read.entry.as_deref(), Some(&b"blob"[..]));
+        assert_eq!(read.generations, [2, 0]);
+        let read = store.cache_read(None, &gens[1..]).await.unwrap();
+        assert_eq!((read.entry, read.generations), (None, vec![0]));
+        let short = unique_user("short");
+        store
+            .cache_write(&short, b"x", Duration::from_millis(20))
+            .await
+            .unwrap();
+        tokio::time::sleep(Duration::from_millis(120)).await;
+        let read = store.cache_read(Some(&short), &[]).await.unwrap();
+        assert_eq!(read.entry, None, "an entry ends with its TTL");
+    }
+
     pub async fn settings_change_only_when_the_expected_value_matches(store: Arc<dyn Backend>) {
         let name = unique_user("setting");
         assert_eq!(store.get_setting(&name).await.unwrap(), None);
@@ -1172,6 +1205,7 @@ macro_rules! store_conformance_tests {
             expired_sessions_are_never_returned_and_the_sweeper_removes_them,
             users_are_created_once_updated_and_listed,
             settings_change_only_when_the_expected_value_matches,
+            a_shared_response_cache_keeps_entries_and_counts_generations,
             attempts_are_taken_up_to_the_limit_and_a_refused_take_changes_nothing,
             a_burst_of_attempts_takes_no_more_than_the_limit,
             refunds_give_attempts_back_and_a_window_ends

@@ -23,5 +23,6 @@ pub use forwarded::{ForwardedError, OriginalRequest};
 pub use path::{NormalPath, PathError};
 pub use redirect::RedirectPolicy;
 pub use rules::{
-    AccessRule, AccessRules, Allow, CsrfCheck, Decision, RateKey, RuleError, RuleRate, Target,
+    AccessRule, AccessRules, Allow, CsrfCheck, Decision, RateKey, RuleCache, RuleError, RuleRate,
+    Target,
 };

@@ -47,6 +47,11 @@ pub struct PathPattern {
 }
 
 impl PathPattern {
+    /// The pattern as written.
+    pub fn as_str(&self) -> &str {
+        &self.text
+    }
+
     /// Parses a pattern such as `/api/public` or `/api/admin/**`.
     pub fn parse(text: &str) -> Result<Self, RuleError> {
         let bad = |why: &str| RuleError::Path(text.to_owned(), why.to_owned());
@@ -175,6 +180,9 @@ pub enum RuleError {
     /// A bad `rate`.
     #[error("access rule for {0:?}: {1}")]
     Rate(String, String),
+    /// A cache setting that cannot hold.
+    #[error("access rule for {0:?}: {1}")]
+    Cache(String, String),
     /// A bad `allow` value.
     #[error(
         "access rule for {path:?}: allow must be \"public\", \"authenticated\" or a non-empty list of roles, not {value:?}"
@@ -219,6 +227,30 @@ pub struct RuleSpec {
     /// (one budget for everyone).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rate_key: Option<RateKey>,
+    /// For the built-in proxy's response cache: `false` keeps this rule's
+    /// answers out of it (only rules that let anyone in are cached).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache: Option<bool>,
+    /// How long an answer that names no freshness of its own stays fresh
+    /// (`"30s"`, `"5m"`); without it, such answers are not cached.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cache_ttl: Option<String>,
+    /// Path prefixes whose cached answers a successful write under this
+    /// rule invalidates, besides the written path and its collection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub invalidate: Option<Vec<String>>,
+}
+
+/// How the built-in proxy's response cache treats a rule's paths.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct RuleCache {
+    /// Answers may be cached (the rule lets anyone in, and the operator did
+    /// not turn it off).
+    pub enabled: bool,
+    /// Freshness for answers that name none.
+    pub ttl: Option<std::time::Duration>,
+    /// Extra invalidation prefixes.
+    pub invalidate: Vec<String>,
 }
 
 /// Whose budget a rule's rate limit is.
@@ -315,6 +347,8 @@ pub struct AccessRule {
     pub upstream: Option<String>,
     /// The rule's rate limit (built-in proxy).
     pub rate: Option<RuleRate>,
+    /// The rule's response caching (built-in proxy).
+    pub cache: RuleCache,
 }
 
 impl TryFrom<RuleSpec> for AccessRule {
@@ -332,8 +366,40 @@ impl TryFrom<RuleSpec> for AccessRule {
                     .collect::<Result<Vec<_>, _>>()
             })
             .transpose()?;
+        let allow = spec.allow.parse(&spec.path)?;
+        let cache_error = |why: String| RuleError::Cache(spec.path.clone(), why);
+        if spec.cache == Some(true) && allow != Allow::Public {
+            return Err(cache_error(
+                "only rules with allow = \"public\" can be cached: the cache answers before the session check".into(),
+            ));
+        }
+        let cache = RuleCache {
+            enabled: allow == Allow::Public && spec.cache != Some(false),
+            ttl: spec
+                .cache_ttl
+                .as_deref()
+                .map(|t| {
+                    humantime::parse_duration(t)
+                        .map_err(|e| cache_error(format!("cache_ttl {t:?}: {e}")))
+                })
+                .transpose()?,
+            invalidate: spec
+                .invalidate
+                .clone()
+                .unwrap_or_default()
+                .into_iter()
+                .map(|p| {
+                    if p.starts_with('/') {
+                        Ok(p)
+                    } else {
+                        Err(cache_error(format!("invalidate {p:?} is not a path")))
+                    }
+                })
+                .collect::<Result<_, _>>()?,
+        };
         Ok(Self {
-            allow: spec.allow.parse(&spec.path)?,
+            cache,
+            allow,
             path: PathPattern::parse(&spec.path)?,
             host: spec.host.as_deref().map(HostPattern::parse).transpose()?,
             methods,
@@ -391,6 +457,12 @@ impl From<AccessRule> for RuleSpec {
             }),
             burst: rule.rate.as_ref().map(|r| r.rate.burst),
             rate_key: rule.rate.as_ref().map(|r| r.key),
+            cache: (!rule.cache.enabled && rule.allow == Allow::Public).then_some(false),
+            cache_ttl: rule
+                .cache
+                .ttl
+                .map(|t| humantime::format_duration(t).to_string()),
+            invalidate: (!rule.cache.invalidate.is_empty()).then_some(rule.cache.invalidate),
         }
     }
 }
@@ -406,6 +478,10 @@ impl AccessRule {
             },
             host: None,
             methods: None,
+            cache: RuleCache {
+                enabled: allow == Allow::Public,
+                ..RuleCache::default()
+            },
             allow,
             csrf: CsrfCheck::default(),
             upstream: None,

@@ -503,7 +503,13 @@ impl Shared {
         self.flush_pending().await?;
         let name = hex(hash);
         let ask = (with_entry && local.is_none()).then_some(name.as_str());
-        let read = self.store.cache_read(ask, watched).await?;
+        let mut read = self.store.cache_read(ask, watched).await?;
+        // This node's copy is outdated: another node may have stored a
+        // newer one (a second round trip, only after a write or expiry).
+        let local = local.filter(|e| e.generations == read.generations && e.fresh_until > now_ms());
+        if with_entry && local.is_none() && ask.is_none() {
+            read = self.store.cache_read(Some(&name), watched).await?;
+        }
         let entry = match (local, read.entry) {
             (Some(e), _) => Some(e),
             (None, Some(bytes)) => Entry::decode(&bytes).map(|e| {

@@ -20,8 +20,8 @@ use sessiond_axum::CookieConfig;
 use sessiond_core::{AttributeBudget, ExpiryPolicy};
 
 pub use sections::{
-    AccessSection, CookieSection, CsrfSection, GatewaySection, HeaderNames, LogFormat,
-    LoginSection, ObservabilitySection, RateLimitSection, RedisSection, ServerSection,
+    AccessSection, CacheSection, CookieSection, CsrfSection, GatewaySection, HeaderNames,
+    LogFormat, LoginSection, ObservabilitySection, RateLimitSection, RedisSection, ServerSection,
     SessionSection, StoreSection, TokensSection,
 };
 
@@ -53,6 +53,8 @@ pub struct ServerConfig {
     pub gateway: GatewaySection,
     /// `[rate_limit]`: limits on sessiond's own public routes.
     pub rate_limit: RateLimitSection,
+    /// `[cache]`: the built-in proxy's response cache.
+    pub cache: CacheSection,
 }
 
 /// Keys of the flat configuration before sections (0.1), and where each

@@ -421,6 +421,39 @@ impl RateLimitSection {
     }
 }
 
+/// `[cache]`: the built-in proxy's response cache. It answers GET and
+/// HEAD on rules that let anyone in, with what the application marked
+/// shareable (`max-age`, `s-maxage`, `Expires`, `public`) or a rule's
+/// `cache_ttl`; writes through the proxy invalidate it on every node.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CacheSection {
+    /// Off: every request goes to the application.
+    pub enabled: bool,
+    /// This node's memory tier, bytes.
+    pub max_bytes: u64,
+    /// Larger bodies are not cached, bytes.
+    pub max_entry_bytes: usize,
+    /// No answer stays fresh longer, whatever it says.
+    #[serde(with = "duration")]
+    pub max_ttl: Duration,
+    /// How long a miss waits for another request's fetch of the same page.
+    #[serde(with = "duration")]
+    pub coalesce_wait: Duration,
+}
+
+impl Default for CacheSection {
+    fn default() -> Self {
+        Self {
+            enabled: true,
+            max_bytes: 64 << 20,
+            max_entry_bytes: 1 << 20,
+            max_ttl: Duration::from_secs(3600),
+            coalesce_wait: Duration::from_secs(5),
+        }
+    }
+}
+
 /// A list of header names, checked when the configuration loads.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(try_from = "Vec<String>", into = "Vec<String>")]

@@ -18,11 +18,11 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::response::{IntoResponse, Response};
 use http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode, header};
 use sessiond_axum::csrf::{is_safe_method, same_origin};
-use sessiond_axum::{ApiError, AuthMethod, ClientIp, ErrorCode, Limit, Principal};
+use sessiond_axum::{ApiError, AuthMethod, CacheRule, ClientIp, ErrorCode, Limit, Principal};
 use sessiond_gateway::proxy::{Forwarded, ProxyError};
 use sessiond_gateway::redirect::login_location;
 use sessiond_gateway::{
-    AccessRule, CsrfCheck, Decision, NormalPath, OriginalRequest, RateKey, Target,
+    AccessRule, Allow, CsrfCheck, Decision, NormalPath, OriginalRequest, RateKey, Target,
 };
 
 use crate::middleware::FromApplication;
@@ -321,6 +321,36 @@ pub fn rate_limit_of(
             key,
             rate: rate.rate,
         })
+    }
+}
+
+/// How the response cache treats a request to the application: its access
+/// rule's `cache`, `cache_ttl` and `invalidate`, with the path as the rules
+/// read it (so every spelling of a path is invalidated together). A path
+/// with no single reading is left to the proxy, which refuses it.
+pub fn cache_rule_of(
+    app: SharedState,
+) -> impl Fn(&http::request::Parts) -> Option<CacheRule> + Send + Sync + 'static {
+    move |parts| {
+        let path = NormalPath::parse(parts.uri.path()).ok()?;
+        let host = parts
+            .headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .map(str::to_ascii_lowercase);
+        let target = Target {
+            method: &parts.method,
+            host: host.as_deref(),
+            path: &path,
+        };
+        let rule = app.access.rule_for(&target)?;
+        let mut cache = CacheRule::new(rule.path.as_str());
+        cache.cacheable = rule.cache.enabled;
+        cache.public = rule.allow == Allow::Public;
+        cache.ttl = rule.cache.ttl;
+        cache.path = Some(path.to_string());
+        cache.invalidate.clone_from(&rule.cache.invalidate);
+        Some(cache)
     }
 }
 

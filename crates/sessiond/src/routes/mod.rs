@@ -20,10 +20,9 @@ use axum::routing::{MethodRouter, any, delete, get, patch, post};
 use serde::Serialize;
 use sessiond_axum::{
     ApiError, CsrfLayer, ErrorCode, Limit, RateLimitLayer, RequireLiveSessionLayer,
-    RequireRoleLayer,
+    RequireRoleLayer, ResponseCacheLayer,
 };
 use sessiond_core::StoredSession;
-use tower::Layer as _;
 
 use crate::accounts::AccountError;
 use crate::password::HashError;
@@ -236,25 +235,49 @@ pub fn router(state: SharedState) -> Router {
                 .route_layer(RequireRoleLayer::role("admin")),
         )
         .route_layer(csrf);
-    // The application behind the gateway: rate limit, then the access
-    // rules and the proxy (the response cache goes in front of the limit).
-    // Without rates, no layer: each request would match its rule twice.
+    // The application behind the gateway: response cache, rate limit, then
+    // the access rules and the proxy.
     let router = if state.upstream.is_some() || !state.rule_upstreams.is_empty() {
-        let proxy = any(gateway::proxy).with_state(state.clone());
-        if state.access.has_rates() {
-            let limits = RateLimitLayer::new(
-                state.store.backend.clone(),
-                gateway::rate_limit_of(state.clone()),
-            )
-            .with_fail_closed(state.config.gateway.rate_limit_fail_closed);
-            router.fallback_service(limits.layer(proxy))
-        } else {
-            router.fallback_service(proxy)
-        }
+        router.fallback_service(application(&state))
     } else {
         router
     };
     router.with_state(state)
+}
+
+/// The chain in front of the application: cache → rate limit → access
+/// rules and proxy. A layer that has nothing to do is left out (without
+/// rates, each request would match its rule twice for nothing).
+fn application(state: &SharedState) -> Router {
+    let proxy = Router::new()
+        .fallback(any(gateway::proxy))
+        .with_state(state.clone());
+    let limited = if state.access.has_rates() {
+        proxy.layer(
+            RateLimitLayer::new(
+                state.store.backend.clone(),
+                gateway::rate_limit_of(state.clone()),
+            )
+            .with_fail_closed(state.config.gateway.rate_limit_fail_closed),
+        )
+    } else {
+        proxy
+    };
+    let c = &state.config.cache;
+    if !c.enabled {
+        return limited;
+    }
+    limited.layer(
+        ResponseCacheLayer::new(
+            state.store.backend.clone(),
+            gateway::cache_rule_of(state.clone()),
+        )
+        .with_max_bytes(c.max_bytes)
+        .with_max_entry_bytes(c.max_entry_bytes)
+        .with_max_ttl(c.max_ttl)
+        .with_coalesce_wait(c.coalesce_wait)
+        .with_credential_cookies([state.own_cookies[0].clone()]),
+    )
 }
 
 #[cfg(test)]

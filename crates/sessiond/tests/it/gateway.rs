@@ -1133,3 +1133,109 @@ async fn sessionds_own_public_routes_can_be_rate_limited_per_client_but_never_he
         assert_eq!(get("/healthz").await.unwrap().status(), StatusCode::OK);
     }
 }
+
+/// An application with a cacheable listing whose version changes with
+/// every write to one of its items; it counts the listing's fetches.
+async fn catalogue_app() -> (String, std::sync::Arc<std::sync::atomic::AtomicU64>) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicU64, Ordering};
+    let version = Arc::new(AtomicU64::new(0));
+    let fetches = Arc::new(AtomicU64::new(0));
+    let (v, f) = (version.clone(), fetches.clone());
+    let app = axum::Router::new()
+        .route(
+            "/api/public/items",
+            axum::routing::get(move || async move {
+                f.fetch_add(1, Ordering::SeqCst);
+                (
+                    [("cache-control", "public, max-age=300")],
+                    format!("items v{}", v.load(Ordering::SeqCst)),
+                )
+            }),
+        )
+        .route(
+            "/api/public/items/{n}",
+            axum::routing::post(move || async move {
+                version.fetch_add(1, Ordering::SeqCst);
+                StatusCode::NO_CONTENT
+            }),
+        );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap().to_string();
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    (addr, fetches)
+}
+
+#[tokio::test]
+async fn two_nodes_on_one_redis_share_the_response_cache_and_a_write_invalidates_both() {
+    use std::sync::atomic::Ordering;
+    if !sessiond_store_redis::testing::redis_available("gateway response cache") {
+        return;
+    }
+    let mut redis = tokio::task::spawn_blocking(sessiond_store_redis::testing::standalone)
+        .await
+        .unwrap();
+    let (upstream, fetches) = catalogue_app().await;
+    let mut nodes = Vec::new();
+    for _ in 0..2 {
+        let mut config = gateway_config("127.0.0.1/32");
+        config.store.url = Some(redis.url());
+        config.gateway.upstream = Some(format!("http://{upstream}"));
+        let store = StoreHandle::open(&config).await.unwrap();
+        nodes.push(spawn_app_on(store, config).await);
+    }
+    let (a, b) = (&nodes[0].base, &nodes[1].base);
+    let listing = |base: &str| {
+        let url = format!("{base}/api/public/items");
+        async move {
+            // One site behind a load balancer: the same Host on every node.
+            let r = http()
+                .get(url)
+                .header("host", "app.test")
+                .send()
+                .await
+                .unwrap();
+            let status = r.status();
+            let x_cache = r.headers()["x-cache"].to_str().unwrap().to_owned();
+            let cache_status = r.headers()["cache-status"].to_str().unwrap().to_owned();
+            (status, x_cache, cache_status, r.text().await.unwrap())
+        }
+    };
+    let (_, x, _, body) = listing(a).await;
+    assert_eq!((x.as_str(), body.as_str()), ("MISS", "items v0"));
+    let (_, x, status, body) = listing(b).await;
+    assert_eq!(
+        (x.as_str(), body.as_str()),
+        ("HIT", "items v0"),
+        "node A's miss filled node B"
+    );
+    assert!(status.starts_with("sessiond; hit"), "{status}");
+    assert_eq!(fetches.load(Ordering::SeqCst), 1);
+
+    // A write through node B: node A's next read is a miss with the new data.
+    let write = http()
+        .post(format!("{b}/api/public/items/1"))
+        .header("host", "app.test")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(write.status(), StatusCode::NO_CONTENT);
+    let (_, x, _, body) = listing(a).await;
+    assert_eq!((x.as_str(), body.as_str()), ("MISS", "items v1"));
+    assert_eq!(listing(b).await.1, "HIT");
+    assert_eq!(fetches.load(Ordering::SeqCst), 2);
+
+    // Redis dies: the cache steps aside, the application still answers.
+    tokio::task::spawn_blocking(move || redis.kill())
+        .await
+        .unwrap();
+    for base in [a, b] {
+        let (status, x, cache_status, body) = listing(base).await;
+        assert_eq!(status, StatusCode::OK);
+        assert_eq!((x.as_str(), body.as_str()), ("BYPASS", "items v1"));
+        assert_eq!(
+            cache_status,
+            "sessiond; fwd=bypass; detail=store-unavailable"
+        );
+    }
+}
