@@ -6,7 +6,7 @@
 use http::Method;
 use proptest::prelude::*;
 use sessiond_gateway::rules::{
-    AccessRule, AccessRules, Allow, CsrfCheck, HostPattern, PathPattern,
+    AccessRule, AccessRules, Allow, CsrfCheck, HostPattern, PathPattern, RuleCache,
 };
 use sessiond_gateway::{Decision, NormalPath, Target};
 
@@ -144,12 +144,41 @@ fn invalid_rules_are_refused_with_a_message_naming_them() {
             serde_json::json!({"path": "/a", "allow": "public", "colour": "red"}),
             "colour",
         ),
+        (
+            serde_json::json!({"path": "/a", "allow": "authenticated", "cache": true}),
+            "only rules with allow = \"public\" can be cached",
+        ),
+        (
+            serde_json::json!({"path": "/a", "allow": "public", "cache_ttl": "soon"}),
+            "cache_ttl",
+        ),
+        (
+            serde_json::json!({"path": "/a", "allow": "public", "invalidate": ["a"]}),
+            "is not a path",
+        ),
     ] {
         let e = serde_json::from_value::<AccessRule>(rule.clone())
             .unwrap_err()
             .to_string();
         assert!(e.contains(says), "{rule}: {e}");
     }
+}
+
+#[test]
+fn only_rules_that_let_anyone_in_are_cached_and_their_settings_read_back() {
+    let rules = rules_from_toml_like_json(serde_json::json!([
+        {"path": "/docs", "allow": "public", "cache_ttl": "30s", "invalidate": ["/docs"]},
+        {"path": "/feed", "allow": "public", "cache": false},
+        {"path": "/api/**", "allow": "authenticated"},
+    ]));
+    assert!(rules[0].cache.enabled);
+    assert_eq!(rules[0].cache.ttl, Some(std::time::Duration::from_secs(30)));
+    assert_eq!(rules[0].cache.invalidate, ["/docs"]);
+    assert!(!rules[1].cache.enabled);
+    assert!(!rules[2].cache.enabled);
+    let again: Vec<AccessRule> =
+        serde_json::from_value(serde_json::to_value(&rules).unwrap()).unwrap();
+    assert_eq!(again, rules);
 }
 
 fn allow_strategy() -> impl Strategy<Value = Allow> {
@@ -187,6 +216,7 @@ fn rule_strategy() -> impl Strategy<Value = AccessRule> {
         csrf: CsrfCheck::Origin,
         upstream: None,
         rate: None,
+        cache: RuleCache::default(),
     })
 }
 
