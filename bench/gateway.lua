@@ -2,7 +2,8 @@
 -- in $COOKIES_FILE (one "name=value" per line), as ../shared/peers/profile.lua
 -- does; with $ORIGINAL_URL set, each request also carries what nginx's
 -- auth_request sends (X-Original-URL, X-Original-Method), for /auth/verify
--- measured alone. Counts every non-2xx.
+-- measured alone; with $UNIQUE set, every request has a target of its own
+-- (`?n=<thread>-<count>`). Counts every non-2xx.
 local counter = 0
 local threads = {}
 
@@ -13,6 +14,7 @@ function setup(thread)
 end
 
 local reqs = {}
+local cookies = {}
 local idx = 0
 bad = 0
 
@@ -26,13 +28,25 @@ function init(args)
         h["X-Original-Method"] = "GET"
       end
       reqs[#reqs + 1] = wrk.format("GET", wrk.path, h)
+      cookies[#cookies + 1] = line
     end
   end
   idx = (tid * 397) % #reqs
 end
 
+local unique = os.getenv("UNIQUE")
+if unique == "" then unique = nil end
+local headers = {}
+local n = 0
+
 function request()
   idx = idx % #reqs + 1
+  if unique then
+    -- A new target every time (bench/response-cache.sh's misses).
+    n = n + 1
+    headers["Cookie"] = cookies[idx]
+    return wrk.format("GET", wrk.path .. "?n=" .. tid .. "-" .. n, headers)
+  end
   return reqs[idx]
 end
 
