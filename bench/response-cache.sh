@@ -6,6 +6,8 @@
 #                 every request answered from the cache;
 #   - ceiling-axum: the ../shared/peers ceiling (fixed JSON, no session):
 #                 this machine's HTTP limit, what a hit is compared with;
+#   - healthz:    sessiond's own GET /healthz (fixed JSON through every
+#                 server-wide layer): the floor a hit cannot go below;
 #   - miss-cache: a new target every request (`?n=…`), cache on: lookup,
 #                 the application, then the answer stored;
 #   - miss-off:   the same requests with `[cache] enabled = false`.
@@ -75,6 +77,7 @@ for round in $(seq "$ROUNDS"); do
   echo "# round $round"
   run hit on "http://127.0.0.1:$SD/app/page"
   run ceiling-axum none "http://127.0.0.1:$CEIL/api/profile"
+  run healthz on "http://127.0.0.1:$SD/healthz"
   run miss-cache on "http://127.0.0.1:$SD/app/page" 1
   run miss-off off "http://127.0.0.1:$SD/app/page" 1
   if [ "${REDIS:-0}" = 1 ]; then run hit-redis on "http://127.0.0.1:$SD/app/page" "" "--store redis://127.0.0.1:6391"; fi

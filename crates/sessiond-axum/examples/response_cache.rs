@@ -23,7 +23,7 @@ async fn main() -> std::io::Result<()> {
             let mut rule = CacheRule::new("products");
             rule.public = true;
             rule.ttl = Some(Duration::from_secs(30));
-            rule.invalidate = vec!["/products".into()];
+            rule.invalidate = Arc::from(["/products".to_owned()]);
             rule
         })
     });

@@ -250,7 +250,9 @@ pub struct RuleCache {
     /// Freshness for answers that name none.
     pub ttl: Option<std::time::Duration>,
     /// Extra invalidation prefixes.
-    pub invalidate: Vec<String>,
+    pub invalidate: std::sync::Arc<[String]>,
+    /// The rule's name in the cache's metrics (its path pattern).
+    pub name: std::sync::Arc<str>,
 }
 
 /// Whose budget a rule's rate limit is.
@@ -374,6 +376,7 @@ impl TryFrom<RuleSpec> for AccessRule {
             ));
         }
         let cache = RuleCache {
+            name: spec.path.as_str().into(),
             enabled: allow == Allow::Public && spec.cache != Some(false),
             ttl: spec
                 .cache_ttl
@@ -395,7 +398,8 @@ impl TryFrom<RuleSpec> for AccessRule {
                         Err(cache_error(format!("invalidate {p:?} is not a path")))
                     }
                 })
-                .collect::<Result<_, _>>()?,
+                .collect::<Result<Vec<_>, _>>()?
+                .into(),
         };
         Ok(Self {
             cache,
@@ -462,7 +466,7 @@ impl From<AccessRule> for RuleSpec {
                 .cache
                 .ttl
                 .map(|t| humantime::format_duration(t).to_string()),
-            invalidate: (!rule.cache.invalidate.is_empty()).then_some(rule.cache.invalidate),
+            invalidate: (!rule.cache.invalidate.is_empty()).then(|| rule.cache.invalidate.to_vec()),
         }
     }
 }
@@ -480,6 +484,7 @@ impl AccessRule {
             methods: None,
             cache: RuleCache {
                 enabled: allow == Allow::Public,
+                name: "/".into(),
                 ..RuleCache::default()
             },
             allow,

@@ -173,7 +173,7 @@ fn only_rules_that_let_anyone_in_are_cached_and_their_settings_read_back() {
     ]));
     assert!(rules[0].cache.enabled);
     assert_eq!(rules[0].cache.ttl, Some(std::time::Duration::from_secs(30)));
-    assert_eq!(rules[0].cache.invalidate, ["/docs"]);
+    assert_eq!(&*rules[0].cache.invalidate, ["/docs"]);
     assert!(!rules[1].cache.enabled);
     assert!(!rules[2].cache.enabled);
     let again: Vec<AccessRule> =

@@ -10,8 +10,9 @@ use http::{Response, StatusCode};
 use http_cache_semantics::{CacheOptions, CachePolicy};
 use serde::{Deserialize, Serialize};
 
-/// One stored response. Serialised (postcard) for the shared tier.
-#[derive(Debug, Serialize, Deserialize)]
+/// One stored response. Serialised (postcard) for the shared tier; in the
+/// memory tier its headers and body live in [`Stored`] instead.
+#[derive(Debug, Clone, Serialize, Deserialize)]
 pub(crate) struct Entry {
     /// The request target it answers ([`super::key::primary_key`]).
     pub key: String,
@@ -102,6 +103,16 @@ pub(crate) fn storable(
     if credentials && !(public_rule && shared) {
         return Err(NotStored::Credentials);
     }
+    if directives
+        .iter()
+        .any(|d| d == "no-store" || d == "private" || d.starts_with("private=") || d == "no-cache")
+    {
+        return Err(NotStored::Uncacheable);
+    }
+    if !explicit && rule_ttl.is_none() && !directives.iter().any(|d| d == "public") {
+        // Nothing says for how long: not stored, whatever else holds.
+        return Err(NotStored::NoFreshness);
+    }
     let policy = CachePolicy::new_options(
         request,
         response,
@@ -181,14 +192,15 @@ pub(crate) fn now_ms() -> u64 {
 
 impl Entry {
     #[allow(clippy::too_many_arguments)]
-    pub(crate) fn new(
+    /// The entry for `response` (to `request`), ready for the memory tier.
+    pub(crate) fn stored(
         key: String,
         request: &Parts,
         response: &http::response::Parts,
         body: Bytes,
         storable: &Storable,
         generations: Vec<u64>,
-    ) -> Self {
+    ) -> Stored {
         let vary = response
             .headers
             .get_all(header::VARY)
@@ -203,16 +215,21 @@ impl Entry {
             })
             .collect();
         let stored_at = now_ms();
-        Self {
+        let mut headers = HeaderMap::with_capacity(response.headers.len() + 3);
+        for (n, v) in &response.headers {
+            // Copied, not shared: a parsed value points into the buffer its
+            // whole answer was read into, which it would keep alive.
+            if kept(n)
+                && let Ok(v) = HeaderValue::from_bytes(v.as_bytes())
+            {
+                headers.append(n.clone(), v);
+            }
+        }
+        let entry = Self {
             key,
             status: response.status.as_u16(),
-            headers: response
-                .headers
-                .iter()
-                .filter(|(n, _)| kept(n))
-                .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
-                .collect(),
-            body: body.to_vec(),
+            headers: Vec::new(),
+            body: Vec::new(),
             stored_at,
             fresh_until: stored_at
                 .saturating_add(u64::try_from(storable.ttl.as_millis()).unwrap_or(u64::MAX)),
@@ -220,17 +237,13 @@ impl Entry {
             vary,
             generations,
             for_credentials: storable.for_credentials,
+        };
+        Stored {
+            status: response.status,
+            entry,
+            headers,
+            body,
         }
-    }
-
-    /// About how much memory it holds.
-    pub(crate) fn weight(&self) -> u64 {
-        let headers: usize = self
-            .headers
-            .iter()
-            .map(|(n, v)| n.len() + v.len() + 32)
-            .sum();
-        (self.body.len() + headers + self.key.len() + 128) as u64
     }
 
     /// Whether it answers this request: same target, the `Vary` headers
@@ -248,16 +261,26 @@ impl Entry {
         self.fresh_until.saturating_sub(now) / 1000
     }
 
-    pub(crate) fn response(&self, head_only: bool, now: u64) -> Response<Body> {
-        let body = if head_only {
-            Body::empty()
-        } else {
-            Body::from(self.body.clone())
-        };
-        let mut response = Response::new(body);
-        *response.status_mut() = StatusCode::from_u16(self.status).unwrap_or(StatusCode::OK);
-        let headers = response.headers_mut();
-        for (name, value) in &self.headers {
+    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
+        postcard::from_bytes(bytes).ok()
+    }
+}
+
+/// An entry as the memory tier keeps it: its answer ready to send (the
+/// header map built once, the body shared, not copied, by every hit).
+pub(crate) struct Stored {
+    pub entry: Entry,
+    status: StatusCode,
+    headers: HeaderMap,
+    body: Bytes,
+}
+
+impl Stored {
+    pub(crate) fn new(mut entry: Entry) -> Self {
+        let body = Bytes::from(std::mem::take(&mut entry.body));
+        let wire_headers = std::mem::take(&mut entry.headers);
+        let mut headers = HeaderMap::with_capacity(wire_headers.len() + 3);
+        for (name, value) in &wire_headers {
             if let (Ok(n), Ok(v)) = (
                 HeaderName::from_bytes(name.as_bytes()),
                 HeaderValue::from_bytes(value),
@@ -265,17 +288,59 @@ impl Entry {
                 headers.append(n, v);
             }
         }
-        let age = self.initial_age + now.saturating_sub(self.stored_at) / 1000;
-        headers.insert(header::AGE, HeaderValue::from(age));
-        response
+        Self {
+            status: StatusCode::from_u16(entry.status).unwrap_or(StatusCode::OK),
+            entry,
+            headers,
+            body,
+        }
     }
 
+    /// About how much memory it holds, allocator and map overheads
+    /// included (measured: the process's resident size grows by about
+    /// `max_bytes` when the memory tier is full of small answers).
+    pub(crate) fn weight(&self) -> u64 {
+        let headers: usize = self
+            .headers
+            .iter()
+            .map(|(n, v)| n.as_str().len() + v.len() + 160)
+            .sum();
+        let vary: usize = self
+            .entry
+            .vary
+            .iter()
+            .map(|(n, v)| n.len() + v.as_ref().map_or(0, Vec::len) + 64)
+            .sum();
+        (self.body.len() + headers + vary + 2 * self.entry.key.len() + 1024) as u64
+    }
+
+    /// The shared tier's form.
     pub(crate) fn encode(&self) -> Option<Vec<u8>> {
-        postcard::to_stdvec(self).ok()
+        let mut wire = self.entry.clone();
+        wire.headers = self
+            .headers
+            .iter()
+            .map(|(n, v)| (n.as_str().to_owned(), v.as_bytes().to_vec()))
+            .collect();
+        wire.body = self.body.to_vec();
+        postcard::to_stdvec(&wire).ok()
     }
 
-    pub(crate) fn decode(bytes: &[u8]) -> Option<Self> {
-        postcard::from_bytes(bytes).ok()
+    pub(crate) fn response(&self, head_only: bool, now: u64) -> Response<Body> {
+        let body = if head_only {
+            Body::empty()
+        } else {
+            Body::from(self.body.clone())
+        };
+        let mut response = Response::new(body);
+        *response.status_mut() = self.status;
+        *response.headers_mut() = self.headers.clone();
+        let e = &self.entry;
+        let age = e.initial_age + now.saturating_sub(e.stored_at) / 1000;
+        response
+            .headers_mut()
+            .insert(header::AGE, HeaderValue::from(age));
+        response
     }
 }
 

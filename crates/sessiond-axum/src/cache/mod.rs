@@ -57,7 +57,7 @@ use tokio::sync::watch;
 use tower::{Layer, Service};
 
 use self::body::{Collected, collect_limited};
-use self::entry::{Entry, NotStored, Storable, now_ms, request_directives, storable};
+use self::entry::{Entry, NotStored, Storable, Stored, now_ms, request_directives, storable};
 use self::key::{KeyHash, bumped, hash, hex, primary_key, watched};
 
 /// How the cache treats the requests of one path.
@@ -78,7 +78,7 @@ pub struct CacheRule {
     pub path: Option<String>,
     /// Subtrees a successful unsafe request here invalidates besides the
     /// path itself and its collection's listing.
-    pub invalidate: Vec<String>,
+    pub invalidate: Arc<[String]>,
 }
 
 impl CacheRule {
@@ -90,12 +90,23 @@ impl CacheRule {
             public: false,
             ttl: None,
             path: None,
-            invalidate: Vec::new(),
+            invalidate: Arc::from([]),
         }
     }
 }
 
 type Classify = dyn Fn(&Parts) -> Option<CacheRule> + Send + Sync;
+
+/// (rule, result, reason) of `sessiond_cache_requests_total`.
+type CounterKey = (Arc<str>, &'static str, &'static str);
+
+type HitMark = Arc<dyn Fn(&mut http::Extensions) + Send + Sync>;
+
+#[derive(Default)]
+struct Marks {
+    counters: HashMap<CounterKey, metrics::Counter>,
+    statuses: HashMap<(&'static str, bool, Option<&'static str>), HeaderValue>,
+}
 
 /// A shared response cache in front of a service. See the
 /// [module docs](self). Clones share their cache.
@@ -107,7 +118,7 @@ pub struct ResponseCacheLayer {
 struct Shared {
     store: Arc<dyn Backend>,
     classify: Box<Classify>,
-    local: Cache<KeyHash, Arc<Entry>, ByWeight>,
+    local: Cache<KeyHash, Arc<Stored>, ByWeight>,
     /// The generation counters, when the store keeps none (one node).
     generations: Mutex<LocalGenerations>,
     /// Bumps the store has not taken yet.
@@ -118,13 +129,21 @@ struct Shared {
     max_ttl: Duration,
     coalesce_wait: Duration,
     last_warning: Mutex<Option<Instant>>,
+    /// Counter handles by (rule, result, reason), and the fixed
+    /// `Cache-Status` values: registering a labelled counter or formatting
+    /// a header on every request costs more than a hit.
+    marks: Mutex<Marks>,
+    /// Marks the extensions of a hit (see [`ResponseCacheLayer::with_hit_extension`]).
+    hit_mark: Option<HitMark>,
+    unruled: Arc<str>,
+    bytes: metrics::Gauge,
 }
 
 #[derive(Clone)]
 struct ByWeight;
 
-impl Weighter<KeyHash, Arc<Entry>> for ByWeight {
-    fn weight(&self, _: &KeyHash, entry: &Arc<Entry>) -> u64 {
+impl Weighter<KeyHash, Arc<Stored>> for ByWeight {
+    fn weight(&self, _: &KeyHash, entry: &Arc<Stored>) -> u64 {
         entry.weight()
     }
 }
@@ -188,7 +207,7 @@ impl ResponseCacheLayer {
                 store,
                 classify,
                 local: Cache::with_weighter(
-                    usize::try_from((max_bytes / 4096).max(16)).unwrap_or(1 << 16),
+                    usize::try_from((max_bytes / 1024).max(16)).unwrap_or(1 << 16),
                     max_bytes,
                     ByWeight,
                 ),
@@ -200,6 +219,10 @@ impl ResponseCacheLayer {
                 max_ttl: Duration::from_secs(3600),
                 coalesce_wait: Duration::from_secs(5),
                 last_warning: Mutex::default(),
+                marks: Mutex::default(),
+                hit_mark: None,
+                unruled: Arc::from("none"),
+                bytes: metrics::gauge!(sessiond_core::metric::CACHE_BYTES),
             }),
         }
     }
@@ -222,6 +245,7 @@ impl ResponseCacheLayer {
         s.max_entry_bytes = shared.max_entry_bytes;
         s.max_ttl = shared.max_ttl;
         s.coalesce_wait = shared.coalesce_wait;
+        s.hit_mark = shared.hit_mark;
         layer
     }
 
@@ -248,6 +272,17 @@ impl ResponseCacheLayer {
     #[must_use]
     pub fn with_credential_cookies(self, names: impl IntoIterator<Item = String>) -> Self {
         self.edit(|s| s.credential_cookies = names.into_iter().collect())
+    }
+
+    /// Puts `value` in the extensions of every hit, as the service behind
+    /// would have put it in its answer (extensions are not stored).
+    #[must_use]
+    pub fn with_hit_extension<T: Clone + Send + Sync + 'static>(self, value: T) -> Self {
+        self.edit(|s| {
+            s.hit_mark = Some(Arc::new(move |ext: &mut http::Extensions| {
+                ext.insert(value.clone());
+            }));
+        })
     }
 
     /// Entries and bytes in this node's memory tier (tests, metrics).
@@ -314,16 +349,29 @@ enum Outcome {
 }
 
 impl Outcome {
-    fn mark(&self, rule: &str, response: &mut Response<Body>) {
-        let (x_cache, status, result, reason) = match self {
-            Outcome::Hit { ttl, collapsed } => (
-                "HIT",
-                format!(
-                    "sessiond; hit; ttl={ttl}{}",
-                    if *collapsed { "; collapsed" } else { "" }
-                ),
-                "hit",
-                "fresh",
+    fn mark(&self, shared: &Shared, rule: &Arc<str>, response: &mut Response<Body>) {
+        let (x_cache, result, reason) = match self {
+            Outcome::Hit { .. } => ("HIT", "hit", "fresh"),
+            Outcome::Miss { fwd, detail, .. } => ("MISS", "miss", detail.unwrap_or(fwd)),
+            Outcome::Bypass(why) => ("BYPASS", "bypass", *why),
+        };
+        let status = shared.count(rule, result, reason, self);
+        let headers = response.headers_mut();
+        headers.insert("x-cache", HeaderValue::from_static(x_cache));
+        headers.append("cache-status", status);
+        if let Outcome::Hit { .. } = self
+            && let Some(mark) = &shared.hit_mark
+        {
+            mark(response.extensions_mut());
+        }
+    }
+
+    /// The `Cache-Status` member (RFC 9211) saying what happened.
+    fn cache_status(&self) -> String {
+        match self {
+            Outcome::Hit { ttl, collapsed } => format!(
+                "sessiond; hit; ttl={ttl}{}",
+                if *collapsed { "; collapsed" } else { "" }
             ),
             Outcome::Miss {
                 fwd,
@@ -335,31 +383,32 @@ impl Outcome {
                     s.push_str("; stored");
                 }
                 if let Some(d) = detail {
-                    s.push_str(&format!("; detail={d}"));
+                    s.push_str("; detail=");
+                    s.push_str(d);
                 }
-                ("MISS", s, "miss", detail.unwrap_or(fwd))
+                s
             }
-            Outcome::Bypass(why) => (
-                "BYPASS",
-                format!("sessiond; fwd=bypass; detail={why}"),
-                "bypass",
-                *why,
-            ),
-        };
-        metrics::counter!(sessiond_core::metric::CACHE_REQUESTS,
-            "rule" => rule.to_owned(), "result" => result, "reason" => reason)
-        .increment(1);
-        let headers = response.headers_mut();
-        headers.insert("x-cache", HeaderValue::from_static(x_cache));
-        if let Ok(v) = HeaderValue::from_str(&status) {
-            headers.append("cache-status", v);
+            Outcome::Bypass(why) => format!("sessiond; fwd=bypass; detail={why}"),
+        }
+    }
+
+    /// Outcomes whose `Cache-Status` never changes, as a key to keep it by.
+    fn fixed(&self) -> Option<(&'static str, bool, Option<&'static str>)> {
+        match self {
+            Outcome::Hit { .. } => None,
+            Outcome::Miss {
+                fwd,
+                stored,
+                detail,
+            } => Some((fwd, *stored, *detail)),
+            Outcome::Bypass(why) => Some(("bypass", false, Some(why))),
         }
     }
 }
 
 /// What a lookup found.
 struct Found {
-    entry: Option<Arc<Entry>>,
+    entry: Option<Arc<Stored>>,
     generations: Vec<u64>,
 }
 
@@ -377,7 +426,7 @@ impl Shared {
                 .as_ref()
                 .and_then(|r| r.path.clone())
                 .unwrap_or_else(|| parts.uri.path().to_owned());
-            let extra = rule.map(|r| r.invalidate).unwrap_or_default();
+            let extra = rule.map_or_else(|| Arc::from([]), |r| r.invalidate);
             let response = call(&mut inner, Request::from_parts(parts, body)).await;
             let status = response.status();
             if unsafe_method && (status.is_success() || status.is_redirection()) {
@@ -387,13 +436,13 @@ impl Shared {
         }
         let Some(rule) = rule.filter(|r| r.cacheable) else {
             let mut response = call(&mut inner, Request::from_parts(parts, body)).await;
-            Outcome::Bypass("not-cacheable").mark("none", &mut response);
+            Outcome::Bypass("not-cacheable").mark(&self, &self.unruled, &mut response);
             return response;
         };
         let (reload, no_store) = request_directives(&parts.headers);
         if no_store {
             let mut response = call(&mut inner, Request::from_parts(parts, body)).await;
-            Outcome::Bypass("request-no-store").mark(&rule.name, &mut response);
+            Outcome::Bypass("request-no-store").mark(&self, &rule.name, &mut response);
             return response;
         }
         let credentials = self.has_credentials(&parts);
@@ -409,12 +458,12 @@ impl Shared {
                     "the response cache is bypassed: the store is unavailable",
                 );
                 let mut response = call(&mut inner, Request::from_parts(parts, body)).await;
-                Outcome::Bypass("store-unavailable").mark(&rule.name, &mut response);
+                Outcome::Bypass("store-unavailable").mark(&self, &rule.name, &mut response);
                 return response;
             }
         };
         if !reload && let Some(hit) = self.hit(&found, &key, &parts, credentials, head, false) {
-            return hit.finish(&rule.name);
+            return hit.finish(&self, &rule.name);
         }
         // Coalescing: one fetch per key at a time. Requests with
         // credentials or asking to reload fetch on their own.
@@ -432,7 +481,7 @@ impl Shared {
                             if let Some(hit) =
                                 self.hit(&again, &key, &parts, credentials, head, true)
                             {
-                                return hit.finish(&rule.name);
+                                return hit.finish(&self, &rule.name);
                             }
                             generations = again.generations;
                             fwd = "miss";
@@ -440,7 +489,11 @@ impl Shared {
                         Err(_) => {
                             let mut response =
                                 call(&mut inner, Request::from_parts(parts, body)).await;
-                            Outcome::Bypass("store-unavailable").mark(&rule.name, &mut response);
+                            Outcome::Bypass("store-unavailable").mark(
+                                &self,
+                                &rule.name,
+                                &mut response,
+                            );
                             return response;
                         }
                     }
@@ -448,7 +501,15 @@ impl Shared {
                 }
             }
         };
-        let stored_parts = parts.clone();
+        // What storing needs of the request (not its extensions, which the
+        // layers before have filled and which would cost a deep copy).
+        let (mut stored_parts, ()) = Request::builder()
+            .method(parts.method.clone())
+            .uri(parts.uri.clone())
+            .body(())
+            .unwrap_or_default()
+            .into_parts();
+        stored_parts.headers = parts.headers.clone();
         let response = call(&mut inner, Request::from_parts(parts, body)).await;
         let (mut response, outcome) = self
             .fill(
@@ -464,8 +525,35 @@ impl Shared {
             )
             .await;
         drop(flight);
-        outcome.mark(&rule.name, &mut response);
+        outcome.mark(&self, &rule.name, &mut response);
         response
+    }
+
+    /// Counts the outcome; its `Cache-Status` value.
+    fn count(
+        &self,
+        rule: &Arc<str>,
+        result: &'static str,
+        reason: &'static str,
+        outcome: &Outcome,
+    ) -> HeaderValue {
+        let mut marks = self.marks.lock().unwrap_or_else(PoisonError::into_inner);
+        marks
+            .counters
+            .entry((rule.clone(), result, reason))
+            .or_insert_with(|| {
+                metrics::counter!(sessiond_core::metric::CACHE_REQUESTS,
+                    "rule" => rule.to_string(), "result" => result, "reason" => reason)
+            })
+            .increment(1);
+        let make = || {
+            HeaderValue::from_str(&outcome.cache_status())
+                .unwrap_or_else(|_| HeaderValue::from_static("sessiond"))
+        };
+        match outcome.fixed() {
+            Some(key) => marks.statuses.entry(key).or_insert_with(make).clone(),
+            None => make(),
+        }
     }
 
     fn has_credentials(&self, parts: &Parts) -> bool {
@@ -506,14 +594,15 @@ impl Shared {
         let mut read = self.store.cache_read(ask, watched).await?;
         // This node's copy is outdated: another node may have stored a
         // newer one (a second round trip, only after a write or expiry).
-        let local = local.filter(|e| e.generations == read.generations && e.fresh_until > now_ms());
+        let local = local
+            .filter(|e| e.entry.generations == read.generations && e.entry.fresh_until > now_ms());
         if with_entry && local.is_none() && ask.is_none() {
             read = self.store.cache_read(Some(&name), watched).await?;
         }
         let entry = match (local, read.entry) {
             (Some(e), _) => Some(e),
             (None, Some(bytes)) => Entry::decode(&bytes).map(|e| {
-                let e = Arc::new(e);
+                let e = Arc::new(Stored::new(e));
                 self.local.insert(*hash, e.clone());
                 e
             }),
@@ -534,13 +623,14 @@ impl Shared {
         head: bool,
         collapsed: bool,
     ) -> Option<Hit> {
-        let entry = found.entry.as_ref()?;
+        let stored = found.entry.as_ref()?;
+        let entry = &stored.entry;
         let now = now_ms();
         let current = entry.answers(key, parts, now)
             && entry.generations == found.generations
             && (!credentials || entry.for_credentials);
         current.then(|| Hit {
-            response: entry.response(head, now),
+            response: stored.response(head, now),
             outcome: Outcome::Hit {
                 ttl: entry.remaining_ttl(now),
                 collapsed,
@@ -602,7 +692,7 @@ impl Shared {
                 );
             }
         };
-        let entry = Entry::new(key, parts, &rparts, bytes.clone(), &storable, generations);
+        let entry = Entry::stored(key, parts, &rparts, bytes.clone(), &storable, generations);
         let stored = self.store_entry(hash, entry, storable.ttl).await;
         let mut response = Response::from_parts(rparts, Body::from(bytes));
         response
@@ -618,14 +708,14 @@ impl Shared {
         )
     }
 
-    async fn store_entry(&self, hash: KeyHash, entry: Entry, ttl: Duration) -> bool {
+    async fn store_entry(&self, hash: KeyHash, entry: Stored, ttl: Duration) -> bool {
         let encoded = self
             .store
             .shares_response_cache()
             .then(|| entry.encode())
             .flatten();
         self.local.insert(hash, Arc::new(entry));
-        metrics::gauge!(sessiond_core::metric::CACHE_BYTES).set(self.local.weight() as f64);
+        self.bytes.set(self.local.weight() as f64);
         let Some(bytes) = encoded else {
             return true;
         };
@@ -717,8 +807,8 @@ struct Hit {
 }
 
 impl Hit {
-    fn finish(mut self, rule: &str) -> Response<Body> {
-        self.outcome.mark(rule, &mut self.response);
+    fn finish(mut self, shared: &Shared, rule: &Arc<str>) -> Response<Body> {
+        self.outcome.mark(shared, rule, &mut self.response);
         self.response
     }
 }

@@ -344,12 +344,12 @@ pub fn cache_rule_of(
             path: &path,
         };
         let rule = app.access.rule_for(&target)?;
-        let mut cache = CacheRule::new(rule.path.as_str());
+        let mut cache = CacheRule::new(rule.cache.name.clone());
         cache.cacheable = rule.cache.enabled;
         cache.public = rule.allow == Allow::Public;
         cache.ttl = rule.cache.ttl;
         cache.path = Some(path.to_string());
-        cache.invalidate.clone_from(&rule.cache.invalidate);
+        cache.invalidate = rule.cache.invalidate.clone();
         Some(cache)
     }
 }

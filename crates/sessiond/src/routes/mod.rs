@@ -276,20 +276,11 @@ fn application(state: &SharedState) -> Router {
         .with_max_entry_bytes(c.max_entry_bytes)
         .with_max_ttl(c.max_ttl)
         .with_coalesce_wait(c.coalesce_wait)
-        .with_credential_cookies([state.own_cookies[0].clone()]),
+        .with_credential_cookies([state.own_cookies[0].clone()])
+        // A hit is the application's answer, stored: it leaves as the
+        // proxy passes the application's answers on.
+        .with_hit_extension(crate::middleware::FromApplication),
     )
-    .layer(axum::middleware::map_response(from_the_cache))
-}
-
-/// A hit is the application's answer, stored: it leaves as the proxy
-/// passes the application's answers on (extensions are not stored).
-async fn from_the_cache(mut response: axum::response::Response) -> axum::response::Response {
-    if response.headers().get("x-cache").is_some_and(|v| v == "HIT") {
-        response
-            .extensions_mut()
-            .insert(crate::middleware::FromApplication);
-    }
-    response
 }
 
 #[cfg(test)]

@@ -1200,7 +1200,10 @@ async fn two_nodes_on_one_redis_share_the_response_cache_and_a_write_invalidates
             let cache_status = r.headers()["cache-status"].to_str().unwrap().to_owned();
             // A hit leaves as the application's answers do: none of
             // sessiond's own security headers over it.
-            assert!(!r.headers().contains_key("content-security-policy"), "{x_cache}");
+            assert!(
+                !r.headers().contains_key("content-security-policy"),
+                "{x_cache}"
+            );
             (status, x_cache, cache_status, r.text().await.unwrap())
         }
     };
