@@ -37,6 +37,7 @@ use crate::error::ApiError;
 #[derive(Clone)]
 pub struct BearerLayer {
     verifier: Arc<dyn TokenVerifier>,
+    others: Option<&'static str>,
 }
 
 impl std::fmt::Debug for BearerLayer {
@@ -49,7 +50,19 @@ impl BearerLayer {
     /// Verifies tokens with `verifier` (the server's key ring, or
     /// [`sessiond_jwt::RemoteJwks`] in another service).
     pub fn new(verifier: Arc<dyn TokenVerifier>) -> Self {
-        Self { verifier }
+        Self {
+            verifier,
+            others: None,
+        }
+    }
+
+    /// Bearer credentials starting with `prefix` are not access tokens
+    /// (service keys, `sdk_`): they are left to the route to check, but
+    /// the request is a bearer request all the same: its cookie is dropped.
+    #[must_use]
+    pub fn with_other_credentials(mut self, prefix: &'static str) -> Self {
+        self.others = Some(prefix);
+        self
     }
 }
 
@@ -59,6 +72,7 @@ impl<S> Layer<S> for BearerLayer {
         Bearer {
             inner,
             verifier: self.verifier.clone(),
+            others: self.others,
         }
     }
 }
@@ -68,6 +82,7 @@ impl<S> Layer<S> for BearerLayer {
 pub struct Bearer<S> {
     inner: S,
     verifier: Arc<dyn TokenVerifier>,
+    others: Option<&'static str>,
 }
 
 /// What the `Authorization` header holds, as far as this layer cares.
@@ -127,6 +142,10 @@ where
             Credential::Invalid(why) => {
                 let response = ApiError::invalid_bearer_request(why).into_response();
                 return Box::pin(std::future::ready(Ok(response)));
+            }
+            Credential::Token(token) if self.others.is_some_and(|p| token.starts_with(p)) => {
+                req.headers_mut().remove(header::COOKIE);
+                return Box::pin(self.inner.call(req));
             }
             Credential::Token(token) => token.to_owned(),
         };

@@ -35,8 +35,12 @@ pub enum ErrorCode {
     InvalidToken,
     /// `invalid_credentials` (unauthorized): wrong username or password.
     InvalidCredentials,
+    /// `invalid_service_key` (unauthorized): the service key is missing, unknown or revoked.
+    InvalidServiceKey,
     /// `forbidden` (forbidden): this session lacks the role this route requires.
     Forbidden,
+    /// `insufficient_scope` (forbidden): the service key lacks the scope this operation needs.
+    InsufficientScope,
     /// `csrf_failed` (forbidden): CSRF check failed.
     CsrfFailed,
     /// `wrong_password` (forbidden): the current password is wrong.
@@ -91,7 +95,9 @@ impl ErrorCode {
         ErrorCode::Unauthenticated,
         ErrorCode::InvalidToken,
         ErrorCode::InvalidCredentials,
+        ErrorCode::InvalidServiceKey,
         ErrorCode::Forbidden,
+        ErrorCode::InsufficientScope,
         ErrorCode::CsrfFailed,
         ErrorCode::WrongPassword,
         ErrorCode::NotFound,
@@ -127,7 +133,9 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "unauthenticated",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InvalidCredentials => "invalid_credentials",
+            ErrorCode::InvalidServiceKey => "invalid_service_key",
             ErrorCode::Forbidden => "forbidden",
+            ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::CsrfFailed => "csrf_failed",
             ErrorCode::WrongPassword => "wrong_password",
             ErrorCode::NotFound => "not_found",
@@ -164,7 +172,9 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => StatusCode::UNAUTHORIZED,
             ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
             ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
+            ErrorCode::InvalidServiceKey => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
+            ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
             ErrorCode::CsrfFailed => StatusCode::FORBIDDEN,
             ErrorCode::WrongPassword => StatusCode::FORBIDDEN,
             ErrorCode::NotFound => StatusCode::NOT_FOUND,
@@ -203,7 +213,9 @@ impl ErrorCode {
             ErrorCode::Unauthenticated => "a valid session is required",
             ErrorCode::InvalidToken => "the access token is malformed, invalid or expired",
             ErrorCode::InvalidCredentials => "wrong username or password",
+            ErrorCode::InvalidServiceKey => "the service key is missing, unknown or revoked",
             ErrorCode::Forbidden => "this session lacks the role this route requires",
+            ErrorCode::InsufficientScope => "the service key lacks the scope this operation needs",
             ErrorCode::CsrfFailed => "CSRF check failed",
             ErrorCode::WrongPassword => "the current password is wrong",
             ErrorCode::NotFound => "no such resource",

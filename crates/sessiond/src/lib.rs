@@ -33,6 +33,7 @@ pub mod observe;
 pub mod password;
 pub mod routes;
 pub mod serve;
+pub mod service_keys;
 pub mod startup;
 pub mod state;
 pub mod telemetry;

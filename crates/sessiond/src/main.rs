@@ -58,6 +58,29 @@ enum Command {
     /// Manage the access-token signing keys (shared by every node on the store).
     #[command(subcommand)]
     Keys(KeysCommand),
+    /// Manage the service API's keys (for other backends and automation).
+    #[command(subcommand)]
+    ServiceKey(ServiceKeyCommand),
+}
+
+#[derive(Subcommand)]
+enum ServiceKeyCommand {
+    /// Create a key and print it (once: only its hash is kept).
+    Add {
+        /// Its name (letters, digits, '-', '_', '.').
+        name: String,
+        /// What it may do, comma-separated: sessions:read, sessions:write,
+        /// users:read, users:write, keys:rotate, admin.
+        #[arg(long, value_delimiter = ',', required = true)]
+        scope: Vec<String>,
+    },
+    /// List the keys: name, scopes, created, last used.
+    List,
+    /// Revoke a key: it stops working on every node at once.
+    Revoke {
+        /// Its name.
+        name: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -294,6 +317,44 @@ async fn run(cli: Cli) -> Result<()> {
                 for (kid, alg, created, retired) in tokens.describe().await? {
                     let state = retired.map_or("active".to_owned(), |at| format!("retired {at}"));
                     println!("{kid}\t{alg}\tcreated {created}\t{state}");
+                }
+            }
+            store.close().await;
+        }
+        Command::ServiceKey(cmd) => {
+            let store = StoreHandle::open(&config).await?;
+            let keys = sessiond::service_keys::ServiceKeys::new(
+                store.backend.clone(),
+                std::sync::Arc::new(sessiond_core::SystemClock),
+            );
+            match cmd {
+                ServiceKeyCommand::Add { name, scope } => {
+                    let scopes = scope.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
+                    let (_, secret) = keys.add(&name, scopes).await?;
+                    println!("{secret}");
+                    eprintln!("service key {name} created; it is shown once, keep it secret");
+                }
+                ServiceKeyCommand::List => {
+                    for key in keys.list().await? {
+                        let scopes: Vec<&str> = key.scopes.iter().map(|s| s.as_str()).collect();
+                        let used = key.last_used.map_or_else(
+                            || "never used".to_owned(),
+                            |at| format!("last used {at}"),
+                        );
+                        println!(
+                            "{}	{}	created {}	{used}",
+                            key.name,
+                            scopes.join(","),
+                            key.created_at
+                        );
+                    }
+                }
+                ServiceKeyCommand::Revoke { name } => {
+                    if !keys.revoke(&name).await? {
+                        store.close().await;
+                        bail!("no service key named {name:?}");
+                    }
+                    println!("revoked {name}");
                 }
             }
             store.close().await;

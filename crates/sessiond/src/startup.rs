@@ -235,7 +235,10 @@ pub fn service(
         ))
         .layer(DefaultBodyLimit::max(config.server.body_limit_bytes))
         // Before the session layer: a bearer request's cookie is dropped.
-        .layer(BearerLayer::new(state.tokens.clone()))
+        .layer(
+            BearerLayer::new(state.tokens.clone())
+                .with_other_credentials(crate::service_keys::PREFIX),
+        )
         .layer(SessionLayer::new(state.sessions.clone()).with_cookie(config.session_cookie()))
         // CSRF (sessiond's own routes) is a route layer in `routes::router`:
         // requests proxied to the application are judged by their access rule.

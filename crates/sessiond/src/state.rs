@@ -222,6 +222,8 @@ pub struct AppState {
     pub tokens: Arc<TokenService>,
     /// Refresh-token families.
     pub families: RefreshFamilies,
+    /// The service API's keys.
+    pub service_keys: crate::service_keys::ServiceKeys,
     /// The login form's double-submit cookie.
     pub login_csrf_cookie: CookieConfig,
     /// Device cookies (throttling per known browser).
@@ -269,6 +271,10 @@ impl AppState {
                 throttle_limits(&config),
             ),
             families: RefreshFamilies::new(sessions.clone(), settings.refresh_grace),
+            service_keys: crate::service_keys::ServiceKeys::new(
+                store.backend.clone(),
+                sessions.clock(),
+            ),
             tokens: Arc::new(TokenService::new(
                 store.backend.clone(),
                 settings,

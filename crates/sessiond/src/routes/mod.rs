@@ -13,6 +13,7 @@ pub mod auth;
 pub mod gateway;
 pub mod health;
 pub mod pages;
+pub mod service;
 pub mod token;
 
 use axum::Router;
@@ -162,6 +163,9 @@ fn table() -> Vec<(&'static str, Tier, MethodRouter<SharedState>)> {
             Admin,
             post(admin::rotate_signing_key),
         ),
+        // The service API: a service key, checked by each handler.
+        ("/api/v1/sessions/whoami", Public, post(service::whoami)),
+        ("/api/v1/introspect", Public, post(service::introspect)),
     ]
 }
 

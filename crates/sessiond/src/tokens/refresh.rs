@@ -247,6 +247,21 @@ impl RefreshFamilies {
         Ok((family, token))
     }
 
+    /// The family's session when `presented` is its current refresh token
+    /// (introspection: nothing is rotated, a spent token is simply not
+    /// active).
+    pub async fn current(
+        &self,
+        presented: &RefreshToken,
+    ) -> Result<Option<sessiond_core::StoredSession>, TokenError> {
+        let Some(verified) = self.sessions.verify_key(presented.key).await? else {
+            return Ok(None);
+        };
+        let live = Family::of(&verified.session.record.attributes)
+            .is_some_and(|family| family.holds(attr::CURRENT, &digest(&presented.secret)));
+        Ok(live.then_some(verified.session))
+    }
+
     /// Spends `presented` and returns its successor; see the module docs.
     pub async fn refresh(&self, presented: &RefreshToken) -> Result<Refreshed, TokenError> {
         let (sessions, grace) = (&self.sessions, self.grace);

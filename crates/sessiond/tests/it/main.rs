@@ -14,4 +14,5 @@ mod malformed;
 mod observability;
 mod redis;
 mod restart;
+mod service;
 mod tokens;

@@ -1,0 +1,267 @@
+//! The service API (`/api/v1`) with service keys: who may call it, `whoami`
+//! for another backend's cookie, introspection of every kind of token, and
+//! the `service-key` commands of the binary.
+
+use std::collections::BTreeSet;
+use std::process::Command;
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use sessiond::service_keys::{ServiceKeys, ServiceScope};
+
+use crate::common::{
+    PASSWORD, TestApp, cookie_value, error_code, session_set_cookie, spawn_app, token_request,
+};
+
+async fn key(app: &TestApp, name: &str, scopes: &[ServiceScope]) -> String {
+    let keys = ServiceKeys::new(app.store.clone(), Arc::new(app.clock.clone()));
+    let scopes: BTreeSet<ServiceScope> = scopes.iter().copied().collect();
+    keys.add(name, scopes).await.unwrap().1
+}
+
+fn http() -> reqwest::Client {
+    reqwest::Client::new()
+}
+
+/// Signs `user` in through the login form; the session cookie's value.
+async fn cookie_of(app: &TestApp, user: &str) -> String {
+    let r = http()
+        .post(format!("{}/login", app.base))
+        .json(&json!({"username": user, "password": PASSWORD}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let name = app.config.session_cookie().name;
+    cookie_value(&session_set_cookie(r.headers(), &name).unwrap())
+}
+
+async fn whoami(app: &TestApp, auth: Option<&str>, body: Value) -> reqwest::Response {
+    let mut rb = http()
+        .post(format!("{}/api/v1/sessions/whoami", app.base))
+        .json(&body);
+    if let Some(key) = auth {
+        rb = rb.bearer_auth(key);
+    }
+    rb.send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_backend_with_a_key_learns_whose_cookie_it_was_given() {
+    let app = spawn_app().await;
+    let secret = key(&app, "billing", &[ServiceScope::SessionsRead]).await;
+    let cookie = cookie_of(&app, "alice").await;
+    let r = whoami(&app, Some(&secret), json!({"token": cookie})).await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["user"]["id"], "alice");
+    assert_eq!(body["user"]["roles"], json!(["user"]));
+    assert!(body["session"]["id"].as_str().unwrap().len() >= 40);
+    assert!(body["session"]["idle_expires_at"].as_u64().unwrap() > 0);
+    assert!(
+        !body.to_string().contains(&cookie),
+        "the token is never echoed"
+    );
+    // A cookie that is no session: 401, in the error shape.
+    let r = whoami(&app, Some(&secret), json!({"token": "not-a-session"})).await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::UNAUTHORIZED, "unauthenticated".into())
+    );
+}
+
+#[tokio::test]
+async fn no_key_a_wrong_key_or_a_revoked_key_is_401_and_a_missing_scope_403() {
+    let app = spawn_app().await;
+    let cookie = cookie_of(&app, "alice").await;
+    let body = json!({"token": cookie});
+    let r = whoami(&app, None, body.clone()).await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::UNAUTHORIZED, "invalid_service_key".into())
+    );
+    let r = whoami(&app, Some("sdk_guessed"), body.clone()).await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::UNAUTHORIZED, "invalid_service_key".into())
+    );
+    let users_only = key(&app, "directory", &[ServiceScope::UsersRead]).await;
+    let r = whoami(&app, Some(&users_only), body.clone()).await;
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::FORBIDDEN, "insufficient_scope".into())
+    );
+    let admin = key(&app, "ops", &[ServiceScope::Admin]).await;
+    assert_eq!(
+        whoami(&app, Some(&admin), body.clone()).await.status(),
+        StatusCode::OK
+    );
+    let keys = ServiceKeys::new(app.store.clone(), Arc::new(app.clock.clone()));
+    assert!(keys.revoke("ops").await.unwrap());
+    let r = whoami(&app, Some(&admin), body).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "revoked at once");
+}
+
+#[tokio::test]
+async fn a_service_request_is_not_a_cookie_request_no_csrf_and_the_cookie_is_ignored() {
+    let app = spawn_app().await;
+    let secret = key(&app, "sso", &[ServiceScope::SessionsRead]).await;
+    let alice = cookie_of(&app, "alice").await;
+    let bob = cookie_of(&app, "bob").await;
+    let name = app.config.session_cookie().name;
+    // A POST with a session cookie and no CSRF token passes (the cookie is
+    // dropped), and the answer is about the token in the body, not the cookie.
+    let r = http()
+        .post(format!("{}/api/v1/sessions/whoami", app.base))
+        .bearer_auth(&secret)
+        .header("cookie", format!("{name}={bob}"))
+        .json(&json!({"token": alice}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let body: Value = r.json().await.unwrap();
+    assert_eq!(body["user"]["id"], "alice");
+}
+
+#[tokio::test]
+async fn hostile_bodies_get_a_clear_400_and_change_nothing() {
+    let app = spawn_app().await;
+    let secret = key(&app, "edge", &[ServiceScope::SessionsRead]).await;
+    for body in [
+        json!({}),
+        json!({"token": 7}),
+        json!({"token": "x", "extra": true}),
+        json!("token"),
+        json!(null),
+    ] {
+        let r = whoami(&app, Some(&secret), body.clone()).await;
+        let (status, _) = error_code(r).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    }
+    let r = http()
+        .post(format!("{}/api/v1/sessions/whoami", app.base))
+        .bearer_auth(&secret)
+        .header("content-type", "text/plain")
+        .body("token=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+}
+
+async fn introspect(app: &TestApp, key: &str, token: &str) -> Value {
+    let r = http()
+        .post(format!("{}/api/v1/introspect", app.base))
+        .bearer_auth(key)
+        .form(&[("token", token)])
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    r.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn introspection_says_active_for_live_tokens_of_every_kind_and_inactive_for_the_rest() {
+    let app = spawn_app().await;
+    let secret = key(&app, "gateway", &[ServiceScope::SessionsRead]).await;
+    let cookie = cookie_of(&app, "alice").await;
+    let session = introspect(&app, &secret, &cookie).await;
+    assert_eq!(session["active"], true);
+    assert_eq!(session["token_type"], "session");
+    assert_eq!(session["sub"], "alice");
+
+    let tokens: Value = token_request(&app.base, "bob", PASSWORD)
+        .await
+        .json()
+        .await
+        .unwrap();
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh = tokens["refresh_token"].as_str().unwrap();
+    let a = introspect(&app, &secret, access).await;
+    assert_eq!(
+        (
+            a["active"].clone(),
+            a["token_type"].clone(),
+            a["sub"].clone()
+        ),
+        (json!(true), json!("access_token"), json!("bob"))
+    );
+    assert!(a["exp"].as_u64().unwrap() > a["iat"].as_u64().unwrap());
+    let r = introspect(&app, &secret, refresh).await;
+    assert_eq!(
+        (r["active"].clone(), r["token_type"].clone()),
+        (json!(true), json!("refresh_token"))
+    );
+    assert!(
+        r["session"]["attributes"].as_object().unwrap().is_empty(),
+        "the family's bookkeeping is not shown: {r}"
+    );
+
+    for dead in [
+        "",
+        "garbage",
+        "a.b.c",
+        &format!("{access}x"),
+        &format!("{refresh}x"),
+    ] {
+        assert_eq!(
+            introspect(&app, &secret, dead).await,
+            json!({"active": false}),
+            "{dead:?}"
+        );
+    }
+    // A spent refresh token is inactive.
+    let rotated = crate::common::refresh_request(&app.base, refresh).await;
+    assert_eq!(rotated.status(), StatusCode::OK);
+    let _ = rotated.text().await;
+    app.clock.advance(std::time::Duration::from_secs(120));
+    assert_eq!(introspect(&app, &secret, refresh).await["active"], false);
+}
+
+#[test]
+fn the_binary_adds_lists_and_revokes_service_keys_and_never_prints_a_hash() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = |args: &[&str]| {
+        let out = Command::new(env!("CARGO_BIN_EXE_sessiond"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .env_remove("SESSIOND_CONFIG")
+            .output()
+            .unwrap();
+        (
+            out.status.success(),
+            String::from_utf8(out.stdout).unwrap(),
+            String::from_utf8(out.stderr).unwrap(),
+        )
+    };
+    let (ok, key, _) = run(&[
+        "service-key",
+        "add",
+        "billing",
+        "--scope",
+        "sessions:read,users:read",
+    ]);
+    assert!(ok);
+    assert!(
+        key.trim().starts_with("sdk_") && key.trim().len() == 47,
+        "{key}"
+    );
+    let (ok, _, err) = run(&["service-key", "add", "bad", "--scope", "sessions:delete"]);
+    assert!(!ok && err.contains("unknown scope"), "{err}");
+    let (ok, list, _) = run(&["service-key", "list"]);
+    assert!(ok);
+    assert!(
+        list.starts_with("billing\tsessions:read,users:read\tcreated "),
+        "{list}"
+    );
+    assert!(list.contains("never used"));
+    assert!(!list.contains(&key.trim()[4..]));
+    let (ok, out, _) = run(&["service-key", "revoke", "billing"]);
+    assert!(ok && out.contains("revoked billing"));
+    let (ok, _, err) = run(&["service-key", "revoke", "billing"]);
+    assert!(!ok && err.contains("no service key named"), "{err}");
+}
