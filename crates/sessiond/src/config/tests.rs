@@ -162,7 +162,7 @@ fn every_readme_example_configuration_loads() {
         issuers.iter().any(|i| i == "https://auth.example.com"),
         "{issuers:?}"
     );
-    assert_eq!(rules, 4, "the gateway examples' access rules");
+    assert_eq!(rules, 5, "the gateway examples' access rules");
 }
 
 #[test]

@@ -168,7 +168,7 @@ pub async fn current_session(session: Session) -> Result<Json<Value>, ApiError> 
 /// The changes a PATCH body asks for, checked: 1 to 64 names of 1-128
 /// bytes, none of them the server's own. The session's budget is the store's
 /// to enforce, atomically with the write.
-fn attribute_changes(
+pub(crate) fn attribute_changes(
     changes: serde_json::Map<String, Value>,
 ) -> Result<Vec<AttributeChange>, ApiError> {
     if changes.is_empty() || changes.len() > MAX_ATTRIBUTE_CHANGES {

@@ -166,6 +166,22 @@ fn table() -> Vec<(&'static str, Tier, MethodRouter<SharedState>)> {
         // The service API: a service key, checked by each handler.
         ("/api/v1/sessions/whoami", Public, post(service::whoami)),
         ("/api/v1/introspect", Public, post(service::introspect)),
+        ("/api/v1/sessions", Public, post(service::create_session)),
+        (
+            "/api/v1/sessions/{id}",
+            Public,
+            delete(service::revoke_session),
+        ),
+        (
+            "/api/v1/sessions/{id}/attributes",
+            Public,
+            patch(service::patch_session_attributes),
+        ),
+        (
+            "/api/v1/users/{name}/sessions",
+            Public,
+            get(service::user_sessions).delete(service::revoke_user_sessions),
+        ),
     ]
 }
 

@@ -215,3 +215,210 @@ pub async fn introspect(
         None => inactive(),
     })
 }
+
+/// The body of `POST /api/v1/sessions`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewSessionRequest {
+    /// The user the calling backend has authenticated itself.
+    user: String,
+    /// Attributes to start with (JSON values).
+    #[serde(default)]
+    attributes: Map<String, Value>,
+}
+
+async fn user_roles(app: &SharedState, name: &str) -> Result<Vec<String>, ApiError> {
+    match app.store.backend.get_user(name).await? {
+        Some(user) => Ok(user.roles),
+        None => Err(ApiError::new(ErrorCode::NotFound, "no such user")),
+    }
+}
+
+/// `POST /api/v1/sessions` `{"user", "attributes"}`: a new session for a
+/// user the calling backend has authenticated (single sign-on bridges,
+/// magic links). The token is in the answer once, with the attributes its
+/// cookie should have. Scope `sessions:write`.
+pub async fn create_session(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    ApiJson(body): ApiJson<NewSessionRequest>,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    caller.require(ServiceScope::SessionsWrite)?;
+    let roles = user_roles(&app, &body.user).await?;
+    let attributes = if body.attributes.is_empty() {
+        Default::default()
+    } else {
+        super::account::attribute_changes(body.attributes)?
+            .into_iter()
+            .filter_map(|c| Some((c.name, c.value?)))
+            .collect()
+    };
+    let (token, session) = app
+        .sessions
+        .create(sessiond_core::NewSession {
+            user_id: body.user.clone(),
+            roles,
+            client: sessiond_core::ClientMeta::default(),
+            attributes,
+        })
+        .await?;
+    tracing::info!(target: "sessiond::security", event = "session_created_by_service", user = %body.user, by = %caller.0.name);
+    let cookie = app.config.session_cookie();
+    let mut view = session_json(&session);
+    Ok((
+        axum::http::StatusCode::CREATED,
+        Json(json!({
+            "token": token.expose(),
+            "user": view["user"].take(),
+            "session": view["session"].take(),
+            "cookie": {
+                "name": cookie.name,
+                "path": "/",
+                "secure": cookie.secure,
+                "http_only": true,
+                "same_site": match cookie.same_site {
+                    sessiond_axum::SameSite::Strict => "Strict",
+                    sessiond_axum::SameSite::Lax => "Lax",
+                },
+                "max_age": app.config.policy().idle_timeout.as_secs(),
+            },
+        })),
+    ))
+}
+
+/// Largest page of a listing.
+const MAX_PAGE: usize = 100;
+
+/// `?limit&cursor` of a listing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Page {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    cursor: Option<String>,
+}
+
+/// `GET /api/v1/users/{id}/sessions?limit&cursor`: the user's live
+/// sessions, oldest first, a page at a time (the cursor is opaque: the
+/// last session's public id). Scope `sessions:read`.
+pub async fn user_sessions(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    axum::extract::Path(user): axum::extract::Path<String>,
+    query: Result<axum::extract::Query<Page>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(ServiceScope::SessionsRead)?;
+    let axum::extract::Query(page) =
+        query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+    let limit = page.limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("limit is 1 to {MAX_PAGE}"),
+        ));
+    }
+    user_roles(&app, &user).await?;
+    let mut sessions = app.sessions.list_for_user(&user).await?;
+    sessions.sort_by(|a, b| {
+        (a.record.created_at, a.key.handle()).cmp(&(b.record.created_at, b.key.handle()))
+    });
+    let start = match &page.cursor {
+        None => 0,
+        Some(after) => match sessions.iter().position(|s| s.key.handle() == *after) {
+            Some(i) => i + 1,
+            // The session the cursor named has ended: start after the
+            // sessions created no later than... nothing to anchor on, so
+            // the cursor is refused rather than a page skipped or repeated.
+            None => {
+                return Err(ApiError::new(
+                    ErrorCode::BadRequest,
+                    "the cursor names a session that has ended; list again from the start",
+                ));
+            }
+        },
+    };
+    let page: Vec<&StoredSession> = sessions.iter().skip(start).take(limit).collect();
+    let next = (start + page.len() < sessions.len())
+        .then(|| page.last().map(|s| s.key.handle()))
+        .flatten();
+    let items: Vec<Value> = page
+        .iter()
+        .map(|s| session_json(s)["session"].clone())
+        .collect();
+    Ok(Json(
+        json!({ "user": user, "sessions": items, "next_cursor": next }),
+    ))
+}
+
+/// `?except=<public id>` of a revocation.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Except {
+    #[serde(default)]
+    except: Option<String>,
+}
+
+/// `DELETE /api/v1/users/{id}/sessions[?except=<public id>]`: ends the
+/// user's sessions (all, or all but one). Scope `sessions:write`.
+pub async fn revoke_user_sessions(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    axum::extract::Path(user): axum::extract::Path<String>,
+    query: Result<axum::extract::Query<Except>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(ServiceScope::SessionsWrite)?;
+    let axum::extract::Query(q) =
+        query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+    user_roles(&app, &user).await?;
+    let except = q.except.as_deref().map(public_id).transpose()?;
+    let n = app.sessions.revoke_user(&user, except.as_ref()).await?;
+    tracing::info!(target: "sessiond::security", event = "revoke_all", user = %user, by = %caller.0.name, revoked = n);
+    Ok(Json(json!({ "user": user, "revoked": n })))
+}
+
+fn public_id(id: &str) -> Result<sessiond_core::SessionKey, ApiError> {
+    sessiond_core::SessionKey::from_handle(id)
+        .map_err(|_| ApiError::new(ErrorCode::NotFound, "no such session"))
+}
+
+/// `DELETE /api/v1/sessions/{public id}`: ends one session; 404 if there
+/// is none. Scope `sessions:write`.
+pub async fn revoke_session(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    caller.require(ServiceScope::SessionsWrite)?;
+    let key = public_id(&id)?;
+    if !app.sessions.delete(&key).await? {
+        return Err(ApiError::new(ErrorCode::NotFound, "no such session"));
+    }
+    tracing::info!(target: "sessiond::security", event = "session_revoked_by_service", session = %id, by = %caller.0.name);
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}
+
+/// `PATCH /api/v1/sessions/{public id}/attributes`: field-level changes
+/// (`null` removes), as the session's own attributes API. Scope
+/// `sessions:write`.
+pub async fn patch_session_attributes(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    axum::extract::Path(id): axum::extract::Path<String>,
+    ApiJson(changes): ApiJson<Map<String, Value>>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(ServiceScope::SessionsWrite)?;
+    let key = public_id(&id)?;
+    let changes = super::account::attribute_changes(changes)?;
+    let version = app
+        .sessions
+        .update_attributes(&key, &changes, None)
+        .await
+        .map_err(|e| match e {
+            sessiond_core::StoreError::NotFound => {
+                ApiError::new(ErrorCode::NotFound, "no such session")
+            }
+            e => e.into(),
+        })?;
+    Ok(Json(json!({ "version": version })))
+}

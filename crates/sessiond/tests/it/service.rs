@@ -265,3 +265,145 @@ fn the_binary_adds_lists_and_revokes_service_keys_and_never_prints_a_hash() {
     let (ok, _, err) = run(&["service-key", "revoke", "billing"]);
     assert!(!ok && err.contains("no service key named"), "{err}");
 }
+
+fn with_key(rb: reqwest::RequestBuilder, key: &str) -> reqwest::RequestBuilder {
+    rb.bearer_auth(key)
+}
+
+#[tokio::test]
+async fn a_backend_starts_lists_changes_and_ends_a_users_sessions() {
+    let app = spawn_app().await;
+    let writer = key(
+        &app,
+        "sso",
+        &[ServiceScope::SessionsRead, ServiceScope::SessionsWrite],
+    )
+    .await;
+    let reader = key(&app, "audit", &[ServiceScope::SessionsRead]).await;
+    let base = &app.base;
+
+    // Start: the token once, with the cookie it belongs in; it works as a cookie.
+    let r = with_key(http().post(format!("{base}/api/v1/sessions")), &writer)
+        .json(&json!({"user": "alice", "attributes": {"sso": "okta"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let made: Value = r.json().await.unwrap();
+    let token = made["token"].as_str().unwrap().to_owned();
+    assert_eq!(made["cookie"]["name"], app.config.session_cookie().name);
+    assert_eq!(made["cookie"]["http_only"], true);
+    assert_eq!(made["session"]["attributes"]["sso"], "okta");
+    let id = made["session"]["id"].as_str().unwrap().to_owned();
+    let me = http()
+        .get(format!("{base}/api/session"))
+        .header(
+            "cookie",
+            format!("{}={token}", app.config.session_cookie().name),
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(me.status(), StatusCode::OK);
+    // Only with sessions:write, and only for a user that exists.
+    let r = with_key(http().post(format!("{base}/api/v1/sessions")), &reader)
+        .json(&json!({"user": "alice"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(error_code(r).await.1, "insufficient_scope");
+    let r = with_key(http().post(format!("{base}/api/v1/sessions")), &writer)
+        .json(&json!({"user": "nobody"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
+
+    // List, a page at a time.
+    cookie_of(&app, "alice").await;
+    cookie_of(&app, "alice").await;
+    let page = |cursor: Option<String>| {
+        let mut url = format!("{base}/api/v1/users/alice/sessions?limit=2");
+        if let Some(c) = cursor {
+            url.push_str(&format!("&cursor={c}"));
+        }
+        let reader = reader.clone();
+        async move {
+            let r = with_key(http().get(url), &reader).send().await.unwrap();
+            assert_eq!(r.status(), StatusCode::OK);
+            r.json::<Value>().await.unwrap()
+        }
+    };
+    let first = page(None).await;
+    assert_eq!(first["sessions"].as_array().unwrap().len(), 2);
+    let second = page(first["next_cursor"].as_str().map(str::to_owned)).await;
+    assert_eq!(second["sessions"].as_array().unwrap().len(), 1);
+    assert_eq!(second["next_cursor"], Value::Null);
+    let r = with_key(
+        http().get(format!("{base}/api/v1/users/alice/sessions?limit=500")),
+        &reader,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // Change one attribute, field by field.
+    let r = with_key(
+        http().patch(format!("{base}/api/v1/sessions/{id}/attributes")),
+        &writer,
+    )
+    .json(&json!({"sso": null, "tenant": 7}))
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let who = whoami(&app, Some(&reader), json!({"token": token}))
+        .await
+        .json::<Value>()
+        .await
+        .unwrap();
+    assert_eq!(who["session"]["attributes"], json!({"tenant": 7}));
+
+    // End all but that one, then that one.
+    let r = with_key(
+        http().delete(format!("{base}/api/v1/users/alice/sessions?except={id}")),
+        &writer,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["revoked"], 2);
+    let r = with_key(
+        http().delete(format!("{base}/api/v1/sessions/{id}")),
+        &writer,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = with_key(
+        http().delete(format!("{base}/api/v1/sessions/{id}")),
+        &writer,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::NOT_FOUND, "not_found".into())
+    );
+    let r = whoami(&app, Some(&reader), json!({"token": token})).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "ended at once");
+    let r = with_key(
+        http().delete(format!("{base}/api/v1/sessions/not-an-id")),
+        &writer,
+    )
+    .send()
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
