@@ -262,6 +262,10 @@ impl UserStore for MemoryStore {
         Ok(())
     }
 
+    async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        Ok(self.state().users.remove(name).is_some())
+    }
+
     async fn update_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         let mut state = self.state();
         let slot = state

@@ -168,4 +168,8 @@ pub struct UserRecord {
     pub created_at: Millis,
     /// When the account (for example its password) last changed.
     pub updated_at: Millis,
+    /// A disabled account cannot sign in (its sessions were ended when it
+    /// was disabled). Absent in records written before it existed: enabled.
+    #[serde(default)]
+    pub disabled: bool,
 }

@@ -64,13 +64,14 @@ enum Op {
     TakeAttempt,
     RefundAttempts,
     RateStep,
+    DeleteUser,
     CacheRead,
     CacheWrite,
     CacheInvalidate,
 }
 
 impl Op {
-    const COUNT: usize = 23;
+    const COUNT: usize = 24;
     const ALL: [Op; Op::COUNT] = [
         Op::Create,
         Op::Load,
@@ -92,6 +93,7 @@ impl Op {
         Op::TakeAttempt,
         Op::RefundAttempts,
         Op::RateStep,
+        Op::DeleteUser,
         Op::CacheRead,
         Op::CacheWrite,
         Op::CacheInvalidate,
@@ -119,6 +121,7 @@ impl Op {
             Op::TakeAttempt => "take_attempt",
             Op::RefundAttempts => "refund_attempts",
             Op::RateStep => "rate_step",
+            Op::DeleteUser => "delete_user",
             Op::CacheRead => "cache_read",
             Op::CacheWrite => "cache_write",
             Op::CacheInvalidate => "cache_invalidate",
@@ -145,6 +148,7 @@ impl Op {
                 | Op::Count
                 | Op::GetUser
                 | Op::ListUsers
+                | Op::DeleteUser
                 | Op::GetSetting
         )
     }
@@ -783,6 +787,12 @@ impl UserStore for ResilientStore {
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         self.call(Op::ListUsers, Scope::Whole, || self.inner.list_users())
             .await
+    }
+    async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        self.call(Op::DeleteUser, Scope::User(name), || {
+            self.inner.delete_user(name)
+        })
+        .await
     }
     async fn get_setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.call(Op::GetSetting, Scope::Setting(name), || {

@@ -246,6 +246,9 @@ pub trait UserStore: Send + Sync + 'static {
     async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError>;
     /// Every user, sorted by name.
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError>;
+    /// Removes a user; `false` if there was none. Their sessions are the
+    /// caller's to end.
+    async fn delete_user(&self, name: &str) -> Result<bool, StoreError>;
     /// A setting's value (an opaque blob, at most a few KiB).
     async fn get_setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError>;
     /// Compare-and-set: stores `value` only if the current value equals

@@ -767,6 +767,7 @@ pub mod cases {
             roles: vec!["user".into()],
             created_at: 1,
             updated_at: 1,
+            disabled: false,
         };
         store.create_user(&user).await.unwrap();
         assert!(matches!(
@@ -777,7 +778,8 @@ pub mod cases {
         let changed = UserRecord {
             roles: vec!["admin".into()],
             updated_at: 2,
-            ..user
+            disabled: true,
+            ..user.clone()
         };
         store.update_user(&changed).await.unwrap();
         assert_eq!(store.get_user(&name).await.unwrap(), Some(changed.clone()));
@@ -798,6 +800,23 @@ pub mod cases {
                 .any(|u| u.name == name)
         );
         assert_eq!(store.get_user(&ghost.name).await.unwrap(), None);
+        assert!(store.delete_user(&name).await.unwrap());
+        assert!(!store.delete_user(&name).await.unwrap(), "deleted once");
+        assert_eq!(store.get_user(&name).await.unwrap(), None);
+        assert!(
+            !store
+                .list_users()
+                .await
+                .unwrap()
+                .iter()
+                .any(|u| u.name == name)
+        );
+        store.create_user(&user).await.unwrap();
+        assert_eq!(
+            store.get_user(&name).await.unwrap(),
+            Some(user),
+            "a deleted name can be taken again"
+        );
         store.ping().await.unwrap();
     }
 
@@ -1449,6 +1468,9 @@ impl<S: UserStore + ?Sized> UserStore for FaultyStore<S> {
     }
     async fn list_users(&self) -> Result<Vec<UserRecord>, StoreError> {
         self.inner.list_users().await
+    }
+    async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        self.inner.delete_user(name).await
     }
     async fn get_setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.inner.get_setting(name).await

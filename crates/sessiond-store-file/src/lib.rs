@@ -374,6 +374,13 @@ impl UserStore for FileStore {
         }
     }
 
+    async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        match self.writer.call(Op::RemoveUser(name.to_owned())).await? {
+            Reply::Existed(existed) => Ok(existed),
+            other => Err(other.unexpected()),
+        }
+    }
+
     async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         let txn = self.db.begin_read().map_err(unavailable)?;
         let table = txn.open_table(USERS).map_err(unavailable)?;

@@ -39,6 +39,8 @@ pub(crate) enum Op {
     Sweep(Millis, usize),
     /// Insert a user; `true`: only if new, `false`: only if it exists.
     PutUser(Box<UserRecord>, bool),
+    /// Remove a user.
+    RemoveUser(String),
     /// Compare-and-set of a setting: name, expected value, new value.
     SwapSetting(String, Option<Vec<u8>>, Vec<u8>),
     Close,
@@ -377,6 +379,7 @@ fn apply(t: &mut Tables<'_>, op: Op) -> Result<Reply, redb::Error> {
                 Reply::Done
             }
         }
+        Op::RemoveUser(name) => Reply::Existed(t.users.remove(name.as_str())?.is_some()),
         Op::SwapSetting(name, expected, value) => {
             let current = t.settings.get(name.as_str())?.map(|v| v.value().to_vec());
             if current == expected {

@@ -1033,6 +1033,16 @@ impl UserStore for RedisStore {
         set.map(drop).ok_or(StoreError::NotFound)
     }
 
+    async fn delete_user(&self, name: &str) -> Result<bool, StoreError> {
+        let mut conn = self.conn();
+        let removed: i64 = conn.del(self.user_key(name)).await.map_err(unavailable)?;
+        let _: i64 = conn
+            .srem(self.users_key(), name)
+            .await
+            .map_err(unavailable)?;
+        Ok(removed == 1)
+    }
+
     async fn get_user(&self, name: &str) -> Result<Option<UserRecord>, StoreError> {
         let json: Option<String> = self
             .conn()

@@ -100,6 +100,13 @@ fn check_role(role: &str) -> Result<(), AccountError> {
         .ok_or_else(|| AccountError::BadRole(role.to_owned()))
 }
 
+fn check_roles(roles: &[String]) -> Result<(), AccountError> {
+    if roles.is_empty() || roles.len() > 32 {
+        return Err(AccountError::BadRole(String::new()));
+    }
+    roles.iter().try_for_each(|r| check_role(r))
+}
+
 /// Throttle limits.
 #[derive(Debug, Clone, Copy)]
 pub struct ThrottleLimits {
@@ -201,7 +208,9 @@ impl Accounts {
             }
         })?;
         match (verified, user) {
-            (true, Some(user)) => {
+            // A disabled account fails like a wrong password: whether an
+            // account exists, or is disabled, is not told to a guesser.
+            (true, Some(user)) if !user.disabled => {
                 metrics::counter!(metric::LOGINS, "outcome" => "success").increment(1);
                 // A device's owner got in: its earlier failures are forgotten.
                 // Anonymous failures for the name stay: they may be a
@@ -276,25 +285,90 @@ impl Accounts {
 
     /// Adds a user with one role.
     pub async fn add(&self, name: &str, password: String, role: &str) -> Result<(), AccountError> {
-        check_name(name)?;
-        check_password(&password)?;
-        check_role(role)?;
-        let hash = self.hasher.hash(password).await?;
-        self.create(name, hash, role).await
+        self.add_with_roles(name, password, &[role.to_owned()])
+            .await
+            .map(drop)
     }
 
-    async fn create(&self, name: &str, hash: String, role: &str) -> Result<(), AccountError> {
+    /// Adds a user with `roles` (at least one; the first is the primary).
+    pub async fn add_with_roles(
+        &self,
+        name: &str,
+        password: String,
+        roles: &[String],
+    ) -> Result<UserRecord, AccountError> {
+        check_name(name)?;
+        check_password(&password)?;
+        check_roles(roles)?;
+        let hash = self.hasher.hash(password).await?;
+        self.create(name, hash, roles).await
+    }
+
+    /// Changes a user's roles or disabled flag. Either change ends every
+    /// session and token family of the user at once: a session carries the
+    /// roles it was signed in with (and its access tokens carry them
+    /// signed), so a removed role must not outlive the change; signing in
+    /// again picks up the new roles. Returns the user and how many
+    /// sessions ended.
+    pub async fn update(
+        &self,
+        name: &str,
+        roles: Option<Vec<String>>,
+        disabled: Option<bool>,
+    ) -> Result<(UserRecord, usize), AccountError> {
+        if let Some(roles) = &roles {
+            check_roles(roles)?;
+        }
+        let mut account = self.existing(name).await?;
+        let roles_change = roles.as_ref().is_some_and(|r| *r != account.roles);
+        let disabling = disabled == Some(true) && !account.disabled;
+        if let Some(roles) = roles {
+            account.roles = roles;
+        }
+        if let Some(disabled) = disabled {
+            account.disabled = disabled;
+        }
+        account.updated_at = self.sessions.now();
+        self.store.update_user(&account).await?;
+        let ended = if roles_change || disabling {
+            self.sessions.revoke_user(name, None).await?
+        } else {
+            0
+        };
+        tracing::info!(target: "sessiond::security", event = "user_changed", user = %name, roles_change, disabling, revoked = ended);
+        Ok((account, ended))
+    }
+
+    /// Deletes a user and ends all of their sessions and token families.
+    /// `None` if there was no such user.
+    pub async fn delete(&self, name: &str) -> Result<Option<usize>, AccountError> {
+        // The account goes first, so that no new login starts meanwhile.
+        if !self.store.delete_user(name).await? {
+            return Ok(None);
+        }
+        let ended = self.sessions.revoke_user(name, None).await?;
+        tracing::info!(target: "sessiond::security", event = "user_deleted", user = %name, revoked = ended);
+        Ok(Some(ended))
+    }
+
+    async fn create(
+        &self,
+        name: &str,
+        hash: String,
+        roles: &[String],
+    ) -> Result<UserRecord, AccountError> {
         let now = self.sessions.now();
         let user = UserRecord {
             name: name.to_owned(),
             password_hash: hash,
-            roles: vec![role.to_owned()],
+            roles: roles.to_vec(),
             created_at: now,
             updated_at: now,
+            disabled: false,
         };
         match self.store.create_user(&user).await {
             Err(StoreError::Conflict) => Err(AccountError::Exists(name.to_owned())),
-            other => Ok(other?),
+            other => other.map(|()| user).map_err(Into::into),
         }
     }
 
@@ -340,8 +414,8 @@ impl Accounts {
         let mut added = 0;
         let mut skipped = Vec::new();
         for ((name, _, role), hash) in rows.iter().zip(hashes.await) {
-            match self.create(name, hash?, role).await {
-                Ok(()) => added += 1,
+            match self.create(name, hash?, &[(*role).to_owned()]).await {
+                Ok(_) => added += 1,
                 Err(AccountError::Exists(name)) => skipped.push(name),
                 Err(e) => return Err(e),
             }

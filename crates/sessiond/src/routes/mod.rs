@@ -178,6 +178,18 @@ fn table() -> Vec<(&'static str, Tier, MethodRouter<SharedState>)> {
             patch(service::patch_session_attributes),
         ),
         (
+            "/api/v1/users",
+            Public,
+            get(service::list_users).post(service::create_user),
+        ),
+        (
+            "/api/v1/users/{name}",
+            Public,
+            get(service::get_user)
+                .patch(service::update_user)
+                .delete(service::delete_user),
+        ),
+        (
             "/api/v1/users/{name}/sessions",
             Public,
             get(service::user_sessions).delete(service::revoke_user_sessions),

@@ -422,3 +422,199 @@ pub async fn patch_session_attributes(
         })?;
     Ok(Json(json!({ "version": version })))
 }
+
+/// A user as the service API shows it (never the password hash).
+fn user_json(u: &sessiond_core::UserRecord) -> Value {
+    json!({
+        "id": u.name,
+        "roles": u.roles,
+        "disabled": u.disabled,
+        "created_at": u.created_at / 1000,
+        "updated_at": u.updated_at / 1000,
+    })
+}
+
+/// `?limit&cursor&q` of the user listing.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserPage {
+    #[serde(default)]
+    limit: Option<usize>,
+    #[serde(default)]
+    cursor: Option<String>,
+    /// Names starting with this.
+    #[serde(default)]
+    q: Option<String>,
+}
+
+fn limit_of(limit: Option<usize>) -> Result<usize, ApiError> {
+    let limit = limit.unwrap_or(50);
+    if limit == 0 || limit > MAX_PAGE {
+        return Err(ApiError::new(
+            ErrorCode::BadRequest,
+            format!("limit is 1 to {MAX_PAGE}"),
+        ));
+    }
+    Ok(limit)
+}
+
+/// `GET /api/v1/users?limit&cursor&q`: users by name, a page at a time
+/// (the cursor is opaque: the last name, base64url), `q` a name prefix.
+/// Scope `users:read`.
+pub async fn list_users(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    query: Result<axum::extract::Query<UserPage>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<Value>, ApiError> {
+    use base64::Engine as _;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    caller.require(ServiceScope::UsersRead)?;
+    let axum::extract::Query(page) =
+        query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+    let limit = limit_of(page.limit)?;
+    let after = match &page.cursor {
+        None => None,
+        Some(c) => Some(
+            URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    ApiError::new(ErrorCode::BadRequest, "the cursor is not one of ours")
+                })?,
+        ),
+    };
+    let prefix = page.q.unwrap_or_default();
+    let mut users: Vec<_> = app
+        .store
+        .backend
+        .list_users()
+        .await?
+        .into_iter()
+        .filter(|u| u.name.starts_with(&prefix))
+        .filter(|u| after.as_ref().is_none_or(|a| u.name > *a))
+        .collect();
+    users.sort_by(|a, b| a.name.cmp(&b.name));
+    let more = users.len() > limit;
+    users.truncate(limit);
+    let next = more
+        .then(|| users.last().map(|u| URL_SAFE_NO_PAD.encode(&u.name)))
+        .flatten();
+    let items: Vec<Value> = users.iter().map(user_json).collect();
+    Ok(Json(json!({ "users": items, "next_cursor": next })))
+}
+
+/// The body of `POST /api/v1/users`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    name: String,
+    password: String,
+    #[serde(default = "default_roles")]
+    roles: Vec<String>,
+}
+
+fn default_roles() -> Vec<String> {
+    vec!["user".into()]
+}
+
+/// `POST /api/v1/users` `{"name", "password", "roles"}`: 201 with the
+/// user; 409 if the name is taken. Scope `users:write`.
+pub async fn create_user(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    ApiJson(body): ApiJson<NewUser>,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    caller.require(ServiceScope::UsersWrite)?;
+    let user = app
+        .accounts
+        .add_with_roles(&body.name, body.password, &body.roles)
+        .await?;
+    tracing::info!(target: "sessiond::security", event = "user_created_by_service", user = %user.name, by = %caller.0.name);
+    Ok((axum::http::StatusCode::CREATED, Json(user_json(&user))))
+}
+
+fn no_such_user() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such user")
+}
+
+/// `GET /api/v1/users/{id}`. Scope `users:read`.
+pub async fn get_user(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(ServiceScope::UsersRead)?;
+    let user = app
+        .store
+        .backend
+        .get_user(&name)
+        .await?
+        .ok_or_else(no_such_user)?;
+    Ok(Json(user_json(&user)))
+}
+
+/// The body of `PATCH /api/v1/users/{id}`: any of the three.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    #[serde(default)]
+    roles: Option<Vec<String>>,
+    #[serde(default)]
+    disabled: Option<bool>,
+    /// A password set by an administrator (ends every session of the user).
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// `PATCH /api/v1/users/{id}` `{"roles"?, "disabled"?, "password"?}`: a
+/// role change, disabling or a new password ends every session and token
+/// family of the user at once (see `Accounts::update`). Scope `users:write`.
+pub async fn update_user(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    ApiJson(change): ApiJson<UserChange>,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(ServiceScope::UsersWrite)?;
+    if change.roles.is_none() && change.disabled.is_none() && change.password.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
+            "send roles, disabled or password",
+        ));
+    }
+    let missing = |e: crate::accounts::AccountError| match e {
+        crate::accounts::AccountError::Missing(_) => no_such_user(),
+        e => e.into(),
+    };
+    let mut ended = 0;
+    if let Some(password) = change.password {
+        ended += app
+            .accounts
+            .set_password(&name, password)
+            .await
+            .map_err(missing)?;
+    }
+    let (user, more) = app
+        .accounts
+        .update(&name, change.roles, change.disabled)
+        .await
+        .map_err(missing)?;
+    tracing::info!(target: "sessiond::security", event = "user_changed_by_service", user = %name, by = %caller.0.name);
+    let mut body = user_json(&user);
+    body["sessions_ended"] = json!(ended + more);
+    Ok(Json(body))
+}
+
+/// `DELETE /api/v1/users/{id}`: the user and every session and token
+/// family of theirs. Scope `users:write`.
+pub async fn delete_user(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    caller.require(ServiceScope::UsersWrite)?;
+    app.accounts.delete(&name).await?.ok_or_else(no_such_user)?;
+    tracing::info!(target: "sessiond::security", event = "user_deleted_by_service", user = %name, by = %caller.0.name);
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

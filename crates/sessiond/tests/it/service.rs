@@ -26,9 +26,13 @@ fn http() -> reqwest::Client {
 
 /// Signs `user` in through the login form; the session cookie's value.
 async fn cookie_of(app: &TestApp, user: &str) -> String {
+    cookie_with(app, user, PASSWORD).await
+}
+
+async fn cookie_with(app: &TestApp, user: &str, password: &str) -> String {
     let r = http()
         .post(format!("{}/login", app.base))
-        .json(&json!({"username": user, "password": PASSWORD}))
+        .json(&json!({"username": user, "password": password}))
         .send()
         .await
         .unwrap();
@@ -405,5 +409,237 @@ async fn a_backend_starts_lists_changes_and_ends_a_users_sessions() {
     .send()
     .await
     .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
+
+async fn login_status(app: &TestApp, user: &str, password: &str) -> StatusCode {
+    http()
+        .post(format!("{}/login", app.base))
+        .json(&json!({"username": user, "password": password}))
+        .send()
+        .await
+        .unwrap()
+        .status()
+}
+
+#[tokio::test]
+async fn users_are_created_listed_changed_disabled_and_deleted_and_their_sessions_follow() {
+    let app = spawn_app().await;
+    let admin = key(
+        &app,
+        "hr",
+        &[
+            ServiceScope::UsersRead,
+            ServiceScope::UsersWrite,
+            ServiceScope::SessionsRead,
+        ],
+    )
+    .await;
+    let reader = key(&app, "report", &[ServiceScope::UsersRead]).await;
+    let base = &app.base;
+    let call = |rb: reqwest::RequestBuilder, k: &str| rb.bearer_auth(k).send();
+
+    // Create: 201, the hash never shown; a taken name 409; unknown fields 400.
+    let r = call(
+        http()
+            .post(format!("{base}/api/v1/users"))
+            .json(&json!({"name": "carol", "password": PASSWORD, "roles": ["user", "billing"]})),
+        &admin,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let carol: Value = r.json().await.unwrap();
+    assert_eq!(carol["roles"], json!(["user", "billing"]));
+    assert!(!carol.to_string().contains("argon2"));
+    let r = call(
+        http()
+            .post(format!("{base}/api/v1/users"))
+            .json(&json!({"name": "carol", "password": PASSWORD})),
+        &admin,
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        error_code(r).await,
+        (StatusCode::CONFLICT, "conflict".into())
+    );
+    let r = call(
+        http()
+            .post(format!("{base}/api/v1/users"))
+            .json(&json!({"name": "dave", "password": PASSWORD, "admin": true})),
+        &admin,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = call(
+        http()
+            .post(format!("{base}/api/v1/users"))
+            .json(&json!({"name": "erin", "password": PASSWORD})),
+        &reader,
+    )
+    .await
+    .unwrap();
+    assert_eq!(error_code(r).await.1, "insufficient_scope");
+
+    // List: pages by name, a prefix search.
+    let r = call(http().get(format!("{base}/api/v1/users?limit=2")), &reader)
+        .await
+        .unwrap();
+    let first: Value = r.json().await.unwrap();
+    let names: Vec<&str> = first["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["alice", "bob"]);
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let r = call(
+        http().get(format!("{base}/api/v1/users?limit=2&cursor={cursor}")),
+        &reader,
+    )
+    .await
+    .unwrap();
+    let second: Value = r.json().await.unwrap();
+    let names: Vec<&str> = second["users"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["id"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["carol", "root"]);
+    assert_eq!(second["next_cursor"], Value::Null);
+    let r = call(http().get(format!("{base}/api/v1/users?q=ca")), &reader)
+        .await
+        .unwrap();
+    assert_eq!(
+        r.json::<Value>().await.unwrap()["users"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    let r = call(
+        http().get(format!("{base}/api/v1/users?cursor=%%%")),
+        &reader,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+
+    // A role change ends carol's sessions at once; her next sign-in has the new roles.
+    let cookie = cookie_of(&app, "carol").await;
+    let r = call(
+        http()
+            .patch(format!("{base}/api/v1/users/carol"))
+            .json(&json!({"roles": ["user"]})),
+        &admin,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.json::<Value>().await.unwrap()["sessions_ended"], 1);
+    assert_eq!(
+        whoami(&app, Some(&admin), json!({"token": cookie}))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    let cookie = cookie_of(&app, "carol").await;
+    let who: Value = whoami(&app, Some(&admin), json!({"token": cookie}))
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(who["user"]["roles"], json!(["user"]));
+
+    // Disabled: sessions end, sign-in is refused like a wrong password; enabled again: back.
+    let r = call(
+        http()
+            .patch(format!("{base}/api/v1/users/carol"))
+            .json(&json!({"disabled": true})),
+        &admin,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["disabled"], true);
+    assert_eq!(
+        whoami(&app, Some(&admin), json!({"token": cookie}))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login_status(&app, "carol", PASSWORD).await,
+        StatusCode::UNAUTHORIZED
+    );
+    call(
+        http()
+            .patch(format!("{base}/api/v1/users/carol"))
+            .json(&json!({"disabled": false})),
+        &admin,
+    )
+    .await
+    .unwrap();
+    assert_eq!(login_status(&app, "carol", PASSWORD).await, StatusCode::OK);
+
+    // A password set by an administrator; nothing to change is a 400.
+    let r = call(
+        http()
+            .patch(format!("{base}/api/v1/users/carol"))
+            .json(&json!({"password": "another-long-password"})),
+        &admin,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(
+        login_status(&app, "carol", "another-long-password").await,
+        StatusCode::OK
+    );
+    let r = call(
+        http()
+            .patch(format!("{base}/api/v1/users/carol"))
+            .json(&json!({})),
+        &admin,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = call(
+        http()
+            .patch(format!("{base}/api/v1/users/nobody"))
+            .json(&json!({"disabled": true})),
+        &admin,
+    )
+    .await
+    .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+
+    // Deleted: gone, sessions ended, no sign-in; a second delete is 404.
+    let cookie = cookie_with(&app, "carol", "another-long-password").await;
+    let r = call(http().delete(format!("{base}/api/v1/users/carol")), &admin)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    assert_eq!(
+        whoami(&app, Some(&admin), json!({"token": cookie}))
+            .await
+            .status(),
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login_status(&app, "carol", "another-long-password").await,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = call(http().get(format!("{base}/api/v1/users/carol")), &reader)
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+    let r = call(http().delete(format!("{base}/api/v1/users/carol")), &admin)
+        .await
+        .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
