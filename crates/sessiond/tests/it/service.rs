@@ -643,3 +643,59 @@ async fn users_are_created_listed_changed_disabled_and_deleted_and_their_session
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+/// The example client in another language (`examples/clients/whoami.py`,
+/// Python's standard library only) runs against a live server.
+#[tokio::test]
+async fn the_python_example_client_checks_a_cookie_and_signs_the_user_out() {
+    if std::process::Command::new("python3")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        assert!(
+            std::env::var("SESSIOND_REQUIRE_PYTHON").as_deref() != Ok("1"),
+            "python3 is not installed, and SESSIOND_REQUIRE_PYTHON=1 makes that a failure"
+        );
+        eprintln!("SKIPPED: python3 is not installed");
+        return;
+    }
+    let app = spawn_app().await;
+    let secret = key(
+        &app,
+        "example",
+        &[
+            ServiceScope::UsersWrite,
+            ServiceScope::SessionsRead,
+            ServiceScope::SessionsWrite,
+        ],
+    )
+    .await;
+    let script = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../examples/clients/whoami.py"
+    );
+    let (base, cookie) = (app.base.clone(), app.config.session_cookie().name);
+    // The server runs on this test's runtime: the script waits elsewhere.
+    let out = tokio::task::spawn_blocking(move || {
+        Command::new("python3")
+            .arg(script)
+            .env("SESSIOND_URL", base)
+            .env("SESSIOND_KEY", secret)
+            .env("SESSIOND_COOKIE", cookie)
+            .output()
+            .unwrap()
+    })
+    .await
+    .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}\n{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(
+        stdout.contains("signed out everywhere") && stdout.ends_with("ok\n"),
+        "{stdout}"
+    );
+}
