@@ -178,6 +178,16 @@ fn table() -> Vec<(&'static str, Tier, MethodRouter<SharedState>)> {
             patch(service::patch_session_attributes),
         ),
         (
+            "/api/v1/service-keys",
+            Public,
+            get(service::list_service_keys).post(service::create_service_key),
+        ),
+        (
+            "/api/v1/service-keys/{name}",
+            Public,
+            delete(service::revoke_service_key),
+        ),
+        (
             "/api/v1/users",
             Public,
             get(service::list_users).post(service::create_user),

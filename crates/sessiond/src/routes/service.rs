@@ -618,3 +618,72 @@ pub async fn delete_user(
     tracing::info!(target: "sessiond::security", event = "user_deleted_by_service", user = %name, by = %caller.0.name);
     Ok(axum::http::StatusCode::NO_CONTENT)
 }
+
+/// A service key as the API shows it (never the key or its hash).
+fn key_json(k: &ServiceKey) -> Value {
+    json!({
+        "name": k.name,
+        "scopes": k.scopes.iter().map(|s| s.as_str()).collect::<Vec<_>>(),
+        "created_at": k.created_at,
+        "last_used": k.last_used,
+    })
+}
+
+/// `GET /api/v1/service-keys`: every key, by name. Scope `admin`.
+pub async fn list_service_keys(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+) -> Result<Json<Value>, ApiError> {
+    caller.require(ServiceScope::Admin)?;
+    let keys: Vec<Value> = app
+        .service_keys
+        .list()
+        .await?
+        .iter()
+        .map(key_json)
+        .collect();
+    Ok(Json(json!({ "service_keys": keys })))
+}
+
+/// The body of `POST /api/v1/service-keys`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewServiceKey {
+    name: String,
+    scopes: Vec<String>,
+}
+
+/// `POST /api/v1/service-keys` `{"name", "scopes"}`: 201 with the key,
+/// shown this once. Scope `admin`.
+pub async fn create_service_key(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    ApiJson(body): ApiJson<NewServiceKey>,
+) -> Result<(axum::http::StatusCode, Json<Value>), ApiError> {
+    caller.require(ServiceScope::Admin)?;
+    let scopes = body
+        .scopes
+        .iter()
+        .map(|s| s.parse::<ServiceScope>())
+        .collect::<Result<_, _>>()?;
+    let (record, secret) = app.service_keys.add(&body.name, scopes).await?;
+    tracing::info!(target: "sessiond::security", event = "service_key_created_by_service", name = %record.name, by = %caller.0.name);
+    let mut out = key_json(&record);
+    out["key"] = json!(secret);
+    Ok((axum::http::StatusCode::CREATED, Json(out)))
+}
+
+/// `DELETE /api/v1/service-keys/{name}`: revoked on every node at once;
+/// 404 if there is none. Scope `admin`.
+pub async fn revoke_service_key(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    axum::extract::Path(name): axum::extract::Path<String>,
+) -> Result<axum::http::StatusCode, ApiError> {
+    caller.require(ServiceScope::Admin)?;
+    if !app.service_keys.revoke(&name).await? {
+        return Err(ApiError::new(ErrorCode::NotFound, "no such service key"));
+    }
+    tracing::info!(target: "sessiond::security", event = "service_key_revoked_by_service", name = %name, by = %caller.0.name);
+    Ok(axum::http::StatusCode::NO_CONTENT)
+}

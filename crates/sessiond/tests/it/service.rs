@@ -699,3 +699,96 @@ async fn the_python_example_client_checks_a_cookie_and_signs_the_user_out() {
         "{stdout}"
     );
 }
+
+#[tokio::test]
+async fn an_admin_key_manages_service_keys_and_others_may_not() {
+    let app = spawn_app().await;
+    let admin = key(&app, "root-key", &[ServiceScope::Admin]).await;
+    let plain = key(
+        &app,
+        "plain",
+        &[ServiceScope::SessionsRead, ServiceScope::UsersWrite],
+    )
+    .await;
+    let base = &app.base;
+    let r = http()
+        .post(format!("{base}/api/v1/service-keys"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "ci", "scopes": ["users:read"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let made: Value = r.json().await.unwrap();
+    let ci = made["key"].as_str().unwrap().to_owned();
+    assert!(ci.starts_with("sdk_"));
+    let r = http()
+        .get(format!("{base}/api/v1/users/alice"))
+        .bearer_auth(&ci)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the new key works at once");
+    let listed: Value = http()
+        .get(format!("{base}/api/v1/service-keys"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let names: Vec<&str> = listed["service_keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["ci", "plain", "root-key"]);
+    assert!(!listed.to_string().contains(&ci[4..]), "never the key");
+    for (rb, what) in [
+        (http().get(format!("{base}/api/v1/service-keys")), "list"),
+        (
+            http()
+                .post(format!("{base}/api/v1/service-keys"))
+                .json(&json!({"name": "x", "scopes": ["admin"]})),
+            "create",
+        ),
+        (
+            http().delete(format!("{base}/api/v1/service-keys/ci")),
+            "revoke",
+        ),
+    ] {
+        let r = rb.bearer_auth(&plain).send().await.unwrap();
+        assert_eq!(error_code(r).await.1, "insufficient_scope", "{what}");
+    }
+    let r = http()
+        .post(format!("{base}/api/v1/service-keys"))
+        .bearer_auth(&admin)
+        .json(&json!({"name": "bad", "scopes": ["root"]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    let r = http()
+        .delete(format!("{base}/api/v1/service-keys/ci"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NO_CONTENT);
+    let r = http()
+        .get(format!("{base}/api/v1/users/alice"))
+        .bearer_auth(&ci)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "revoked at once");
+    let r = http()
+        .delete(format!("{base}/api/v1/service-keys/ci"))
+        .bearer_auth(&admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_FOUND);
+}
