@@ -164,6 +164,11 @@ fn table() -> Vec<(&'static str, Tier, MethodRouter<SharedState>)> {
             post(admin::rotate_signing_key),
         ),
         // The service API: a service key, checked by each handler.
+        (
+            "/api/v1/openapi.json",
+            Public,
+            get(service::openapi_document),
+        ),
         ("/api/v1/sessions/whoami", Public, post(service::whoami)),
         ("/api/v1/introspect", Public, post(service::introspect)),
         ("/api/v1/sessions", Public, post(service::create_session)),
@@ -193,14 +198,14 @@ fn table() -> Vec<(&'static str, Tier, MethodRouter<SharedState>)> {
             get(service::list_users).post(service::create_user),
         ),
         (
-            "/api/v1/users/{name}",
+            "/api/v1/users/{id}",
             Public,
             get(service::get_user)
                 .patch(service::update_user)
                 .delete(service::delete_user),
         ),
         (
-            "/api/v1/users/{name}/sessions",
+            "/api/v1/users/{id}/sessions",
             Public,
             get(service::user_sessions).delete(service::revoke_user_sessions),
         ),
@@ -328,6 +333,39 @@ fn application(state: &SharedState) -> Router {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// `docs/openapi.json` is the document the code generates, so an API
+    /// change shows in review. `SESSIOND_UPDATE_OPENAPI=1 cargo test -p
+    /// sessiond --lib openapi` writes it anew.
+    #[test]
+    fn the_committed_openapi_document_is_the_one_the_code_generates() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
+        let generated = service::openapi_json();
+        if std::env::var("SESSIOND_UPDATE_OPENAPI").as_deref() == Ok("1") {
+            std::fs::write(path, generated).unwrap();
+        }
+        let committed = std::fs::read_to_string(path).unwrap_or_default();
+        assert!(
+            committed == generated,
+            "docs/openapi.json differs from the generated document; run SESSIOND_UPDATE_OPENAPI=1 cargo test -p sessiond --lib openapi and commit it"
+        );
+    }
+
+    /// The table and the document name the same `/api/v1` paths (the
+    /// methods of each are checked against the live server in
+    /// `tests/it/service.rs`).
+    #[test]
+    fn every_service_api_path_of_the_table_is_in_the_openapi_document_and_no_other() {
+        let doc: serde_json::Value = serde_json::from_str(service::openapi_json()).unwrap();
+        let documented: std::collections::BTreeSet<String> =
+            doc["paths"].as_object().unwrap().keys().cloned().collect();
+        let served: std::collections::BTreeSet<String> = table()
+            .into_iter()
+            .map(|(path, _, _)| path.to_owned())
+            .filter(|path| path.starts_with("/api/v1/") && path != "/api/v1/openapi.json")
+            .collect();
+        assert_eq!(documented, served);
+    }
 
     #[test]
     fn with_the_proxy_on_every_other_path_is_labelled_as_the_application() {

@@ -792,3 +792,39 @@ async fn an_admin_key_manages_service_keys_and_others_may_not() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::NOT_FOUND);
 }
+
+/// The document is served, and every operation it describes is served:
+/// asked without a key, each answers 401 `invalid_service_key` (a method
+/// the server does not route would be 405, a path 404).
+#[tokio::test]
+async fn every_operation_of_the_served_openapi_document_exists_and_wants_a_key() {
+    let app = spawn_app().await;
+    let r = http()
+        .get(format!("{}/api/v1/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let doc: Value = r.json().await.unwrap();
+    assert_eq!(doc["openapi"], "3.1.0");
+    let mut checked = 0;
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let concrete = path.replace("{id}", "alice").replace("{name}", "ci");
+            let method = reqwest::Method::from_bytes(method.to_uppercase().as_bytes()).unwrap();
+            let r = http()
+                .request(method.clone(), format!("{}{concrete}", app.base))
+                .json(&json!({}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(
+                error_code(r).await,
+                (StatusCode::UNAUTHORIZED, "invalid_service_key".into()),
+                "{method} {path}"
+            );
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, 15);
+}

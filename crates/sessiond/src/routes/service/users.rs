@@ -1,0 +1,321 @@
+//! Users and service keys through the service API.
+
+use axum::Json;
+use axum::extract::rejection::QueryRejection;
+use axum::extract::{Path, Query, State};
+use axum::http::StatusCode;
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use serde::Deserialize;
+use sessiond_axum::{ApiError, ApiJson, ErrorCode};
+use utoipa::ToSchema;
+
+use super::views::{
+    ErrorBody, NewServiceKeyView, ServiceKeyView, ServiceKeys, UserChanged, UserView, UsersPage,
+};
+use super::{ServiceCaller, limit_of, query};
+use crate::accounts::AccountError;
+use crate::service_keys::ServiceScope;
+use crate::state::SharedState;
+
+/// `?limit&cursor&q` of the user listing.
+#[derive(Debug, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
+#[serde(deny_unknown_fields)]
+pub struct UserPage {
+    /// 1 to 100 (default 50).
+    #[serde(default)]
+    limit: Option<usize>,
+    /// `next_cursor` of the previous page.
+    #[serde(default)]
+    cursor: Option<String>,
+    /// Names starting with this.
+    #[serde(default)]
+    q: Option<String>,
+}
+
+/// Users by name, a page at a time (the cursor is opaque), `q` a name
+/// prefix.
+#[utoipa::path(get, path = "/api/v1/users", tag = "service",
+    params(UserPage),
+    security(("service_key" = ["users:read"])),
+    responses(
+        (status = 200, body = UsersPage),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn list_users(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    page: Result<Query<UserPage>, QueryRejection>,
+) -> Result<Json<UsersPage>, ApiError> {
+    caller.require(ServiceScope::UsersRead)?;
+    let page = query(page)?;
+    let limit = limit_of(page.limit)?;
+    let after = page
+        .cursor
+        .as_deref()
+        .map(|c| {
+            URL_SAFE_NO_PAD
+                .decode(c)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    ApiError::new(ErrorCode::BadRequest, "the cursor is not one of ours")
+                })
+        })
+        .transpose()?;
+    let prefix = page.q.unwrap_or_default();
+    let mut users: Vec<_> = app
+        .store
+        .backend
+        .list_users()
+        .await?
+        .into_iter()
+        .filter(|u| u.name.starts_with(&prefix))
+        .filter(|u| after.as_ref().is_none_or(|a| u.name > *a))
+        .collect();
+    users.sort_by(|a, b| a.name.cmp(&b.name));
+    let more = users.len() > limit;
+    users.truncate(limit);
+    let next_cursor = more
+        .then(|| users.last().map(|u| URL_SAFE_NO_PAD.encode(&u.name)))
+        .flatten();
+    Ok(Json(UsersPage {
+        users: users.iter().map(UserView::of).collect(),
+        next_cursor,
+    }))
+}
+
+/// The body of `POST /api/v1/users`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewUser {
+    name: String,
+    password: String,
+    /// Default `["user"]`; the first is the primary role.
+    #[serde(default = "default_roles")]
+    roles: Vec<String>,
+}
+
+fn default_roles() -> Vec<String> {
+    vec!["user".into()]
+}
+
+/// Adds a user; 409 if the name is taken.
+#[utoipa::path(post, path = "/api/v1/users", tag = "service",
+    request_body = NewUser,
+    security(("service_key" = ["users:write"])),
+    responses(
+        (status = 201, body = UserView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn create_user(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    ApiJson(body): ApiJson<NewUser>,
+) -> Result<(StatusCode, Json<UserView>), ApiError> {
+    caller.require(ServiceScope::UsersWrite)?;
+    let user = app
+        .accounts
+        .add_with_roles(&body.name, body.password, &body.roles)
+        .await?;
+    tracing::info!(target: "sessiond::security", event = "user_created_by_service", user = %user.name, by = %caller.0.name);
+    Ok((StatusCode::CREATED, Json(UserView::of(&user))))
+}
+
+fn no_such_user() -> ApiError {
+    ApiError::new(ErrorCode::NotFound, "no such user")
+}
+
+/// One user.
+#[utoipa::path(get, path = "/api/v1/users/{id}", tag = "service",
+    params(("id" = String, Path, description = "the user")),
+    security(("service_key" = ["users:read"])),
+    responses(
+        (status = 200, body = UserView),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn get_user(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    Path(name): Path<String>,
+) -> Result<Json<UserView>, ApiError> {
+    caller.require(ServiceScope::UsersRead)?;
+    let user = app
+        .store
+        .backend
+        .get_user(&name)
+        .await?
+        .ok_or_else(no_such_user)?;
+    Ok(Json(UserView::of(&user)))
+}
+
+/// The body of `PATCH /api/v1/users/{id}`: any of the three.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct UserChange {
+    #[serde(default)]
+    roles: Option<Vec<String>>,
+    #[serde(default)]
+    disabled: Option<bool>,
+    /// A password set by an administrator.
+    #[serde(default)]
+    password: Option<String>,
+}
+
+/// Changes roles, disables or enables, or sets a password. A role change,
+/// disabling or a new password ends every session and token family of the
+/// user at once (sessions and access tokens carry the roles they were
+/// signed in with).
+#[utoipa::path(patch, path = "/api/v1/users/{id}", tag = "service",
+    params(("id" = String, Path, description = "the user")),
+    request_body = UserChange,
+    security(("service_key" = ["users:write"])),
+    responses(
+        (status = 200, body = UserChanged),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn update_user(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    Path(name): Path<String>,
+    ApiJson(change): ApiJson<UserChange>,
+) -> Result<Json<UserChanged>, ApiError> {
+    caller.require(ServiceScope::UsersWrite)?;
+    if change.roles.is_none() && change.disabled.is_none() && change.password.is_none() {
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
+            "send roles, disabled or password",
+        ));
+    }
+    let missing = |e: AccountError| match e {
+        AccountError::Missing(_) => no_such_user(),
+        e => e.into(),
+    };
+    let mut ended = 0;
+    if let Some(password) = change.password {
+        ended += app
+            .accounts
+            .set_password(&name, password)
+            .await
+            .map_err(missing)?;
+    }
+    let (user, more) = app
+        .accounts
+        .update(&name, change.roles, change.disabled)
+        .await
+        .map_err(missing)?;
+    tracing::info!(target: "sessiond::security", event = "user_changed_by_service", user = %name, by = %caller.0.name);
+    Ok(Json(UserChanged {
+        user: UserView::of(&user),
+        sessions_ended: ended + more,
+    }))
+}
+
+/// Deletes the user and ends every session and token family of theirs.
+#[utoipa::path(delete, path = "/api/v1/users/{id}", tag = "service",
+    params(("id" = String, Path, description = "the user")),
+    security(("service_key" = ["users:write"])),
+    responses(
+        (status = 204, description = "deleted"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn delete_user(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(ServiceScope::UsersWrite)?;
+    app.accounts.delete(&name).await?.ok_or_else(no_such_user)?;
+    tracing::info!(target: "sessiond::security", event = "user_deleted_by_service", user = %name, by = %caller.0.name);
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Every service key, by name.
+#[utoipa::path(get, path = "/api/v1/service-keys", tag = "service",
+    security(("service_key" = ["admin"])),
+    responses(
+        (status = 200, body = ServiceKeys),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn list_service_keys(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+) -> Result<Json<ServiceKeys>, ApiError> {
+    caller.require(ServiceScope::Admin)?;
+    let keys = app.service_keys.list().await?;
+    Ok(Json(ServiceKeys {
+        service_keys: keys.iter().map(ServiceKeyView::of).collect(),
+    }))
+}
+
+/// The body of `POST /api/v1/service-keys`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NewServiceKey {
+    name: String,
+    /// `sessions:read`, `sessions:write`, `users:read`, `users:write`,
+    /// `keys:rotate`, `admin`.
+    scopes: Vec<String>,
+}
+
+/// A new service key, in the answer this once.
+#[utoipa::path(post, path = "/api/v1/service-keys", tag = "service",
+    request_body = NewServiceKey,
+    security(("service_key" = ["admin"])),
+    responses(
+        (status = 201, body = NewServiceKeyView),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 503, body = ErrorBody),
+    ))]
+pub async fn create_service_key(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    ApiJson(body): ApiJson<NewServiceKey>,
+) -> Result<(StatusCode, Json<NewServiceKeyView>), ApiError> {
+    caller.require(ServiceScope::Admin)?;
+    let scopes = body
+        .scopes
+        .iter()
+        .map(|s| s.parse::<ServiceScope>())
+        .collect::<Result<_, _>>()?;
+    let (record, key) = app.service_keys.add(&body.name, scopes).await?;
+    tracing::info!(target: "sessiond::security", event = "service_key_created_by_service", name = %record.name, by = %caller.0.name);
+    Ok((
+        StatusCode::CREATED,
+        Json(NewServiceKeyView {
+            view: ServiceKeyView::of(&record),
+            key,
+        }),
+    ))
+}
+
+/// Revokes a key on every node at once; 404 if there is none.
+#[utoipa::path(delete, path = "/api/v1/service-keys/{name}", tag = "service",
+    params(("name" = String, Path, description = "the key's name")),
+    security(("service_key" = ["admin"])),
+    responses(
+        (status = 204, description = "revoked"),
+        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
+        (status = 404, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
+pub async fn revoke_service_key(
+    State(app): State<SharedState>,
+    caller: ServiceCaller,
+    Path(name): Path<String>,
+) -> Result<StatusCode, ApiError> {
+    caller.require(ServiceScope::Admin)?;
+    if !app.service_keys.revoke(&name).await? {
+        return Err(ApiError::new(ErrorCode::NotFound, "no such service key"));
+    }
+    tracing::info!(target: "sessiond::security", event = "service_key_revoked_by_service", name = %name, by = %caller.0.name);
+    Ok(StatusCode::NO_CONTENT)
+}
