@@ -54,8 +54,16 @@ async fn read_bytes<S: Send + Sync>(req: Request, state: &S) -> Result<Bytes, Ap
 }
 
 /// Parses a JSON body: a syntax error is `invalid_json`, valid JSON of the
-/// wrong shape is `invalid_body`.
+/// wrong shape is `invalid_body`. A body is an object: serde would read a
+/// struct from an array of its fields in order (`[null, null]`), a shape no
+/// client means and no API document describes, so an array is refused.
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    if bytes.trim_ascii_start().first() == Some(&b'[') {
+        return Err(ApiError::new(
+            ErrorCode::InvalidBody,
+            "the body must be a JSON object",
+        ));
+    }
     serde_json::from_slice(bytes).map_err(|e| {
         if e.is_data() {
             ErrorCode::InvalidBody.into()
@@ -189,6 +197,8 @@ mod tests {
         assert_eq!(syntax.code, ErrorCode::InvalidJson);
         let shape = parse_json::<Login>(b"{\"user\":1}").expect_err("wrong field");
         assert_eq!(shape.code, ErrorCode::InvalidBody);
+        let array = parse_json::<Login>(b" [\"alice\"]").expect_err("an array of the fields");
+        assert_eq!(array.code, ErrorCode::InvalidBody);
         let form = parse_form::<Login>(b"nothing=here").expect_err("missing field");
         assert_eq!(form.code, ErrorCode::InvalidBody);
     }

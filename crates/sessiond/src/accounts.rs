@@ -46,7 +46,7 @@ pub enum AccountError {
     #[error("the current password is wrong")]
     WrongPassword,
     /// The new password is too short or too long.
-    #[error("the password must be {MIN_PASSWORD} to {MAX_PASSWORD} bytes long")]
+    #[error("the password must be {MIN_PASSWORD} to {MAX_PASSWORD} characters long")]
     WeakPassword,
     /// The name is not acceptable.
     #[error("invalid user name {0:?}: use 1-128 letters, digits, '.', '-', '_' or '@'")]
@@ -73,7 +73,9 @@ pub enum AccountError {
 
 /// Checks a new password against the policy.
 pub fn check_password(password: &str) -> Result<(), AccountError> {
-    if (MIN_PASSWORD..=MAX_PASSWORD).contains(&password.len()) {
+    // Characters, not bytes: the rule a person reads (and the API document
+    // states) is about what they type; 1024 characters are at most 4 KiB.
+    if (MIN_PASSWORD..=MAX_PASSWORD).contains(&password.chars().count()) {
         Ok(())
     } else {
         Err(AccountError::WeakPassword)
@@ -185,7 +187,7 @@ impl Accounts {
         client_ip: IpAddr,
         device: Option<&DeviceId>,
     ) -> Result<UserRecord, AccountError> {
-        if username.is_empty() || username.len() > MAX_NAME || password.len() > MAX_PASSWORD {
+        if username.is_empty() || username.len() > MAX_NAME || password.len() > 4 * MAX_PASSWORD {
             return Err(AccountError::InvalidCredentials);
         }
         let (who, limit) = match device {

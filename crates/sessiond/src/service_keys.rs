@@ -29,7 +29,19 @@ const SETTING: &str = "service_keys";
 const LAST_USED_EVERY: u64 = 60;
 
 /// What a service key may do.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    Hash,
+    Serialize,
+    Deserialize,
+    utoipa::ToSchema,
+)]
 pub enum ServiceScope {
     /// Read sessions (`whoami`, introspection, listings).
     #[serde(rename = "sessions:read")]

@@ -180,10 +180,10 @@ pub(crate) fn attribute_changes(
     changes
         .into_iter()
         .map(|(name, value)| {
-            if name.is_empty() || name.len() > MAX_ATTRIBUTE_NAME {
+            if name.is_empty() || name.chars().count() > MAX_ATTRIBUTE_NAME {
                 return Err(ApiError::new(
                     ErrorCode::InvalidBody,
-                    "attribute names must be 1-128 bytes",
+                    "attribute names must be 1-128 characters",
                 ));
             }
             if name.starts_with(RESERVED_PREFIX) {

@@ -335,19 +335,19 @@ mod tests {
     use super::*;
 
     /// `docs/openapi.json` is the document the code generates, so an API
-    /// change shows in review. `SESSIOND_UPDATE_OPENAPI=1 cargo test -p
+    /// change shows in review. `UPDATE_OPENAPI=1 cargo test -p
     /// sessiond --lib openapi` writes it anew.
     #[test]
     fn the_committed_openapi_document_is_the_one_the_code_generates() {
         let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
         let generated = service::openapi_json();
-        if std::env::var("SESSIOND_UPDATE_OPENAPI").as_deref() == Ok("1") {
+        if std::env::var("UPDATE_OPENAPI").as_deref() == Ok("1") {
             std::fs::write(path, generated).unwrap();
         }
         let committed = std::fs::read_to_string(path).unwrap_or_default();
         assert!(
             committed == generated,
-            "docs/openapi.json differs from the generated document; run SESSIOND_UPDATE_OPENAPI=1 cargo test -p sessiond --lib openapi and commit it"
+            "docs/openapi.json differs from the generated document; run UPDATE_OPENAPI=1 cargo test -p sessiond --lib openapi and commit it"
         );
     }
 

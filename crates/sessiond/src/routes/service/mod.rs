@@ -115,15 +115,17 @@ fn query<T>(
         .map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))
 }
 
-/// `?limit&cursor` of a listing.
+/// `?limit&cursor` of a listing of sessions.
 #[derive(Debug, Deserialize, utoipa::IntoParams)]
 #[into_params(parameter_in = Query)]
 #[serde(deny_unknown_fields)]
 pub struct Page {
     /// 1 to 100 (default 50).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
     /// `next_cursor` of the previous page.
     #[serde(default)]
+    #[param(pattern = "^[0-9]{1,20}\\.[A-Za-z0-9_-]{1,64}$")]
     cursor: Option<String>,
 }

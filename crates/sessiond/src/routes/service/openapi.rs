@@ -17,9 +17,9 @@ use utoipa::{Modify, OpenApi};
 use super::sessions::{IntrospectRequest, NewSessionRequest, WhoamiRequest};
 use super::users::{NewServiceKey, NewUser, UserChange};
 use super::views::{
-    AttributesVersion, CookieAttributes, ErrorBody, ErrorDetail, Identity, Introspection,
-    NewServiceKeyView, NewSessionView, Revoked, ServiceKeyView, ServiceKeys, SessionInfo,
-    SessionsPage, UserChanged, UserView, UsersPage, Whoami,
+    AttributeChanges, AttributesVersion, CookieAttributes, ErrorBody, ErrorDetail, Identity,
+    Introspection, NewAttributes, NewServiceKeyView, NewSessionView, Revoked, ServiceKeyView,
+    ServiceKeys, SessionInfo, SessionsPage, UserChanged, UserView, UsersPage, Whoami,
 };
 
 /// The document.
@@ -51,7 +51,8 @@ use super::views::{
         WhoamiRequest, IntrospectRequest, NewSessionRequest, NewUser, UserChange, NewServiceKey,
         Whoami, Identity, SessionInfo, Introspection, NewSessionView, CookieAttributes,
         SessionsPage, Revoked, AttributesVersion, UserView, UserChanged, UsersPage,
-        ServiceKeyView, NewServiceKeyView, ServiceKeys, ErrorBody, ErrorDetail,
+        ServiceKeyView, NewServiceKeyView, ServiceKeys, ErrorBody, ErrorDetail, NewAttributes,
+        AttributeChanges, crate::service_keys::ServiceScope, super::users::Role,
     )),
     modifiers(&Security),
     tags((name = "service", description = "the service API, for other backends")),

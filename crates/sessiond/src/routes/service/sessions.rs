@@ -59,9 +59,12 @@ pub async fn whoami(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct IntrospectRequest {
     token: String,
-    /// `access_token`, `refresh_token` or `session`; checked when given,
-    /// not needed.
+    /// `access_token`, `refresh_token` or `session`. Ignored: every kind is
+    /// tried, as RFC 7662 asks of a server that cannot find the token by
+    /// its hint.
     #[serde(default)]
+    #[schema(nullable = false)]
+    #[allow(dead_code)]
     token_type_hint: Option<String>,
 }
 
@@ -81,14 +84,6 @@ pub async fn introspect(
     JsonOrForm { value: body, .. }: JsonOrForm<IntrospectRequest>,
 ) -> Result<Json<Introspection>, ApiError> {
     caller.require(ServiceScope::SessionsRead)?;
-    if let Some(hint) = &body.token_type_hint
-        && !matches!(hint.as_str(), "access_token" | "refresh_token" | "session")
-    {
-        return Err(ApiError::new(
-            ErrorCode::InvalidBody,
-            "token_type_hint is access_token, refresh_token or session",
-        ));
-    }
     let token = body.token.trim();
     // An access token is a JWT: three dot-separated parts.
     if token.split('.').count() == 3 {
@@ -141,7 +136,7 @@ pub struct NewSessionRequest {
     user: String,
     /// Attributes to start with (JSON values).
     #[serde(default)]
-    #[schema(value_type = Object)]
+    #[schema(value_type = super::views::NewAttributes)]
     attributes: Map<String, Value>,
 }
 
@@ -215,7 +210,7 @@ pub async fn create_session(
 }
 
 /// The user's live sessions, oldest first, a page at a time (the cursor
-/// is opaque: the last session's public id).
+/// is opaque: pass back the `next_cursor` of the previous page).
 #[utoipa::path(get, path = "/api/v1/users/{id}/sessions", tag = "service",
     params(("id" = String, Path, description = "the user"), Page),
     security(("service_key" = ["sessions:read"])),
@@ -235,26 +230,28 @@ pub async fn user_sessions(
     let limit = limit_of(page.limit)?;
     user_roles(&app, &user).await?;
     let mut sessions = app.sessions.list_for_user(&user).await?;
-    sessions.sort_by(|a, b| {
-        (a.record.created_at, a.key.handle()).cmp(&(b.record.created_at, b.key.handle()))
-    });
+    sessions.sort_by_key(|s| (s.record.created_at, s.key.handle()));
+    // The cursor is the last session's place in the order (creation time,
+    // public id): a page goes on from there even if that session ended.
+    let place = |s: &StoredSession| (s.record.created_at, s.key.handle());
     let start = match &page.cursor {
         None => 0,
-        Some(after) => match sessions.iter().position(|s| s.key.handle() == *after) {
-            Some(i) => i + 1,
-            // The session the cursor named has ended: refused rather than
-            // a page skipped or repeated.
-            None => {
-                return Err(ApiError::new(
-                    ErrorCode::BadRequest,
-                    "the cursor names a session that has ended; list again from the start",
-                ));
-            }
-        },
+        Some(cursor) => {
+            let after = cursor
+                .split_once('.')
+                .and_then(|(ms, id)| Some((ms.parse::<u64>().ok()?, id.to_owned())))
+                .ok_or_else(|| {
+                    ApiError::new(ErrorCode::BadRequest, "the cursor is not one of ours")
+                })?;
+            sessions.iter().take_while(|s| place(s) <= after).count()
+        }
     };
     let page: Vec<&StoredSession> = sessions.iter().skip(start).take(limit).collect();
     let next_cursor = (start + page.len() < sessions.len())
-        .then(|| page.last().map(|s| s.key.handle()))
+        .then(|| {
+            page.last()
+                .map(|s| format!("{}.{}", s.record.created_at, s.key.handle()))
+        })
         .flatten();
     Ok(Json(SessionsPage {
         user,
@@ -329,7 +326,7 @@ pub async fn revoke_session(
 /// attributes API.
 #[utoipa::path(patch, path = "/api/v1/sessions/{id}/attributes", tag = "service",
     params(("id" = String, Path, description = "the session's public id")),
-    request_body(content = Object, description = "attribute names to JSON values; null removes"),
+    request_body(content = super::views::AttributeChanges),
     security(("service_key" = ["sessions:write"])),
     responses(
         (status = 200, body = AttributesVersion),

@@ -4,8 +4,6 @@ use axum::Json;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
-use base64::Engine as _;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use serde::Deserialize;
 use sessiond_axum::{ApiError, ApiJson, ErrorCode};
 use utoipa::ToSchema;
@@ -25,6 +23,7 @@ use crate::state::SharedState;
 pub struct UserPage {
     /// 1 to 100 (default 50).
     #[serde(default)]
+    #[param(minimum = 1, maximum = 100)]
     limit: Option<usize>,
     /// `next_cursor` of the previous page.
     #[serde(default)]
@@ -34,8 +33,8 @@ pub struct UserPage {
     q: Option<String>,
 }
 
-/// Users by name, a page at a time (the cursor is opaque), `q` a name
-/// prefix.
+/// Users by name, a page at a time (the cursor is opaque: pass back the
+/// `next_cursor` of the previous page), `q` a name prefix.
 #[utoipa::path(get, path = "/api/v1/users", tag = "service",
     params(UserPage),
     security(("service_key" = ["users:read"])),
@@ -52,19 +51,7 @@ pub async fn list_users(
     caller.require(ServiceScope::UsersRead)?;
     let page = query(page)?;
     let limit = limit_of(page.limit)?;
-    let after = page
-        .cursor
-        .as_deref()
-        .map(|c| {
-            URL_SAFE_NO_PAD
-                .decode(c)
-                .ok()
-                .and_then(|b| String::from_utf8(b).ok())
-                .ok_or_else(|| {
-                    ApiError::new(ErrorCode::BadRequest, "the cursor is not one of ours")
-                })
-        })
-        .transpose()?;
+    let after = page.cursor;
     let prefix = page.q.unwrap_or_default();
     let mut users: Vec<_> = app
         .store
@@ -78,9 +65,7 @@ pub async fn list_users(
     users.sort_by(|a, b| a.name.cmp(&b.name));
     let more = users.len() > limit;
     users.truncate(limit);
-    let next_cursor = more
-        .then(|| users.last().map(|u| URL_SAFE_NO_PAD.encode(&u.name)))
-        .flatten();
+    let next_cursor = more.then(|| users.last().map(|u| u.name.clone())).flatten();
     Ok(Json(UsersPage {
         users: users.iter().map(UserView::of).collect(),
         next_cursor,
@@ -91,15 +76,28 @@ pub async fn list_users(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewUser {
+    #[schema(pattern = "^[A-Za-z0-9.@_-]{1,128}$", min_length = 1, max_length = 128)]
     name: String,
+    /// 8 to 1024 characters.
+    #[schema(min_length = 8, max_length = 1024)]
     password: String,
     /// Default `["user"]`; the first is the primary role.
     #[serde(default = "default_roles")]
-    roles: Vec<String>,
+    #[schema(min_items = 1, max_items = 32, inline)]
+    roles: Vec<Role>,
 }
 
-fn default_roles() -> Vec<String> {
-    vec!["user".into()]
+/// A role: lowercase letters, digits, `-` and `_`.
+#[derive(Debug, Deserialize, ToSchema)]
+#[schema(pattern = "^[a-z0-9_-]{1,64}$", min_length = 1, max_length = 64)]
+pub struct Role(String);
+
+fn default_roles() -> Vec<Role> {
+    vec![Role("user".into())]
+}
+
+fn roles(roles: Vec<Role>) -> Vec<String> {
+    roles.into_iter().map(|Role(r)| r).collect()
 }
 
 /// Adds a user; 409 if the name is taken.
@@ -120,7 +118,7 @@ pub async fn create_user(
     caller.require(ServiceScope::UsersWrite)?;
     let user = app
         .accounts
-        .add_with_roles(&body.name, body.password, &body.roles)
+        .add_with_roles(&body.name, body.password, &roles(body.roles))
         .await?;
     tracing::info!(target: "sessiond::security", event = "user_created_by_service", user = %user.name, by = %caller.0.name);
     Ok((StatusCode::CREATED, Json(UserView::of(&user))))
@@ -154,17 +152,31 @@ pub async fn get_user(
     Ok(Json(UserView::of(&user)))
 }
 
-/// The body of `PATCH /api/v1/users/{id}`: any of the three.
+/// The body of `PATCH /api/v1/users/{id}`: any of the three (none: the
+/// user as it is).
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserChange {
-    #[serde(default)]
-    roles: Option<Vec<String>>,
-    #[serde(default)]
+    #[serde(default, deserialize_with = "present")]
+    #[schema(min_items = 1, max_items = 32, nullable = false)]
+    roles: Option<Vec<Role>>,
+    #[serde(default, deserialize_with = "present")]
+    #[schema(nullable = false)]
     disabled: Option<bool>,
-    /// A password set by an administrator.
-    #[serde(default)]
+    /// A password set by an administrator, 8 to 1024 characters.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(min_length = 8, max_length = 1024, nullable = false)]
     password: Option<String>,
+}
+
+/// A field that may be left out but not sent as `null` (the document says
+/// so; a `null` would read as "leave it" where the client may mean "clear").
+fn present<'de, D, T>(d: D) -> Result<Option<T>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    T::deserialize(d).map(Some)
 }
 
 /// Changes roles, disables or enables, or sets a password. A role change,
@@ -188,12 +200,6 @@ pub async fn update_user(
     ApiJson(change): ApiJson<UserChange>,
 ) -> Result<Json<UserChanged>, ApiError> {
     caller.require(ServiceScope::UsersWrite)?;
-    if change.roles.is_none() && change.disabled.is_none() && change.password.is_none() {
-        return Err(ApiError::new(
-            ErrorCode::InvalidBody,
-            "send roles, disabled or password",
-        ));
-    }
     let missing = |e: AccountError| match e {
         AccountError::Missing(_) => no_such_user(),
         e => e.into(),
@@ -208,7 +214,7 @@ pub async fn update_user(
     }
     let (user, more) = app
         .accounts
-        .update(&name, change.roles, change.disabled)
+        .update(&name, change.roles.map(roles), change.disabled)
         .await
         .map_err(missing)?;
     tracing::info!(target: "sessiond::security", event = "user_changed_by_service", user = %name, by = %caller.0.name);
@@ -260,10 +266,10 @@ pub async fn list_service_keys(
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct NewServiceKey {
+    #[schema(pattern = "^[A-Za-z0-9._-]{1,64}$", min_length = 1, max_length = 64)]
     name: String,
-    /// `sessions:read`, `sessions:write`, `users:read`, `users:write`,
-    /// `keys:rotate`, `admin`.
-    scopes: Vec<String>,
+    #[schema(min_items = 1)]
+    scopes: Vec<ServiceScope>,
 }
 
 /// A new service key, in the answer this once.
@@ -282,11 +288,7 @@ pub async fn create_service_key(
     ApiJson(body): ApiJson<NewServiceKey>,
 ) -> Result<(StatusCode, Json<NewServiceKeyView>), ApiError> {
     caller.require(ServiceScope::Admin)?;
-    let scopes = body
-        .scopes
-        .iter()
-        .map(|s| s.parse::<ServiceScope>())
-        .collect::<Result<_, _>>()?;
+    let scopes = body.scopes.into_iter().collect();
     let (record, key) = app.service_keys.add(&body.name, scopes).await?;
     tracing::info!(target: "sessiond::security", event = "service_key_created_by_service", name = %record.name, by = %caller.0.name);
     Ok((

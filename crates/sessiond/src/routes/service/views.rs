@@ -246,3 +246,54 @@ pub(super) struct ErrorDetail {
     pub code: String,
     pub message: String,
 }
+
+/// Attributes as a request sends them: names of 1 to 128 characters, none
+/// starting with `sessiond.` (the server's own: said in the description,
+/// not as a pattern, since JSON Schema would need a lookahead), at most 64
+/// at once, values any JSON.
+fn attributes_schema(
+    min: Option<usize>,
+    description: &str,
+) -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+    use utoipa::openapi::schema::{ObjectBuilder, Type};
+    ObjectBuilder::new()
+        .schema_type(Type::Object)
+        .description(Some(description))
+        .min_properties(min)
+        .max_properties(Some(64))
+        .property_names(Some(
+            ObjectBuilder::new()
+                .schema_type(Type::String)
+                .min_length(Some(1))
+                .max_length(Some(128)),
+        ))
+        .into()
+}
+
+/// A new session's attributes.
+pub(super) struct NewAttributes;
+
+impl utoipa::PartialSchema for NewAttributes {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        attributes_schema(
+            None,
+            "Attribute names (1 to 128 characters, not starting with `sessiond.`) to JSON values",
+        )
+    }
+}
+
+impl ToSchema for NewAttributes {}
+
+/// A change of a session's attributes (`null` removes one).
+pub(super) struct AttributeChanges;
+
+impl utoipa::PartialSchema for AttributeChanges {
+    fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
+        attributes_schema(
+            Some(1),
+            "Attribute names (1 to 128 characters, not starting with `sessiond.`) to JSON values; null removes the attribute",
+        )
+    }
+}
+
+impl ToSchema for AttributeChanges {}
