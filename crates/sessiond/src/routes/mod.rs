@@ -169,6 +169,7 @@ fn table() -> Vec<(&'static str, Tier, MethodRouter<SharedState>)> {
             Public,
             get(service::openapi_document),
         ),
+        ("/api/v1/docs", Public, get(service::reference_page)),
         ("/api/v1/sessions/whoami", Public, post(service::whoami)),
         ("/api/v1/introspect", Public, post(service::introspect)),
         ("/api/v1/sessions", Public, post(service::create_session)),
@@ -362,7 +363,11 @@ mod tests {
         let served: std::collections::BTreeSet<String> = table()
             .into_iter()
             .map(|(path, _, _)| path.to_owned())
-            .filter(|path| path.starts_with("/api/v1/") && path != "/api/v1/openapi.json")
+            .filter(|path| {
+                path.starts_with("/api/v1/")
+                    && path != "/api/v1/openapi.json"
+                    && path != "/api/v1/docs"
+            })
             .collect();
         assert_eq!(documented, served);
     }

@@ -910,3 +910,42 @@ async fn schemathesis_finds_nothing_wrong_with_the_live_service_api() {
         "every operation ran: {stdout}"
     );
 }
+
+#[tokio::test]
+async fn the_reference_page_lists_every_operation_and_fetches_nothing_from_elsewhere() {
+    let app = spawn_app().await;
+    let r = http()
+        .get(format!("{}/api/v1/docs", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    assert!(
+        r.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("text/html")
+    );
+    assert!(
+        r.headers()["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("script-src 'self'")
+    );
+    let html = r.text().await.unwrap();
+    let doc: Value = serde_json::from_str(sessiond::routes::service::openapi_json()).unwrap();
+    for (path, ops) in doc["paths"].as_object().unwrap() {
+        for method in ops.as_object().unwrap().keys() {
+            let heading = format!("<code>{} {path}</code>", method.to_uppercase());
+            assert!(html.contains(&heading), "{heading}");
+        }
+    }
+    assert!(html.contains("<code>sessions:read</code>"));
+    assert!(!html.contains("http://") && !html.contains("https://") && !html.contains("<script"));
+    // What the document says is escaped, never markup.
+    assert!(
+        html.contains("`{&quot;error&quot;: {&quot;code&quot;, &quot;message&quot;}}`")
+            || html.contains("&#34;error&#34;"),
+        "escaped JSON in the description"
+    );
+}

@@ -24,7 +24,7 @@ use axum::http::{HeaderMap, header};
 use serde::Deserialize;
 use sessiond_axum::{ApiError, ErrorCode};
 
-pub use openapi::{ApiDoc, document as openapi_document, openapi_json};
+pub use openapi::{ApiDoc, document as openapi_document, openapi_json, reference_page};
 pub use sessions::*;
 pub use users::*;
 

@@ -95,3 +95,123 @@ pub fn openapi_json() -> &'static str {
 pub async fn document() -> impl IntoResponse {
     ([(header::CONTENT_TYPE, "application/json")], openapi_json())
 }
+
+/// One operation as the reference page shows it.
+struct Operation {
+    anchor: String,
+    method: String,
+    path: String,
+    summary: String,
+    scopes: Vec<String>,
+    parameters: Vec<String>,
+    body: Option<String>,
+    responses: Vec<(String, String)>,
+}
+
+/// The human-readable reference: the same document, as a page (server
+/// rendered, no script, no asset fetched from anywhere).
+#[derive(askama::Template)]
+#[template(path = "api_docs.html")]
+struct Reference {
+    title: String,
+    description: String,
+    operations: Vec<Operation>,
+}
+
+fn schema_name(value: &serde_json::Value) -> String {
+    let schema = &value["schema"];
+    schema["$ref"]
+        .as_str()
+        .map(|r| r.rsplit('/').next().unwrap_or(r).to_owned())
+        .or_else(|| schema["type"].as_str().map(str::to_owned))
+        .unwrap_or_else(|| "JSON".into())
+}
+
+fn reference() -> Reference {
+    let doc: serde_json::Value =
+        serde_json::from_str(openapi_json()).unwrap_or(serde_json::Value::Null);
+    let mut operations = Vec::new();
+    for (path, ops) in doc["paths"].as_object().into_iter().flatten() {
+        for (method, op) in ops.as_object().into_iter().flatten() {
+            let method = method.to_uppercase();
+            let scopes = op["security"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter_map(|s| s["service_key"].as_array())
+                .flatten()
+                .filter_map(|s| s.as_str().map(str::to_owned))
+                .collect();
+            let parameters = op["parameters"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|p| {
+                    format!(
+                        "{} ({}){}",
+                        p["name"].as_str().unwrap_or(""),
+                        p["in"].as_str().unwrap_or(""),
+                        p["description"]
+                            .as_str()
+                            .map(|d| format!(": {d}"))
+                            .unwrap_or_default()
+                    )
+                })
+                .collect();
+            let body = op["requestBody"]["content"].as_object().and_then(|c| {
+                c.iter()
+                    .next()
+                    .map(|(ct, v)| format!("{ct}: {}", schema_name(v)))
+            });
+            let responses = op["responses"]
+                .as_object()
+                .into_iter()
+                .flatten()
+                .map(|(status, r)| {
+                    let body = r["content"]
+                        .as_object()
+                        .and_then(|c| c.values().next().map(schema_name));
+                    let description = r["description"].as_str().unwrap_or("");
+                    let text = match body {
+                        Some(b) if description.is_empty() => b,
+                        Some(b) => format!("{b}: {description}"),
+                        None => description.to_owned(),
+                    };
+                    (status.clone(), text)
+                })
+                .collect();
+            operations.push(Operation {
+                anchor: format!(
+                    "{}-{}",
+                    method.to_lowercase(),
+                    path.trim_start_matches('/')
+                        .replace(['/', '{', '}', '.'], "-")
+                ),
+                summary: op["summary"].as_str().unwrap_or("").to_owned(),
+                method,
+                path: path.clone(),
+                scopes,
+                parameters,
+                body,
+                responses,
+            });
+        }
+    }
+    Reference {
+        title: doc["info"]["title"].as_str().unwrap_or("API").to_owned(),
+        description: doc["info"]["description"].as_str().unwrap_or("").to_owned(),
+        operations,
+    }
+}
+
+/// `GET /api/v1/docs`: the reference page.
+pub async fn reference_page() -> axum::response::Response {
+    use askama::Template as _;
+    match reference().render() {
+        Ok(html) => axum::response::Html(html).into_response(),
+        Err(e) => {
+            tracing::error!(error = %e, "the API reference could not be rendered");
+            sessiond_axum::ApiError::internal().into_response()
+        }
+    }
+}
