@@ -842,12 +842,12 @@ async fn every_operation_of_the_served_openapi_document_exists_and_wants_a_key()
 /// statuses and content types, response schemas, no 5xx, schema-valid
 /// requests accepted and schema-violating ones refused), a bounded number
 /// of examples each and a fixed seed, so CI stays fast and repeatable.
-/// `SESSIOND_SCHEMATHESIS` names the `st` program (`.ci/run` installs it
+/// `SCHEMATHESIS_BIN` names the `st` program (`.ci/run` installs it
 /// in a venv); without it the test says it skipped, or fails under
 /// `SESSIOND_REQUIRE_SCHEMATHESIS=1`.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_nothing_wrong_with_the_live_service_api() {
-    let st = std::env::var("SESSIOND_SCHEMATHESIS").unwrap_or_else(|_| "st".into());
+    let st = std::env::var("SCHEMATHESIS_BIN").unwrap_or_else(|_| "st".into());
     if Command::new(&st).arg("--version").output().is_err() {
         assert!(
             std::env::var("SESSIOND_REQUIRE_SCHEMATHESIS").as_deref() != Ok("1"),
