@@ -22,21 +22,7 @@ use crate::common::{
 /// Whether `program` can run here; without it the test says it skipped,
 /// or fails under `SESSIOND_REQUIRE_PROXIES=1` (set by `.ci/run`).
 fn proxy_available(program: &str) -> bool {
-    if Command::new(program)
-        .arg("-v")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .status()
-        .is_ok()
-    {
-        return true;
-    }
-    assert!(
-        std::env::var("SESSIOND_REQUIRE_PROXIES").as_deref() != Ok("1"),
-        "{program} is not installed, and SESSIOND_REQUIRE_PROXIES=1 makes that a failure"
-    );
-    eprintln!("SKIPPED: {program} is not installed (apt-get install {program})");
-    false
+    crate::common::available(program, &["-v"], "SESSIOND_REQUIRE_PROXIES")
 }
 
 /// The design's tiers, for the application behind the gateway.

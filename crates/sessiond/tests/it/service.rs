@@ -656,16 +656,7 @@ async fn users_are_created_listed_changed_disabled_and_deleted_and_their_session
 /// Python's standard library only) runs against a live server.
 #[tokio::test]
 async fn the_python_example_client_checks_a_cookie_and_signs_the_user_out() {
-    if std::process::Command::new("python3")
-        .arg("--version")
-        .output()
-        .is_err()
-    {
-        assert!(
-            std::env::var("SESSIOND_REQUIRE_PYTHON").as_deref() != Ok("1"),
-            "python3 is not installed, and SESSIOND_REQUIRE_PYTHON=1 makes that a failure"
-        );
-        eprintln!("SKIPPED: python3 is not installed");
+    if !crate::common::available("python3", &[], "SESSIOND_REQUIRE_PYTHON") {
         return;
     }
     let app = spawn_app().await;
@@ -848,12 +839,7 @@ async fn every_operation_of_the_served_openapi_document_exists_and_wants_a_key()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn schemathesis_finds_nothing_wrong_with_the_live_service_api() {
     let st = std::env::var("SCHEMATHESIS_BIN").unwrap_or_else(|_| "st".into());
-    if Command::new(&st).arg("--version").output().is_err() {
-        assert!(
-            std::env::var("SESSIOND_REQUIRE_SCHEMATHESIS").as_deref() != Ok("1"),
-            "schemathesis ({st}) is not installed, and SESSIOND_REQUIRE_SCHEMATHESIS=1 makes that a failure"
-        );
-        eprintln!("SKIPPED: schemathesis is not installed (pip install schemathesis)");
+    if !crate::common::available(&st, &[], "SESSIOND_REQUIRE_SCHEMATHESIS") {
         return;
     }
     let app = spawn_app().await;

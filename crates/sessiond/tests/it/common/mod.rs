@@ -301,3 +301,26 @@ pub fn form_csrf_token(html: &str) -> String {
         .expect("the page has a login form")
         .to_owned()
 }
+
+/// Whether `program` runs here (`program --version`, or `args`). Without
+/// it a test says it skipped, or fails when `require` (a
+/// `SESSIOND_REQUIRE_*` variable `.ci/run` sets) is `1`: in CI a missing
+/// dependency is a failure, never a skip counted as a pass.
+pub fn available(program: &str, args: &[&str], require: &str) -> bool {
+    let args = if args.is_empty() { &["--version"][..] } else { args };
+    if std::process::Command::new(program)
+        .args(args)
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .is_ok()
+    {
+        return true;
+    }
+    assert!(
+        std::env::var(require).as_deref() != Ok("1"),
+        "{program} is not installed, and {require}=1 makes that a failure"
+    );
+    eprintln!("SKIPPED: {program} is not installed ({require}=1 makes this a failure)");
+    false
+}
