@@ -73,6 +73,9 @@ enum ServiceKeyCommand {
         /// users:read, users:write, keys:rotate, admin.
         #[arg(long, value_delimiter = ',', required = true)]
         scope: Vec<String>,
+        /// Its own rate limit, e.g. `100/s`, `20/m`, `1000/h`.
+        #[arg(long)]
+        rate: Option<String>,
     },
     /// List the keys: name, scopes, created, last used.
     List,
@@ -328,9 +331,9 @@ async fn run(cli: Cli) -> Result<()> {
                 std::sync::Arc::new(sessiond_core::SystemClock),
             );
             match cmd {
-                ServiceKeyCommand::Add { name, scope } => {
+                ServiceKeyCommand::Add { name, scope, rate } => {
                     let scopes = scope.iter().map(|s| s.parse()).collect::<Result<_, _>>()?;
-                    let (_, secret) = keys.add(&name, scopes).await?;
+                    let (_, secret) = keys.add_limited(&name, scopes, rate.as_deref()).await?;
                     println!("{secret}");
                     eprintln!("service key {name} created; it is shown once, keep it secret");
                 }

@@ -117,9 +117,20 @@ pub struct ServiceKey {
     pub created_at: u64,
     /// Unix seconds of its last use, to the minute.
     pub last_used: Option<u64>,
+    /// Its own rate limit (`"100/s"`, `"20/m"`), if any; shared by every
+    /// node on a store that shares limits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rate: Option<String>,
 }
 
 impl ServiceKey {
+    /// Its rate limit, if it has one (checked when the key was made).
+    pub fn rate(&self) -> Option<sessiond_core::Rate> {
+        self.rate
+            .as_deref()
+            .and_then(|r| sessiond_core::Rate::parse(r, None).ok())
+    }
+
     /// Whether the key may do what `scope` allows (`admin` allows all).
     pub fn allows(&self, scope: ServiceScope) -> bool {
         self.scopes.contains(&scope) || self.scopes.contains(&ServiceScope::Admin)
@@ -141,6 +152,9 @@ pub enum ServiceKeyError {
     /// No scope at all.
     #[error("a service key needs at least one scope")]
     NoScope,
+    /// A rate that cannot be read.
+    #[error("a service key's rate is like \"100/s\", \"20/m\" or \"1000/h\": {0}")]
+    BadRate(String),
     /// The name is taken.
     #[error("a service key named {0:?} exists")]
     Exists(String),
@@ -229,11 +243,25 @@ impl ServiceKeys {
         name: &str,
         scopes: BTreeSet<ServiceScope>,
     ) -> Result<(ServiceKey, String), ServiceKeyError> {
+        self.add_limited(name, scopes, None).await
+    }
+
+    /// As [`ServiceKeys::add`], with a rate limit of its own (`"100/s"`).
+    pub async fn add_limited(
+        &self,
+        name: &str,
+        scopes: BTreeSet<ServiceScope>,
+        rate: Option<&str>,
+    ) -> Result<(ServiceKey, String), ServiceKeyError> {
         if !valid_name(name) {
             return Err(ServiceKeyError::BadName(name.to_owned()));
         }
         if scopes.is_empty() {
             return Err(ServiceKeyError::NoScope);
+        }
+        if let Some(r) = rate {
+            sessiond_core::Rate::parse(r, None)
+                .map_err(|e| ServiceKeyError::BadRate(format!("{r:?}: {e}")))?;
         }
         let secret = format!("{PREFIX}{}", sessiond_core::token::random_secret());
         let record = ServiceKey {
@@ -242,6 +270,7 @@ impl ServiceKeys {
             scopes,
             created_at: self.now(),
             last_used: None,
+            rate: rate.map(str::to_owned),
         };
         self.change(|keys| {
             if keys.iter().any(|k| k.name == record.name) {

@@ -224,6 +224,8 @@ pub struct AppState {
     pub families: RefreshFamilies,
     /// The service API's keys.
     pub service_keys: crate::service_keys::ServiceKeys,
+    /// Service keys' own rate limits, on a store that keeps none.
+    pub service_rates: sessiond_core::LocalRates,
     /// The login form's double-submit cookie.
     pub login_csrf_cookie: CookieConfig,
     /// Device cookies (throttling per known browser).
@@ -275,6 +277,7 @@ impl AppState {
                 store.backend.clone(),
                 sessions.clock(),
             ),
+            service_rates: sessiond_core::LocalRates::new(),
             tokens: Arc::new(TokenService::new(
                 store.backend.clone(),
                 settings,

@@ -935,3 +935,43 @@ async fn the_reference_page_lists_every_operation_and_fetches_nothing_from_elsew
         "escaped JSON in the description"
     );
 }
+
+#[tokio::test]
+async fn a_key_with_its_own_rate_limit_gets_429_with_retry_after_past_it() {
+    let app = spawn_app().await;
+    let keys = ServiceKeys::new(app.store.clone(), Arc::new(app.clock.clone()));
+    let scopes: BTreeSet<ServiceScope> = [ServiceScope::SessionsRead].into_iter().collect();
+    let (_, limited) = keys
+        .add_limited("batch", scopes.clone(), Some("2/m"))
+        .await
+        .unwrap();
+    let (_, free) = keys.add("interactive", scopes).await.unwrap();
+    let body = json!({"token": "none"});
+    for _ in 0..2 {
+        let r = whoami(&app, Some(&limited), body.clone()).await;
+        assert_eq!(
+            r.status(),
+            StatusCode::UNAUTHORIZED,
+            "within its rate: answered"
+        );
+    }
+    let r = whoami(&app, Some(&limited), body.clone()).await;
+    assert_eq!(r.status(), StatusCode::TOO_MANY_REQUESTS);
+    assert_eq!(r.headers()["retry-after"], "30");
+    assert_eq!(error_code(r).await.1, "rate_limited");
+    let r = whoami(&app, Some(&free), body).await;
+    assert_eq!(
+        r.status(),
+        StatusCode::UNAUTHORIZED,
+        "another key is not limited"
+    );
+    assert!(matches!(
+        keys.add_limited(
+            "bad",
+            [ServiceScope::Admin].into_iter().collect(),
+            Some("lots")
+        )
+        .await,
+        Err(sessiond::service_keys::ServiceKeyError::BadRate(_))
+    ));
+}

@@ -38,7 +38,8 @@ impl From<ServiceKeyError> for ApiError {
             ServiceKeyError::Exists(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
             ServiceKeyError::BadName(_)
             | ServiceKeyError::UnknownScope(_)
-            | ServiceKeyError::NoScope => ApiError::new(ErrorCode::InvalidBody, e.to_string()),
+            | ServiceKeyError::NoScope
+            | ServiceKeyError::BadRate(_) => ApiError::new(ErrorCode::InvalidBody, e.to_string()),
             ServiceKeyError::Contended => ApiError::from(ErrorCode::Busy).with_retry_after(1),
             ServiceKeyError::Corrupt(_) => {
                 tracing::error!(error = %e, "the stored service keys cannot be read");
@@ -88,8 +89,32 @@ impl FromRequestParts<SharedState> for ServiceCaller {
             .authenticate(secret)
             .await?
             .ok_or_else(refused)?;
+        if let Some(rate) = key.rate() {
+            limit(app, &key.name, &rate).await?;
+        }
         Ok(Self(key))
     }
+}
+
+/// A key's own rate limit: shared by every node on Redis, in process on
+/// the embedded store (as `RateLimitLayer` does). Store down: the request
+/// passes (a limit is not worth an outage).
+async fn limit(app: &SharedState, name: &str, rate: &sessiond_core::Rate) -> Result<(), ApiError> {
+    let key = format!("service-key:{name}");
+    let outcome = match app.store.backend.rate_step(&key, rate).await {
+        Ok(Some(o)) => o,
+        Ok(None) => app.service_rates.step(&key, rate),
+        Err(e) => {
+            tracing::warn!(error = %e, key = name, "a service key's rate limit cannot be checked: the store is unavailable");
+            return Ok(());
+        }
+    };
+    if outcome.allowed {
+        return Ok(());
+    }
+    metrics::counter!(sessiond_core::metric::RATE_LIMITED, "policy" => "service-key").increment(1);
+    let secs = outcome.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+    Err(ApiError::from(ErrorCode::RateLimited).with_retry_after(secs))
 }
 
 /// Largest page of a listing.

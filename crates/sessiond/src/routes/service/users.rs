@@ -270,6 +270,10 @@ pub struct NewServiceKey {
     name: String,
     #[schema(min_items = 1)]
     scopes: Vec<ServiceScope>,
+    /// Its own rate limit: `"100/s"`, `"20/m"`, `"1000/h"`.
+    #[serde(default, deserialize_with = "present")]
+    #[schema(pattern = "^[1-9][0-9]{0,8}/[smh]$", nullable = false)]
+    rate: Option<String>,
 }
 
 /// A new service key, in the answer this once.
@@ -289,7 +293,10 @@ pub async fn create_service_key(
 ) -> Result<(StatusCode, Json<NewServiceKeyView>), ApiError> {
     caller.require(ServiceScope::Admin)?;
     let scopes = body.scopes.into_iter().collect();
-    let (record, key) = app.service_keys.add(&body.name, scopes).await?;
+    let (record, key) = app
+        .service_keys
+        .add_limited(&body.name, scopes, body.rate.as_deref())
+        .await?;
     tracing::info!(target: "sessiond::security", event = "service_key_created_by_service", name = %record.name, by = %caller.0.name);
     Ok((
         StatusCode::CREATED,

@@ -205,6 +205,8 @@ pub struct ServiceKeyView {
     pub created_at: u64,
     /// Unix seconds, to the minute.
     pub last_used: Option<u64>,
+    /// Its own rate limit, if any.
+    pub rate: Option<String>,
 }
 
 impl ServiceKeyView {
@@ -214,6 +216,7 @@ impl ServiceKeyView {
             scopes: k.scopes.iter().map(|s| s.as_str().to_owned()).collect(),
             created_at: k.created_at,
             last_used: k.last_used,
+            rate: k.rate.clone(),
         }
     }
 }

@@ -307,7 +307,11 @@ pub fn form_csrf_token(html: &str) -> String {
 /// `SESSIOND_REQUIRE_*` variable `.ci/run` sets) is `1`: in CI a missing
 /// dependency is a failure, never a skip counted as a pass.
 pub fn available(program: &str, args: &[&str], require: &str) -> bool {
-    let args = if args.is_empty() { &["--version"][..] } else { args };
+    let args = if args.is_empty() {
+        &["--version"][..]
+    } else {
+        args
+    };
     if std::process::Command::new(program)
         .args(args)
         .stdout(std::process::Stdio::null())
