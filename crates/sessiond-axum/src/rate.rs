@@ -105,6 +105,27 @@ pub struct RateLimited<S> {
 }
 
 impl RateLimitLayer {
+    /// One request against `limit`, for limits a handler or extractor
+    /// decides itself (a service key's own rate): `Ok` to go on, with the
+    /// outcome for the `RateLimit` headers (`None`: the store could not
+    /// say and the request passes); `Err` with the answer that refuses it
+    /// (429 `rate_limited` with `Retry-After`, or 503 when failing closed).
+    pub async fn enforce(&self, limit: &Limit) -> Result<Option<RateOutcome>, Response> {
+        match self.check(limit).await? {
+            Some(o) if !o.allowed => {
+                metrics::counter!(sessiond_core::metric::RATE_LIMITED, "policy" => limit.policy.to_string())
+                    .increment(1);
+                let secs = o.retry_after.as_secs_f64().ceil().max(1.0) as u64;
+                let mut response = ApiError::from(ErrorCode::RateLimited)
+                    .with_retry_after(secs)
+                    .into_response();
+                headers(&mut response, limit, &o);
+                Err(response)
+            }
+            outcome => Ok(outcome),
+        }
+    }
+
     /// The outcome for `limit`, or `None` when the store could not say and
     /// the request is let through.
     async fn check(&self, limit: &Limit) -> Result<Option<RateOutcome>, Response> {
@@ -182,27 +203,14 @@ where
         let mut inner = std::mem::replace(&mut self.inner, clone);
         let shared = self.shared.clone();
         Box::pin(async move {
-            let outcome = match shared.check(&limit).await {
-                Ok(outcome) => outcome,
-                Err(refusal) => return Ok(refusal),
-            };
-            match outcome {
-                Some(o) if !o.allowed => {
-                    metrics::counter!(sessiond_core::metric::RATE_LIMITED, "policy" => limit.policy.to_string())
-                        .increment(1);
-                    let secs = o.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-                    let mut response = ApiError::from(ErrorCode::RateLimited)
-                        .with_retry_after(secs)
-                        .into_response();
-                    headers(&mut response, &limit, &o);
-                    Ok(response)
-                }
-                Some(o) => {
+            match shared.enforce(&limit).await {
+                Err(refusal) => Ok(refusal),
+                Ok(Some(o)) => {
                     let mut response = inner.call(req).await?;
                     headers(&mut response, &limit, &o);
                     Ok(response)
                 }
-                None => inner.call(req).await,
+                Ok(None) => inner.call(req).await,
             }
         })
     }

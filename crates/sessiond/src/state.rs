@@ -224,8 +224,9 @@ pub struct AppState {
     pub families: RefreshFamilies,
     /// The service API's keys.
     pub service_keys: crate::service_keys::ServiceKeys,
-    /// Service keys' own rate limits, on a store that keeps none.
-    pub service_rates: sessiond_core::LocalRates,
+    /// Service keys' own rate limits (checked by the service API's
+    /// extractor, not as a layer: no request is classified).
+    pub service_limits: sessiond_axum::RateLimitLayer,
     /// The login form's double-submit cookie.
     pub login_csrf_cookie: CookieConfig,
     /// Device cookies (throttling per known browser).
@@ -277,7 +278,7 @@ impl AppState {
                 store.backend.clone(),
                 sessions.clock(),
             ),
-            service_rates: sessiond_core::LocalRates::new(),
+            service_limits: sessiond_axum::RateLimitLayer::new(store.backend.clone(), |_| None),
             tokens: Arc::new(TokenService::new(
                 store.backend.clone(),
                 settings,

@@ -191,7 +191,6 @@ pub(crate) fn now_ms() -> u64 {
 }
 
 impl Entry {
-    #[allow(clippy::too_many_arguments)]
     /// The entry for `response` (to `request`), ready for the memory tier.
     pub(crate) fn stored(
         key: String,

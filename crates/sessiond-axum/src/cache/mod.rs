@@ -148,6 +148,15 @@ impl Weighter<KeyHash, Arc<Stored>> for ByWeight {
     }
 }
 
+/// A memory tier of about `max_bytes` (each entry weighs its memory).
+fn local_tier(max_bytes: u64) -> Cache<KeyHash, Arc<Stored>, ByWeight> {
+    Cache::with_weighter(
+        usize::try_from((max_bytes / 1024).max(16)).unwrap_or(1 << 16),
+        max_bytes,
+        ByWeight,
+    )
+}
+
 /// Generation counters in this process. Bounded: when full, every counter
 /// is forgotten and the epoch (the last value of every read) moves on,
 /// which makes every older entry stale at once.
@@ -193,28 +202,21 @@ impl ResponseCacheLayer {
     /// A cache on `store` whose rules come from `classify` (`None`: the
     /// path is not cached; unsafe requests still invalidate it). Defaults:
     /// 64 MiB in memory, entries up to 1 MiB, at most an hour fresh, a
-    /// coalesced miss waits at most 5 s, the credential cookie `id`.
+    /// coalesced miss waits at most 5 s, the credential cookie is the
+    /// session cookie's default name ([`crate::CookieConfig`]).
     pub fn new(
         store: Arc<dyn Backend>,
         classify: impl Fn(&Parts) -> Option<CacheRule> + Send + Sync + 'static,
     ) -> Self {
-        Self::build(store, Box::new(classify), 64 << 20)
-    }
-
-    fn build(store: Arc<dyn Backend>, classify: Box<Classify>, max_bytes: u64) -> Self {
         Self {
             shared: Arc::new(Shared {
                 store,
-                classify,
-                local: Cache::with_weighter(
-                    usize::try_from((max_bytes / 1024).max(16)).unwrap_or(1 << 16),
-                    max_bytes,
-                    ByWeight,
-                ),
+                classify: Box::new(classify),
+                local: local_tier(64 << 20),
                 generations: Mutex::default(),
                 pending: Mutex::default(),
                 flights: Mutex::default(),
-                credential_cookies: vec!["id".into()],
+                credential_cookies: vec![crate::CookieConfig::default().name],
                 max_entry_bytes: 1 << 20,
                 max_ttl: Duration::from_secs(3600),
                 coalesce_wait: Duration::from_secs(5),
@@ -237,16 +239,7 @@ impl ResponseCacheLayer {
     /// Bounds this node's memory tier (approximate bytes).
     #[must_use]
     pub fn with_max_bytes(self, bytes: u64) -> Self {
-        let shared = Arc::try_unwrap(self.shared)
-            .unwrap_or_else(|_| panic!("configure a ResponseCacheLayer before cloning it"));
-        let mut layer = Self::build(shared.store, shared.classify, bytes);
-        let s = Arc::get_mut(&mut layer.shared).expect("just built");
-        s.credential_cookies = shared.credential_cookies;
-        s.max_entry_bytes = shared.max_entry_bytes;
-        s.max_ttl = shared.max_ttl;
-        s.coalesce_wait = shared.coalesce_wait;
-        s.hit_mark = shared.hit_mark;
-        layer
+        self.edit(|s| s.local = local_tier(bytes))
     }
 
     /// Bodies larger than this are not cached.

@@ -115,7 +115,7 @@ fn node(store: Arc<dyn sessiond_core::Backend>, up: &Arc<Upstream>) -> Router {
     Router::new()
         .fallback(serve)
         .with_state(up.clone())
-        .layer(ResponseCacheLayer::new(store, rules))
+        .layer(ResponseCacheLayer::new(store, rules).with_credential_cookies(["id".to_owned()]))
 }
 
 struct Answer {

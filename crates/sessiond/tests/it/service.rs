@@ -846,8 +846,12 @@ async fn schemathesis_finds_nothing_wrong_with_the_live_service_api() {
     let secret = key(&app, "schemathesis", &[ServiceScope::Admin]).await;
     let doc = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/openapi.json");
     let base = app.base.clone();
+    // Schemathesis keeps a cache in its working directory: not the repository's.
+    let scratch = tempfile::tempdir().unwrap();
+    let cwd = scratch.path().to_owned();
     let out = tokio::task::spawn_blocking(move || {
         Command::new(st)
+            .current_dir(cwd)
             .args([
                 "run",
                 doc,

@@ -76,45 +76,34 @@ fn presented(headers: &HeaderMap) -> Option<&str> {
 }
 
 impl FromRequestParts<SharedState> for ServiceCaller {
-    type Rejection = ApiError;
+    type Rejection = axum::response::Response;
 
     async fn from_request_parts(
         parts: &mut Parts,
         app: &SharedState,
     ) -> Result<Self, Self::Rejection> {
-        let refused = || ApiError::from(ErrorCode::InvalidServiceKey);
+        use axum::response::IntoResponse as _;
+        let refused = || ApiError::from(ErrorCode::InvalidServiceKey).into_response();
         let secret = presented(&parts.headers).ok_or_else(refused)?;
         let key = app
             .service_keys
             .authenticate(secret)
-            .await?
+            .await
+            .map_err(|e| ApiError::from(e).into_response())?
             .ok_or_else(refused)?;
+        // A key's own rate: shared by every node on Redis, in process on
+        // the embedded store; fails open, as every rate limit does.
         if let Some(rate) = key.rate() {
-            limit(app, &key.name, &rate).await?;
+            app.service_limits
+                .enforce(&sessiond_axum::Limit {
+                    policy: "service-key".into(),
+                    key: key.name.clone(),
+                    rate,
+                })
+                .await?;
         }
         Ok(Self(key))
     }
-}
-
-/// A key's own rate limit: shared by every node on Redis, in process on
-/// the embedded store (as `RateLimitLayer` does). Store down: the request
-/// passes (a limit is not worth an outage).
-async fn limit(app: &SharedState, name: &str, rate: &sessiond_core::Rate) -> Result<(), ApiError> {
-    let key = format!("service-key:{name}");
-    let outcome = match app.store.backend.rate_step(&key, rate).await {
-        Ok(Some(o)) => o,
-        Ok(None) => app.service_rates.step(&key, rate),
-        Err(e) => {
-            tracing::warn!(error = %e, key = name, "a service key's rate limit cannot be checked: the store is unavailable");
-            return Ok(());
-        }
-    };
-    if outcome.allowed {
-        return Ok(());
-    }
-    metrics::counter!(sessiond_core::metric::RATE_LIMITED, "policy" => "service-key").increment(1);
-    let secs = outcome.retry_after.as_secs_f64().ceil().max(1.0) as u64;
-    Err(ApiError::from(ErrorCode::RateLimited).with_retry_after(secs))
 }
 
 /// Largest page of a listing.
