@@ -10,10 +10,15 @@
 #                 server-wide layer): the floor a hit cannot go below;
 #   - miss-cache: a new target every request (`?n=…`), cache on: lookup,
 #                 the application, then the answer stored;
-#   - miss-off:   the same requests with `[cache] enabled = false`.
+#   - miss-off:   the same requests with `[cache] enabled = false`;
+#   - miss-unstored: a new target every request to a page the application
+#                 marks with no freshness (looked up, never stored);
+#   - miss-optout: the same with the rule's `cache = false` (the cache
+#                 steps aside at once).
 #   With REDIS=1 also hit-redis: the hit on a redis-server (port 6391),
 #   where every hit reads its generation counters (one MGET).
-#   Each RESULT line has req/s and p50/p99. The application is an nginx
+#   Each RESULT line has req/s, p50/p99 and sessiond's CPU per request
+#   (user + system time from /proc over the wrk window). The application is an nginx
 #   answering fixed JSON (one worker). Needs target/release/sessiond, the
 #   ceiling-axum peer built (cd ../shared/peers/rust && cargo build
 #   --release --locked), nginx, wrk (and redis-server for REDIS=1); stops
@@ -35,6 +40,7 @@ events { worker_connections 4096; }
 http { access_log off; client_body_temp_path $WORK/b; proxy_temp_path $WORK/p; fastcgi_temp_path $WORK/f;
   uwsgi_temp_path $WORK/u; scgi_temp_path $WORK/s;
   server { listen 127.0.0.1:$APP;
+    location /app/plain { default_type application/json; return 200 '{"user_id":"user0001","role":"user"}'; }
     location / { default_type application/json; add_header Cache-Control "public, max-age=300";
       return 200 '{"user_id":"user0001","role":"user"}'; } } }
 CONF
@@ -44,16 +50,19 @@ if [ "${REDIS:-0}" = 1 ]; then
   redis-server --port 6391 --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK" >/dev/null & PIDS+=($!)
   until redis-cli -p 6391 ping >/dev/null 2>&1; do sleep 0.1; done
 fi
-for variant in on off; do
+for variant in on off optout; do
   {
     echo "[observability]"; echo "access_log = false"
     echo "[gateway]"; echo "upstream = \"http://127.0.0.1:$APP\""
-    echo "[cache]"; echo "enabled = $([ $variant = on ] && echo true || echo false)"
+    echo "[cache]"; echo "enabled = $([ $variant = off ] && echo false || echo true)"
     echo "[[access.rules]]"; echo "path = \"/app\""; echo "allow = \"public\""
+    if [ $variant = optout ]; then echo "cache = false"; fi
   } > "$WORK/$variant.toml"
 done
 for i in $(seq -f '%04g' 0 999); do echo "sid=dummy-$i"; done > "$WORK/cookies.txt"
 for p in $APP $CEIL; do until curl -s -o /dev/null "http://127.0.0.1:$p/"; do sleep 0.1; done; done
+HZ="$(getconf CLK_TCK)"
+ticks() { [ -n "$1" ] && sed 's/.*) //' "/proc/$1/stat" | awk '{print $12 + $13}' || echo 0; }
 run() { # label config url [unique] [store]
   local label=$1 config=$2 url=$3 unique=${4:-} store=${5:-}
   local pid=""
@@ -65,10 +74,14 @@ run() { # label config url [unique] [store]
     until curl -s -o /dev/null "http://127.0.0.1:$SD/healthz"; do sleep 0.1; done
     curl -s -o /dev/null "$url"
   fi
-  local line
+  local line t0 t1
+  t0=$(ticks "$pid")
   line="$(COOKIES_FILE="$WORK/cookies.txt" UNIQUE="$unique" wrk -t2 -c"$CONNS" -d"${SECS}s" --timeout 5s \
     -s "$HERE/gateway.lua" "$url" | grep '^WRK' || echo 'WRK requests=0')"
-  echo "RESULT $label ${line#WRK }"
+  t1=$(ticks "$pid")
+  local req; req="$(sed -n 's/.*requests=\([0-9]*\).*/\1/p' <<<"$line")"
+  echo "RESULT $label ${line#WRK } $(awk -v t=$((t1 - t0)) -v r="${req:-0}" -v hz="$HZ" \
+    'BEGIN { if (r > 0 && t > 0) printf "sessiond_cpu_us_per_req=%.1f", t * 1e6 / hz / r }')"
   if [ -n "$pid" ]; then kill "$pid"; wait "$pid" 2>/dev/null || true; fi
 }
 unset UNIQUE
@@ -80,5 +93,7 @@ for round in $(seq "$ROUNDS"); do
   run healthz on "http://127.0.0.1:$SD/healthz"
   run miss-cache on "http://127.0.0.1:$SD/app/page" 1
   run miss-off off "http://127.0.0.1:$SD/app/page" 1
+  run miss-unstored on "http://127.0.0.1:$SD/app/plain" 1
+  run miss-optout optout "http://127.0.0.1:$SD/app/page" 1
   if [ "${REDIS:-0}" = 1 ]; then run hit-redis on "http://127.0.0.1:$SD/app/page" "" "--store redis://127.0.0.1:6391"; fi
 done
