@@ -376,6 +376,7 @@ impl KeyRing {
 
 /// A public key in JWK form (RFC 7517).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Jwk {
     /// Key type: OKP, EC or RSA.
     pub kty: String,
@@ -447,6 +448,7 @@ impl Jwk {
 
 /// A JWK Set: what `/.well-known/jwks.json` serves.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 pub struct Jwks {
     /// The keys.
     pub keys: Vec<Jwk>,

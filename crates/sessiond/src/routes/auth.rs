@@ -4,20 +4,22 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
 use http::{HeaderMap, HeaderValue, StatusCode, header};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use sessiond_axum::csrf::same_origin;
 use sessiond_axum::{ApiError, BodyKind, ClientIp, JsonOrForm, Session, body_kind};
 use sessiond_core::token::{random_secret, secrets_equal};
+use utoipa::ToSchema;
 
+use crate::routes::openapi::ErrorBody;
 use crate::routes::pages;
 use crate::state::SharedState;
 
 /// `POST /login` body.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct LoginRequest {
     username: String,
     password: String,
+    /// The login form's token (form posts only).
     #[serde(default)]
     csrf_token: Option<String>,
     /// Where to go after a form login (checked against the redirect policy).
@@ -25,9 +27,34 @@ pub struct LoginRequest {
     rd: Option<String>,
 }
 
+/// A JSON login's answer; the session itself is in the `Set-Cookie`.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoginView {
+    /// The user.
+    pub user_id: String,
+    /// The first of `roles` (kept for older clients).
+    pub role: Option<String>,
+    /// The roles the session was signed in with.
+    pub roles: Vec<String>,
+    /// Unix seconds: when the session ends unless used again.
+    pub expires_at: u64,
+    /// For the `X-CSRF-Token` header of the session's unsafe requests.
+    pub csrf_token: Option<String>,
+}
+
+/// A logout's answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct LoggedOut {
+    /// Always true: there is no session any more.
+    pub logged_out: bool,
+}
+
 /// `GET /login` query.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, utoipa::IntoParams)]
+#[into_params(parameter_in = Query)]
 pub struct LoginQuery {
+    /// Where to go after signing in: a path on this site or an allowed host
+    /// (`[gateway] allowed_redirect_hosts`); anything else is ignored.
     rd: Option<String>,
 }
 
@@ -101,6 +128,12 @@ impl IntoResponse for LoginFailure {
 }
 
 /// `GET /login`: the form, carrying a fresh CSRF token (double-submit cookie).
+#[utoipa::path(get, path = "/login", tag = "session",
+    params(LoginQuery),
+    responses(
+        (status = 200, content_type = "text/html", body = String, description = "the sign-in page"),
+        (status = 429, body = ErrorBody),
+    ))]
 pub async fn login_page(
     State(app): State<SharedState>,
     session: Session,
@@ -128,6 +161,19 @@ fn login_csrf_ok(
 }
 
 /// `POST /login` with a form (→ 303 to `/`) or JSON (→ 200 JSON).
+/// The document describes the JSON use; the form belongs to the sign-in
+/// page (a failed form post gets the page again, with the same status).
+#[utoipa::path(post, path = "/login", tag = "session",
+    request_body = LoginRequest,
+    responses(
+        (status = 200, body = LoginView, description = "signed in: a new session, in `Set-Cookie`",
+            headers(("set-cookie" = String, description = "the session cookie"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "`invalid_credentials`"),
+        (status = 403, body = ErrorBody, description = "`csrf_failed`: a cross-site request, or a session's request without its token"),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "`too_many_attempts` (with `Retry-After`)"),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn login(
     State(app): State<SharedState>,
     ClientIp(client): ClientIp,
@@ -184,19 +230,27 @@ pub async fn login(
     }
     Ok((
         device_cookie,
-        Json(json!({
-            "user_id": record.user_id,
-            "role": record.roles.first(),
-            "roles": record.roles,
-            "expires_at": record.expires_at() / 1000,
-            "csrf_token": session.csrf_token(),
-        })),
+        Json(LoginView {
+            role: record.roles.first().cloned(),
+            expires_at: record.expires_at() / 1000,
+            csrf_token: session.csrf_token(),
+            user_id: record.user_id,
+            roles: record.roles,
+        }),
     )
         .into_response())
 }
 
 /// `POST /logout`: deletes the session and clears the cookie. A form post is
-/// redirected to the login page.
+/// redirected to the login page. Without a session it has nothing to do
+/// and says so the same way.
+#[utoipa::path(post, path = "/logout", tag = "session",
+    security((), ("session_cookie" = [], "csrf_token" = [])),
+    responses(
+        (status = 200, body = LoggedOut, headers(("set-cookie" = String, description = "clears the session cookie"))),
+        (status = 403, body = ErrorBody, description = "`csrf_failed`"),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
 pub async fn logout(session: Session, headers: HeaderMap) -> Result<Response, ApiError> {
     if let Some(s) = session.verified() {
         tracing::info!(target: "sessiond::security", event = "logout", user = %s.record.user_id);
@@ -205,6 +259,6 @@ pub async fn logout(session: Session, headers: HeaderMap) -> Result<Response, Ap
     Ok(if body_kind(&headers) == Some(BodyKind::Form) {
         Redirect::to("/login").into_response()
     } else {
-        Json::<Value>(json!({ "logged_out": true })).into_response()
+        Json(LoggedOut { logged_out: true }).into_response()
     })
 }

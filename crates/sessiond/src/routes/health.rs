@@ -3,15 +3,41 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
-use serde_json::{Value, json};
+use serde::Serialize;
 use sessiond_axum::{ApiError, ErrorCode};
 use sessiond_core::BreakerState;
+use utoipa::ToSchema;
 
+use crate::routes::openapi::ErrorBody;
 use crate::state::SharedState;
 
+/// The liveness answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Health {
+    /// `ok`.
+    pub status: &'static str,
+}
+
+/// The readiness answer.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Readiness {
+    /// `ready`, or `degraded` (answers, but see the other fields).
+    pub status: &'static str,
+    /// Whether the store can make writes durable now.
+    pub durable_writes: bool,
+    /// Cluster masters whose circuit breakers are open.
+    pub impaired_shards: Vec<String>,
+    /// `file`, `memory`, `redis`…
+    pub store: &'static str,
+    /// The store's circuit breaker: `closed`, `half_open`; absent without one.
+    pub breaker: Option<&'static str>,
+}
+
 /// `GET /healthz`: the process is alive.
-pub async fn healthz() -> Json<Value> {
-    Json(json!({ "status": "ok" }))
+#[utoipa::path(get, path = "/healthz", tag = "health",
+    responses((status = 200, body = Health)))]
+pub async fn healthz() -> Json<Health> {
+    Json(Health { status: "ok" })
 }
 
 /// `GET /readyz`: the store answers and its circuit breaker is not open
@@ -20,7 +46,12 @@ pub async fn healthz() -> Json<Value> {
 /// breakers open (`impaired_shards`), is `"degraded"`, still 200: every
 /// node shares that store, so taking this one out of rotation would only
 /// refuse the session checks it can still answer.
-pub async fn readyz(State(app): State<SharedState>) -> Result<Json<Value>, Response> {
+#[utoipa::path(get, path = "/readyz", tag = "health",
+    responses(
+        (status = 200, body = Readiness),
+        (status = 503, body = ErrorBody, description = "the store does not answer, or its breaker is open (`x-breaker-state: open`)"),
+    ))]
+pub async fn readyz(State(app): State<SharedState>) -> Result<Json<Readiness>, Response> {
     let breaker = app.store.breaker_state();
     if breaker == Some(BreakerState::Open) {
         return Err(([("x-breaker-state", "open")], ApiError::store_unavailable()).into_response());
@@ -31,13 +62,17 @@ pub async fn readyz(State(app): State<SharedState>) -> Result<Json<Value>, Respo
     })?;
     let durable = !app.store.durability_degraded();
     let impaired = app.store.impaired_parts();
-    Ok(Json(json!({
-        "status": if durable && impaired.is_empty() { "ready" } else { "degraded" },
-        "durable_writes": durable,
-        "impaired_shards": impaired,
-        "store": app.store.backend.backend_name(),
-        "breaker": breaker.map(BreakerState::as_str),
-    })))
+    Ok(Json(Readiness {
+        status: if durable && impaired.is_empty() {
+            "ready"
+        } else {
+            "degraded"
+        },
+        durable_writes: durable,
+        impaired_shards: impaired,
+        store: app.store.backend.backend_name(),
+        breaker: breaker.map(BreakerState::as_str),
+    }))
 }
 
 /// `GET /metrics`: Prometheus text format.

@@ -4,17 +4,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::response::{IntoResponse, Response};
 use http::{HeaderValue, header};
-use serde::Deserialize;
-use serde_json::{Value, json};
+use serde::{Deserialize, Serialize};
 use sessiond_axum::{ApiError, ClientIp, ErrorCode, JsonOrForm, OptionalJson, Session};
 use sessiond_core::metric;
 use sessiond_jwt::TokenVerifier;
+use utoipa::ToSchema;
 
+use crate::routes::openapi::ErrorBody;
 use crate::state::SharedState;
 use crate::tokens::{RefreshToken, Refreshed};
 
 /// `POST /api/token` body with credentials.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Credentials {
     username: String,
@@ -22,21 +23,60 @@ pub struct Credentials {
 }
 
 /// `POST /api/token/refresh` body (JSON, or the OAuth form encoding).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RefreshRequest {
     refresh_token: String,
+    /// Optional in JSON; required in the form encoding (RFC 6749 §6). A
+    /// string, not [`GrantType`], so that another grant gets the RFC's
+    /// `unsupported_grant_type` rather than a parse error.
     #[serde(default)]
+    #[schema(value_type = Option<GrantType>)]
     grant_type: Option<String>,
 }
 
+/// The only grant this endpoint serves.
+#[derive(Debug, ToSchema)]
+#[schema(rename_all = "snake_case")]
+pub enum GrantType {
+    /// `refresh_token`.
+    RefreshToken,
+}
+
+/// The form encoding of [`RefreshRequest`], for the document only: the
+/// handler reads both encodings into `RefreshRequest` and enforces the
+/// form's `grant_type` itself (an OAuth client gets the RFC's error codes).
+#[derive(ToSchema)]
+#[allow(dead_code)]
+pub struct RefreshForm {
+    refresh_token: String,
+    grant_type: GrantType,
+}
+
 /// `POST /api/token/revoke` body (RFC 7009).
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, ToSchema)]
 pub struct RevokeRequest {
     token: String,
     #[serde(default)]
     #[allow(dead_code)] // accepted as RFC 7009 allows; the token's shape says what it is
     token_type_hint: Option<String>,
 }
+
+/// The token response (RFC 6749 §5.1).
+#[derive(Debug, Serialize, ToSchema)]
+pub struct TokenView {
+    /// A signed JWT (RFC 8725 rules; verify with the JWKS).
+    pub access_token: String,
+    /// `Bearer`.
+    pub token_type: &'static str,
+    /// Seconds.
+    pub expires_in: u64,
+    /// Single use: each refresh answers with a new one.
+    pub refresh_token: String,
+}
+
+/// RFC 7009's answer: nothing to say, whatever the token was.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct Empty {}
 
 /// The token response (RFC 6749 §5.1), never cached.
 async fn token_response(
@@ -46,12 +86,12 @@ async fn token_response(
     refresh: &RefreshToken,
 ) -> Result<Response, ApiError> {
     let access_token = app.tokens.issue_access(user, roles, &refresh.key).await?;
-    let mut response = Json(json!({
-        "access_token": access_token,
-        "token_type": "Bearer",
-        "expires_in": app.tokens.settings().access_ttl.as_secs(),
-        "refresh_token": refresh.expose(),
-    }))
+    let mut response = Json(TokenView {
+        access_token,
+        token_type: "Bearer",
+        expires_in: app.tokens.settings().access_ttl.as_secs(),
+        refresh_token: refresh.expose(),
+    })
     .into_response();
     let headers = response.headers_mut();
     headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -61,6 +101,17 @@ async fn token_response(
 
 /// `POST /api/token`: a new token family, for JSON credentials, or for the
 /// caller's cookie session (whose CSRF token the CSRF layer has checked).
+#[utoipa::path(post, path = "/api/token", tag = "tokens", operation_id = "issue_token",
+    request_body(content = Credentials, description = "credentials; without a body, the caller's cookie session"),
+    security((), ("session_cookie" = [], "csrf_token" = [])),
+    responses(
+        (status = 200, body = TokenView, headers(("cache-control" = String, description = "`no-store`"))),
+        (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "`invalid_credentials`, or no body and no session"),
+        (status = 403, body = ErrorBody, description = "`csrf_failed`"),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 429, body = ErrorBody, description = "`too_many_attempts` (with `Retry-After`)"),
+        (status = 503, body = ErrorBody),
+    ))]
 pub async fn issue(
     State(app): State<SharedState>,
     ClientIp(client): ClientIp,
@@ -88,7 +139,20 @@ pub async fn issue(
     token_response(&app, &user, &roles, &refresh).await
 }
 
-/// `POST /api/token/refresh`: spends a refresh token for a new pair.
+/// `POST /api/token/refresh`: spends a refresh token for a new pair. A
+/// refresh token spent twice (outside a short grace for lost answers)
+/// revokes its whole family.
+#[utoipa::path(post, path = "/api/token/refresh", tag = "tokens", operation_id = "refresh_token",
+    request_body(content(
+        (RefreshRequest = "application/json"),
+        (RefreshForm = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, body = TokenView, headers(("cache-control" = String, description = "`no-store`"))),
+        (status = 400, body = ErrorBody, description = "`invalid_grant`, `unsupported_grant_type`, or a malformed body"),
+        (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
 pub async fn refresh(
     State(app): State<SharedState>,
     body: JsonOrForm<RefreshRequest>,
@@ -135,10 +199,20 @@ pub async fn refresh(
 /// `POST /api/token/revoke` (RFC 7009): ends the family of a refresh token
 /// or of an access token's session. Always 200 for a well-formed request,
 /// whether or not the token was valid, so that it cannot be used as an oracle.
+#[utoipa::path(post, path = "/api/token/revoke", tag = "tokens", operation_id = "revoke_token",
+    request_body(content(
+        (RevokeRequest = "application/json"),
+        (RevokeRequest = "application/x-www-form-urlencoded"),
+    )),
+    responses(
+        (status = 200, body = Empty, description = "revoked, or nothing to revoke"),
+        (status = 400, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
 pub async fn revoke(
     State(app): State<SharedState>,
     body: JsonOrForm<RevokeRequest>,
-) -> Result<Json<Value>, ApiError> {
+) -> Result<Json<Empty>, ApiError> {
     let token = body.value.token;
     let revoked = if let Some(refresh) = RefreshToken::parse(&token) {
         app.families.revoke(&refresh).await?
@@ -152,10 +226,16 @@ pub async fn revoke(
     if revoked {
         tracing::info!(target: "sessiond::security", event = "token_family_revoked");
     }
-    Ok(Json(json!({})))
+    Ok(Json(Empty {}))
 }
 
 /// `GET /.well-known/jwks.json`: the public keys that can verify a live token.
+#[utoipa::path(get, path = "/.well-known/jwks.json", tag = "tokens",
+    responses(
+        (status = 200, content((sessiond_jwt::Jwks = "application/jwk-set+json")),
+            headers(("cache-control" = String, description = "`public, max-age=300`"))),
+        (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
+    ))]
 pub async fn jwks(State(app): State<SharedState>) -> Result<impl IntoResponse, ApiError> {
     Ok((
         [

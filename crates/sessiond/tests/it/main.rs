@@ -12,6 +12,7 @@ mod hostile;
 mod logs;
 mod malformed;
 mod observability;
+mod openapi;
 mod redis;
 mod restart;
 mod service;

@@ -6,17 +6,17 @@
 //! - `views.rs`: every body the API answers with, as types: the handlers
 //!   and the OpenAPI document share them, so the document cannot describe
 //!   a shape the server does not send.
-//! - `openapi.rs`: the document (`utoipa`), served at
-//!   `/api/v1/openapi.json` and committed as `docs/openapi.json`.
+//!
+//! The OpenAPI document that describes these routes and the public ones is
+//! `routes::openapi`.
 //!
 //! These are not cookie requests: the bearer layer drops the cookie of a
 //! request that carries a service key, so neither CSRF nor the caller's
 //! own session is involved.
 
-mod openapi;
 mod sessions;
 mod users;
-mod views;
+pub(crate) mod views;
 
 use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
@@ -24,7 +24,6 @@ use axum::http::{HeaderMap, header};
 use serde::Deserialize;
 use sessiond_axum::{ApiError, ErrorCode};
 
-pub use openapi::{ApiDoc, document as openapi_document, openapi_json, reference_page};
 pub use sessions::*;
 pub use users::*;
 

@@ -13,10 +13,11 @@ use sessiond_jwt::TokenVerifier as _;
 use utoipa::ToSchema;
 
 use super::views::{
-    AttributesVersion, CookieAttributes, ErrorBody, Identity, Introspection, NewSessionView,
-    Revoked, SessionInfo, SessionsPage, Whoami,
+    AttributesVersion, CookieAttributes, Identity, Introspection, NewSessionView, Revoked,
+    SessionInfo, SessionsPage, Whoami,
 };
 use super::{Page, ServiceCaller, limit_of, query};
+use crate::routes::openapi::ErrorBody;
 use crate::service_keys::ServiceScope;
 use crate::state::SharedState;
 use crate::tokens::RefreshToken;
@@ -154,7 +155,11 @@ pub(super) async fn user_roles(app: &SharedState, name: &str) -> Result<Vec<Stri
     request_body = NewSessionRequest,
     security(("service_key" = ["sessions:write"])),
     responses(
-        (status = 201, body = NewSessionView),
+        (status = 201, body = NewSessionView, links(
+            ("revoke" = (operation_id = "revoke_session", parameters(("id" = "$response.body#/session/id")))),
+            ("attributes" = (operation_id = "patch_session_attributes", parameters(("id" = "$response.body#/session/id")))),
+            ("sessions" = (operation_id = "user_sessions", parameters(("id" = "$response.body#/user/id")))),
+        )),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "no such user"),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 503, body = ErrorBody),

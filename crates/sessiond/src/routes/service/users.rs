@@ -9,10 +9,11 @@ use sessiond_axum::{ApiError, ApiJson, ErrorCode};
 use utoipa::ToSchema;
 
 use super::views::{
-    ErrorBody, NewServiceKeyView, ServiceKeyView, ServiceKeys, UserChanged, UserView, UsersPage,
+    NewServiceKeyView, ServiceKeyView, ServiceKeys, UserChanged, UserView, UsersPage,
 };
 use super::{ServiceCaller, limit_of, query};
 use crate::accounts::AccountError;
+use crate::routes::openapi::ErrorBody;
 use crate::service_keys::ServiceScope;
 use crate::state::SharedState;
 
@@ -105,7 +106,11 @@ fn roles(roles: Vec<Role>) -> Vec<String> {
     request_body = NewUser,
     security(("service_key" = ["users:write"])),
     responses(
-        (status = 201, body = UserView),
+        (status = 201, body = UserView, links(
+            ("get" = (operation_id = "get_user", parameters(("id" = "$response.body#/id")))),
+            ("update" = (operation_id = "update_user", parameters(("id" = "$response.body#/id")))),
+            ("delete" = (operation_id = "delete_user", parameters(("id" = "$response.body#/id")))),
+        )),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 503, body = ErrorBody),
@@ -281,7 +286,9 @@ pub struct NewServiceKey {
     request_body = NewServiceKey,
     security(("service_key" = ["admin"])),
     responses(
-        (status = 201, body = NewServiceKeyView),
+        (status = 201, body = NewServiceKeyView, links(
+            ("revoke" = (operation_id = "revoke_service_key", parameters(("name" = "$response.body#/name")))),
+        )),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 409, body = ErrorBody), (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 503, body = ErrorBody),

@@ -235,21 +235,6 @@ pub struct ServiceKeys {
     pub service_keys: Vec<ServiceKeyView>,
 }
 
-/// Every error: a stable code and a message for people.
-#[derive(Debug, Serialize, ToSchema)]
-pub(super) struct ErrorBody {
-    pub(super) error: ErrorDetail,
-}
-
-/// See [`ErrorBody`].
-#[derive(Debug, Serialize, ToSchema)]
-pub(super) struct ErrorDetail {
-    /// Stable: `invalid_body`, `unauthenticated`, `insufficient_scope`…
-    /// (README lists them all).
-    pub code: String,
-    pub message: String,
-}
-
 /// Attributes as a request sends them: names of 1 to 128 characters, none
 /// starting with `sessiond.` (the server's own: said in the description,
 /// not as a pattern, since JSON Schema would need a lookahead), at most 64
@@ -274,7 +259,7 @@ fn attributes_schema(
 }
 
 /// A new session's attributes.
-pub(super) struct NewAttributes;
+pub(crate) struct NewAttributes;
 
 impl utoipa::PartialSchema for NewAttributes {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
@@ -288,7 +273,7 @@ impl utoipa::PartialSchema for NewAttributes {
 impl ToSchema for NewAttributes {}
 
 /// A change of a session's attributes (`null` removes one).
-pub(super) struct AttributeChanges;
+pub(crate) struct AttributeChanges;
 
 impl utoipa::PartialSchema for AttributeChanges {
     fn schema() -> utoipa::openapi::RefOr<utoipa::openapi::schema::Schema> {
