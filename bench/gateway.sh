@@ -60,7 +60,7 @@ allow = "authenticated"
 CONF
 { for i in $(seq -f '%04g' 0 999); do echo "user$i,pw-user$i,user"; done
   echo "logoutcheck,pw-logoutcheck,user"; } > "$WORK/users.csv"
-"$BIN" --data-dir "$WORK/data" user import "$WORK/users.csv" >/dev/null
+"$BIN" --data-dir "$WORK/data" user import --allow-weak-passwords "$WORK/users.csv" >/dev/null
 "$BIN" --config "$WORK/sessiond.toml" --data-dir "$WORK/data" serve --listen 127.0.0.1:$SD 2>"$WORK/sessiond.log" & SESSIOND=$!; PIDS+=($SESSIOND)
 PORT=$CEIL "$PEERS/rust/target/release/ceiling-axum" >/dev/null 2>&1 & CEILING=$!; PIDS+=($CEILING)
 for p in $APP $DIRECT $AUTH $SD $CEIL; do until curl -s -o /dev/null "http://127.0.0.1:$p/"; do sleep 0.1; done; done

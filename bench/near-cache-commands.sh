@@ -19,7 +19,7 @@ redis-server --port 6390 --bind 127.0.0.1 --save "" --appendonly no --dir "$WORK
 until redis-cli -p 6390 ping >/dev/null 2>&1; do sleep 0.1; done
 { for i in $(seq -f '%04g' 0 999); do echo "user$i,pw-user$i,user"; done
   echo "logoutcheck,pw-logoutcheck,user"; } > "$WORK/users.csv"
-"$BIN" --store redis://127.0.0.1:6390 user import "$WORK/users.csv" >/dev/null
+"$BIN" --store redis://127.0.0.1:6390 user import --allow-weak-passwords "$WORK/users.csv" >/dev/null
 SESSIOND_OBSERVABILITY__ACCESS_LOG=false "$BIN" --store redis://127.0.0.1:6390 serve --listen 127.0.0.1:8080 2>"$WORK/log" & PIDS+=($!)
 until curl -s -o /dev/null http://127.0.0.1:8080/healthz; do sleep 0.1; done
 python3 "$PEERS/login.py" http://127.0.0.1:8080 1000 "$WORK/cookies.txt" >&2

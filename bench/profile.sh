@@ -29,7 +29,7 @@ else
   until redis-cli -p 6390 ping >/dev/null 2>&1; do sleep 0.1; done
   { for i in $(seq -f '%04g' 0 999); do echo "user$i,pw-user$i,user"; done
     echo "logoutcheck,pw-logoutcheck,user"; } > "$WORK/users.csv"
-  "$BIN" --store redis://127.0.0.1:6390 user import "$WORK/users.csv" >/dev/null
+  "$BIN" --store redis://127.0.0.1:6390 user import --allow-weak-passwords "$WORK/users.csv" >/dev/null
   SESSIOND_OBSERVABILITY__ACCESS_LOG=false SESSIOND_REDIS__NEAR_CACHE=$NEAR \
     "$BIN" --store redis://127.0.0.1:6390 serve --listen 127.0.0.1:$PORT 2>"$WORK/log" & SERVER=$!; PIDS+=($SERVER)
   until curl -s -o /dev/null "http://127.0.0.1:$PORT/healthz"; do sleep 0.1; done

@@ -29,7 +29,7 @@ until redis-cli -p "$REDIS_PORT" ping >/dev/null 2>&1; do sleep 0.1; done
 STORE="redis://127.0.0.1:$REDIS_PORT"
 { for i in $(seq -f '%04g' 0 999); do echo "user$i,pw-user$i,user"; done
   echo "logoutcheck,pw-logoutcheck,user"; echo "prober,pw-prober-long,user"; } > "$WORK/users.csv"
-"$BIN" --store "$STORE" user import "$WORK/users.csv" >/dev/null
+"$BIN" --store "$STORE" user import --allow-weak-passwords "$WORK/users.csv" >/dev/null
 export SESSIOND_REDIS__NEAR_CACHE="${NEAR_CACHE:-true}" SESSIOND_OBSERVABILITY__ACCESS_LOG=false
 "$BIN" --store "$STORE" serve --listen "127.0.0.1:$A_PORT" 2>"$WORK/a.log" & PIDS+=($!)
 "$BIN" --store "$STORE" serve --listen "127.0.0.1:$B_PORT" 2>"$WORK/b.log" & PIDS+=($!)

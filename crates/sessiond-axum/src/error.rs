@@ -209,7 +209,7 @@ impl ErrorCode {
             }
             ErrorCode::InvalidGrant => "the refresh token is invalid, expired or revoked",
             ErrorCode::UnsupportedGrantType => "grant_type must be refresh_token",
-            ErrorCode::WeakPassword => "the new password is too short or too long",
+            ErrorCode::WeakPassword => "the new password breaks the password rules",
             ErrorCode::Unauthenticated => "a valid session is required",
             ErrorCode::InvalidToken => "the access token is malformed, invalid or expired",
             ErrorCode::InvalidCredentials => "wrong username or password",

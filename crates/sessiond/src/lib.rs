@@ -11,11 +11,14 @@
 //!   logout), `account` (profile, devices, password, attributes), `admin`,
 //!   `token`, `pages` (HTML), `health`. Domain errors become API error
 //!   codes in `routes/mod.rs`.
-//! - `accounts.rs`: credentials, password policy, password changes, users
-//!   (the HTTP routes and the CLI both go through it).
+//! - `accounts.rs`: credentials, password changes, users (the HTTP routes
+//!   and the CLI both go through it); `password_rules.rs`: which new
+//!   passwords are accepted (length, guessability).
 //! - `tokens/`: the shared JWT key ring (`ring.rs`) and refresh families
 //!   (`refresh.rs`), on the session engine's clock.
-//! - `password.rs`: argon2id on the blocking pool, bounded.
+//! - `password.rs`: NFKC, then argon2id on a pool of its own, bounded;
+//!   hashes made with weaker parameters (or before normalisation) are
+//!   upgraded at the next sign-in.
 //!   `throttle.rs`: login throttling on attempt counters in the store
 //!   (shared by every node); `devices.rs`: the signed device cookies that
 //!   give a user's own browsers their own counter.
@@ -31,6 +34,7 @@ pub mod devices;
 pub mod middleware;
 pub mod observe;
 pub mod password;
+pub mod password_rules;
 pub mod routes;
 pub mod serve;
 pub mod service_keys;

@@ -24,6 +24,7 @@ use std::sync::{Arc, Mutex};
 use argon2::password_hash::phc::PasswordHash;
 use argon2::password_hash::{PasswordHasher, PasswordVerifier};
 use argon2::{Algorithm, Argon2, Params, Version};
+use unicode_normalization::UnicodeNormalization;
 
 /// Why hashing could not be done.
 #[derive(Debug, thiserror::Error)]
@@ -40,28 +41,103 @@ pub enum HashError {
     Argon2(String),
 }
 
-/// argon2id with OWASP's recommended parameters: 19 MiB, 2 passes, 1 lane.
-fn argon2() -> Argon2<'static> {
-    // Constant parameters that argon2 accepts; `Params::DEFAULT` is the fallback.
-    let params = Params::new(19 * 1024, 2, 1, None).unwrap_or(Params::DEFAULT);
-    Argon2::new(Algorithm::Argon2id, Version::V0x13, params)
+/// argon2id's cost: OWASP's recommendation by default (19 MiB, 2 passes,
+/// 1 lane). Raising them in the configuration upgrades each stored hash
+/// at its user's next sign-in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Argon2Params {
+    /// Memory per hash, KiB.
+    pub memory_kib: u32,
+    /// Passes over the memory.
+    pub iterations: u32,
+    /// Lanes.
+    pub parallelism: u32,
 }
 
-/// Hashes a password (blocking: call from a blocking thread).
-pub fn hash_blocking(password: &str) -> Result<String, HashError> {
-    argon2()
-        .hash_password(password.as_bytes())
+impl Default for Argon2Params {
+    fn default() -> Self {
+        Self {
+            memory_kib: 19 * 1024,
+            iterations: 2,
+            parallelism: 1,
+        }
+    }
+}
+
+impl Argon2Params {
+    /// argon2id with these parameters, or why argon2 refuses them.
+    pub fn argon2(&self) -> Result<Argon2<'static>, HashError> {
+        let params = Params::new(self.memory_kib, self.iterations, self.parallelism, None)
+            .map_err(|e| HashError::Argon2(e.to_string()))?;
+        Ok(Argon2::new(Algorithm::Argon2id, Version::V0x13, params))
+    }
+
+    /// Whether `hash` was made with weaker parameters than these, or not
+    /// with argon2id at all: then it is worth recomputing.
+    fn stronger_than(&self, hash: &PasswordHash) -> bool {
+        if hash.algorithm.as_str() != "argon2id" {
+            return true;
+        }
+        Params::try_from(hash).map_or(true, |p| {
+            p.m_cost() < self.memory_kib
+                || p.t_cost() < self.iterations
+                || p.p_cost() < self.parallelism
+        })
+    }
+}
+
+/// The form a password is hashed in: Unicode NFKC, so that the same
+/// password typed on two keyboards (a composed or a decomposed `é`,
+/// full-width letters) is the same password.
+pub fn normalise(password: &str) -> String {
+    password.nfkc().collect()
+}
+
+/// Hashes a password's normal form (blocking: call from a blocking thread).
+pub fn hash_blocking(password: &str, params: &Argon2Params) -> Result<String, HashError> {
+    params
+        .argon2()?
+        .hash_password(normalise(password).as_bytes())
         .map(|h| h.to_string())
         .map_err(|e| HashError::Argon2(e.to_string()))
 }
 
-/// Checks a password against a PHC hash (blocking). A malformed hash never matches.
-pub fn verify_blocking(password: &str, hash: &str) -> bool {
-    PasswordHash::new(hash).is_ok_and(|parsed| {
-        argon2()
-            .verify_password(password.as_bytes(), &parsed)
-            .is_ok()
-    })
+/// What checking a password against a stored hash found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Verification {
+    /// The password is the one the hash was made from.
+    pub matches: bool,
+    /// It matches, and the hash should be made again: with weaker
+    /// parameters than the configured ones, or from the password as typed
+    /// (a hash from before normalisation).
+    pub rehash: bool,
+}
+
+/// Checks a password against a PHC hash (blocking), in its normal form
+/// and, when typing it differently makes a difference, as typed: hashes
+/// made before passwords were normalised keep working, and are upgraded.
+/// Both forms are always checked when they differ, so the cost depends on
+/// the password, not on which form matches. A malformed hash never matches.
+pub fn verify_blocking(password: &str, hash: &str, params: &Argon2Params) -> Verification {
+    let no = Verification {
+        matches: false,
+        rehash: false,
+    };
+    let (Ok(parsed), Ok(argon2)) = (PasswordHash::new(hash), params.argon2()) else {
+        return no;
+    };
+    let normal = normalise(password);
+    // `verify_password` takes the cost parameters from the hash itself.
+    let as_normal = argon2.verify_password(normal.as_bytes(), &parsed).is_ok();
+    let as_typed =
+        normal != password && argon2.verify_password(password.as_bytes(), &parsed).is_ok();
+    if !(as_normal || as_typed) {
+        return no;
+    }
+    Verification {
+        matches: true,
+        rehash: !as_normal || params.stronger_than(&parsed),
+    }
 }
 
 /// How the hashing pool is sized and scheduled.
@@ -174,6 +250,7 @@ fn lower_priority(_nice: i32) {}
 #[derive(Clone)]
 pub struct Hasher {
     pool: Arc<HashPool>,
+    params: Argon2Params,
     /// Verified against when the user does not exist, so that an unknown
     /// user costs the same time as a wrong password.
     dummy_hash: Arc<str>,
@@ -188,20 +265,22 @@ impl std::fmt::Debug for Hasher {
 }
 
 impl Hasher {
-    /// A hasher on a pool shaped by `config`.
-    pub fn new(config: PoolConfig) -> Result<Self, HashError> {
-        let dummy = hash_blocking(&sessiond_core::token::random_secret())?;
+    /// A hasher with `params` on a pool shaped by `config`.
+    pub fn new(config: PoolConfig, params: Argon2Params) -> Result<Self, HashError> {
+        let dummy = hash_blocking(&sessiond_core::token::random_secret(), &params)?;
         Ok(Self {
             pool: Arc::new(HashPool::start(config)),
+            params,
             dummy_hash: dummy.into(),
         })
     }
 
     /// Hashes a new password.
     pub async fn hash(&self, password: String) -> Result<String, HashError> {
+        let params = self.params;
         let started = std::time::Instant::now();
         let result = tracing::Instrument::instrument(
-            self.pool.run(move || hash_blocking(&password)),
+            self.pool.run(move || hash_blocking(&password, &params)),
             tracing::debug_span!("password_hash", op = "hash"),
         )
         .await;
@@ -211,19 +290,29 @@ impl Hasher {
     }
 
     /// Verifies `password` against `hash`, or against a dummy hash when the
-    /// user is unknown (`None`): same cost, same `false`.
-    pub async fn verify(&self, password: String, hash: Option<String>) -> Result<bool, HashError> {
+    /// user is unknown (`None`): same cost, no match.
+    pub async fn verify(
+        &self,
+        password: String,
+        hash: Option<String>,
+    ) -> Result<Verification, HashError> {
         let started = std::time::Instant::now();
         let known = hash.is_some();
         let hash = hash.unwrap_or_else(|| self.dummy_hash.to_string());
+        let params = self.params;
         let result = tracing::Instrument::instrument(
-            self.pool.run(move || verify_blocking(&password, &hash)),
+            self.pool
+                .run(move || verify_blocking(&password, &hash, &params)),
             tracing::debug_span!("password_hash", op = "verify"),
         )
         .await;
         metrics::histogram!(sessiond_core::metric::PASSWORD_HASH_DURATION, "op" => "verify")
             .record(started.elapsed().as_secs_f64());
-        Ok(result? && known)
+        let found = result?;
+        Ok(Verification {
+            matches: found.matches && known,
+            rehash: found.rehash && known,
+        })
     }
 }
 
@@ -231,22 +320,71 @@ impl Hasher {
 mod tests {
     use super::*;
 
+    fn matches(password: &str, hash: &str) -> bool {
+        verify_blocking(password, hash, &Argon2Params::default()).matches
+    }
+
     #[test]
     fn a_hash_verifies_its_password_only() {
-        let h = hash_blocking("correct horse").unwrap();
+        let h = hash_blocking("correct horse", &Argon2Params::default()).unwrap();
         assert!(h.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"));
-        assert!(verify_blocking("correct horse", &h));
-        assert!(!verify_blocking("battery staple", &h));
-        assert!(!verify_blocking("correct horse", "not a hash"));
+        assert!(matches("correct horse", &h));
+        assert!(!matches("battery staple", &h));
+        assert!(!matches("correct horse", "not a hash"));
+    }
+
+    #[test]
+    fn the_same_password_typed_composed_or_decomposed_matches_one_hash() {
+        let composed = "caf\u{e9}-plum-orbit";
+        let decomposed = "cafe\u{301}-plum-orbit";
+        assert_ne!(composed, decomposed);
+        let h = hash_blocking(decomposed, &Argon2Params::default()).unwrap();
+        assert!(matches(composed, &h));
+        assert!(matches(decomposed, &h));
+    }
+
+    #[test]
+    fn a_hash_of_the_password_as_typed_still_matches_and_asks_to_be_made_again() {
+        let typed = "ｆｕｌｌ-width-plum";
+        let params = Argon2Params::default();
+        // A hash from before normalisation: of the bytes as typed.
+        let legacy = params
+            .argon2()
+            .unwrap()
+            .hash_password(typed.as_bytes())
+            .unwrap()
+            .to_string();
+        let v = verify_blocking(typed, &legacy, &params);
+        assert_eq!((v.matches, v.rehash), (true, true));
+        let fresh = hash_blocking(typed, &params).unwrap();
+        let v = verify_blocking(typed, &fresh, &params);
+        assert_eq!((v.matches, v.rehash), (true, false));
+    }
+
+    #[test]
+    fn a_hash_made_with_weaker_parameters_asks_to_be_made_again() {
+        let weak = Argon2Params {
+            memory_kib: 8 * 1024,
+            iterations: 1,
+            parallelism: 1,
+        };
+        let h = hash_blocking("plum-orbit-cactus", &weak).unwrap();
+        let v = verify_blocking("plum-orbit-cactus", &h, &Argon2Params::default());
+        assert_eq!((v.matches, v.rehash), (true, true));
+        let v = verify_blocking("wrong-orbit-cactus", &h, &Argon2Params::default());
+        assert_eq!((v.matches, v.rehash), (false, false));
     }
 
     #[tokio::test]
     async fn past_the_queue_a_check_is_refused_at_once_and_the_queue_drains() {
-        let hasher = Hasher::new(PoolConfig {
-            threads: 1,
-            queue: 2,
-            nice: 5,
-        })
+        let hasher = Hasher::new(
+            PoolConfig {
+                threads: 1,
+                queue: 2,
+                nice: 5,
+            },
+            Argon2Params::default(),
+        )
         .unwrap();
         let hash = hasher.hash("correct horse".into()).await.unwrap();
         // Hold the one thread with a job that waits for us.
@@ -275,8 +413,8 @@ mod tests {
         release.send(()).unwrap();
         blocker.await.unwrap().unwrap().unwrap();
         for q in queued {
-            assert!(q.await.unwrap().unwrap(), "the queued checks ran");
+            assert!(q.await.unwrap().unwrap().matches, "the queued checks ran");
         }
-        assert!(matches!(check().await.unwrap(), Ok(true)));
+        assert!(check().await.unwrap().unwrap().matches);
     }
 }

@@ -188,9 +188,10 @@ impl StoreHandle {
         Ok(Accounts::new(
             self.backend.clone(),
             sessions,
-            Hasher::new(PoolConfig::batch())?,
+            Hasher::new(PoolConfig::batch(), config.argon2_params())?,
             throttle_limits(config),
-        ))
+        )
+        .with_password_rules(config.password_rules()))
     }
 
     /// Flushes and closes the store.
@@ -260,11 +261,14 @@ impl AppState {
         store: StoreHandle,
         sessions: SessionManager,
     ) -> Result<Self, HashError> {
-        let hasher = Hasher::new(PoolConfig {
-            threads: config.login.hash_threads(),
-            queue: config.login.hash_queue,
-            nice: config.login.hash_nice,
-        })?;
+        let hasher = Hasher::new(
+            PoolConfig {
+                threads: config.login.hash_threads(),
+                queue: config.login.hash_queue,
+                nice: config.login.hash_nice,
+            },
+            config.argon2_params(),
+        )?;
         let settings = config.token_settings();
         Ok(Self {
             accounts: Accounts::new(
@@ -272,7 +276,8 @@ impl AppState {
                 sessions.clone(),
                 hasher,
                 throttle_limits(&config),
-            ),
+            )
+            .with_password_rules(config.password_rules()),
             families: RefreshFamilies::new(sessions.clone(), settings.refresh_grace),
             service_keys: crate::service_keys::ServiceKeys::new(
                 store.backend.clone(),

@@ -21,8 +21,8 @@ use sessiond_core::{AttributeBudget, ExpiryPolicy};
 
 pub use sections::{
     AccessSection, CacheSection, CookieSection, CsrfSection, GatewaySection, HeaderNames,
-    LogFormat, LoginSection, ObservabilitySection, RateLimitSection, RedisSection, ServerSection,
-    SessionSection, StoreSection, TokensSection,
+    LogFormat, LoginSection, ObservabilitySection, PasswordsSection, RateLimitSection,
+    RedisSection, ServerSection, SessionSection, StoreSection, TokensSection,
 };
 
 /// Everything `sessiond serve` can be told, by section.
@@ -43,6 +43,8 @@ pub struct ServerConfig {
     pub csrf: CsrfSection,
     /// `[login]`: hashing and throttling.
     pub login: LoginSection,
+    /// `[passwords]`: password rules and hashing cost.
+    pub passwords: PasswordsSection,
     /// `[tokens]`: access and refresh tokens.
     pub tokens: TokensSection,
     /// `[observability]`: logs, metrics, traces.
@@ -302,6 +304,16 @@ impl ServerConfig {
                 "must be 0 (normal) to 19 (lowest)",
             ));
         }
+        let p = &self.passwords;
+        if !(crate::password_rules::LOWEST_MIN_LENGTH..=128).contains(&p.min_length) {
+            return Err(invalid("passwords.min_length", "must be 8 to 128"));
+        }
+        if p.min_strength > 4 {
+            return Err(invalid("passwords.min_strength", "must be 0 to 4"));
+        }
+        self.argon2_params()
+            .argon2()
+            .map_err(|e| invalid("passwords.argon2_memory_kib", e.to_string()))?;
         let t = &self.tokens;
         if !(Duration::from_secs(30)..=Duration::from_secs(3600)).contains(&t.access_token_ttl) {
             return Err(invalid(
@@ -330,6 +342,24 @@ impl ServerConfig {
             idle_timeout: self.session.idle_timeout,
             absolute_lifetime: self.session.absolute_lifetime,
             renewal_threshold: self.session.renewal_threshold,
+        }
+    }
+
+    /// The rules new passwords must follow.
+    pub fn password_rules(&self) -> crate::password_rules::PasswordRules {
+        crate::password_rules::PasswordRules {
+            min_length: self.passwords.min_length,
+            min_strength: self.passwords.min_strength,
+            ..Default::default()
+        }
+    }
+
+    /// argon2id's parameters for new hashes.
+    pub fn argon2_params(&self) -> crate::password::Argon2Params {
+        crate::password::Argon2Params {
+            memory_kib: self.passwords.argon2_memory_kib,
+            iterations: self.passwords.argon2_iterations,
+            parallelism: self.passwords.argon2_parallelism,
         }
     }
 

@@ -271,6 +271,40 @@ impl Default for LoginSection {
     }
 }
 
+/// `[passwords]`: which new passwords are accepted, and how they are hashed.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PasswordsSection {
+    /// Characters at least (8 or more; NIST SP 800-63B).
+    pub min_length: usize,
+    /// zxcvbn's score (0 to 4) a new password needs; 0 turns the
+    /// guessability check off (the user-name check goes with it).
+    pub min_strength: u8,
+    /// argon2id memory per hash, KiB. Raising it (or the two below)
+    /// upgrades each stored hash at its user's next sign-in.
+    pub argon2_memory_kib: u32,
+    /// argon2id passes.
+    pub argon2_iterations: u32,
+    /// argon2id lanes.
+    pub argon2_parallelism: u32,
+}
+
+impl Default for PasswordsSection {
+    fn default() -> Self {
+        let (rules, params) = (
+            crate::password_rules::PasswordRules::default(),
+            crate::password::Argon2Params::default(),
+        );
+        Self {
+            min_length: rules.min_length,
+            min_strength: rules.min_strength,
+            argon2_memory_kib: params.memory_kib,
+            argon2_iterations: params.iterations,
+            argon2_parallelism: params.parallelism,
+        }
+    }
+}
+
 /// `[tokens]`: JWT access tokens and refresh tokens.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default, deny_unknown_fields)]

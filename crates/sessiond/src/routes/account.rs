@@ -173,7 +173,7 @@ pub async fn revoke_others(
 #[derive(Debug, Deserialize, ToSchema)]
 pub struct PasswordChange {
     current_password: String,
-    /// 8 to 1024 characters.
+    /// Must follow the password rules: at least `passwords.min_length` characters (12 unless configured; never fewer than 8), at most 1024, not easy to guess, not containing the user name; 400 `weak_password` says which rule.
     #[schema(min_length = 8, max_length = 1024)]
     new_password: String,
 }

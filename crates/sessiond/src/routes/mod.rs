@@ -39,10 +39,11 @@ impl From<AccountError> for ApiError {
             AccountError::InvalidCredentials => ErrorCode::InvalidCredentials.into(),
             AccountError::Throttled { retry_after } => ApiError::too_many_attempts(retry_after),
             AccountError::WrongPassword => ErrorCode::WrongPassword.into(),
-            AccountError::WeakPassword => ApiError::new(ErrorCode::WeakPassword, e.to_string()),
-            AccountError::BadName(_) | AccountError::BadRole(_) | AccountError::BadLine(_) => {
-                ApiError::new(ErrorCode::InvalidBody, e.to_string())
-            }
+            AccountError::WeakPassword(_) => ApiError::new(ErrorCode::WeakPassword, e.to_string()),
+            AccountError::BadName(_)
+            | AccountError::BadRole(_)
+            | AccountError::BadLine(_)
+            | AccountError::BadPassword(..) => ApiError::new(ErrorCode::InvalidBody, e.to_string()),
             AccountError::Exists(_) => ApiError::new(ErrorCode::Conflict, e.to_string()),
             // The account was deleted while the session lived.
             AccountError::Missing(_) => ApiError::unauthenticated(),

@@ -79,7 +79,7 @@ pub async fn list_users(
 pub struct NewUser {
     #[schema(pattern = "^[A-Za-z0-9.@_-]{1,128}$", min_length = 1, max_length = 128)]
     name: String,
-    /// 8 to 1024 characters.
+    /// Must follow the password rules: at least `passwords.min_length` characters (12 unless configured; never fewer than 8), at most 1024, not easy to guess, not containing the user name; 400 `weak_password` says which rule.
     #[schema(min_length = 8, max_length = 1024)]
     password: String,
     /// Default `["user"]`; the first is the primary role.
@@ -168,7 +168,7 @@ pub struct UserChange {
     #[serde(default, deserialize_with = "present")]
     #[schema(nullable = false)]
     disabled: Option<bool>,
-    /// A password set by an administrator, 8 to 1024 characters.
+    /// A password set by an administrator; it must follow the password rules: at least `passwords.min_length` characters (12 unless configured; never fewer than 8), at most 1024, not easy to guess, not containing the user name; 400 `weak_password` says which rule.
     #[serde(default, deserialize_with = "present")]
     #[schema(min_length = 8, max_length = 1024, nullable = false)]
     password: Option<String>,
