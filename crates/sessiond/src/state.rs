@@ -270,6 +270,7 @@ impl AppState {
             config.argon2_params(),
         )?;
         let settings = config.token_settings();
+        tokio::task::spawn_blocking(crate::password_rules::PasswordRules::warm_up);
         Ok(Self {
             accounts: Accounts::new(
                 store.backend.clone(),
