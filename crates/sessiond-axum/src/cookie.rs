@@ -65,19 +65,30 @@ impl CookieConfig {
         self.header(token, max_age_secs)
     }
 
+    /// A `Set-Cookie` that stores `token` until the browser closes (no
+    /// `Max-Age`).
+    pub fn set_for_browser_session(&self, token: &str) -> HeaderValue {
+        self.header_with(token, None)
+    }
+
     /// A `Set-Cookie` that removes the cookie.
     pub fn clear(&self) -> HeaderValue {
         self.header("", 0)
     }
 
     fn header(&self, value: &str, max_age: u64) -> HeaderValue {
+        self.header_with(value, Some(max_age))
+    }
+
+    fn header_with(&self, value: &str, max_age: Option<u64>) -> HeaderValue {
         let same_site = match self.same_site {
             SameSite::Strict => "Strict",
             SameSite::Lax => "Lax",
         };
         let secure = if self.secure { "; Secure" } else { "" };
+        let max_age = max_age.map(|s| format!("; Max-Age={s}")).unwrap_or_default();
         let text = format!(
-            "{}={value}; Path=/{secure}; HttpOnly; SameSite={same_site}; Max-Age={max_age}",
+            "{}={value}; Path=/{secure}; HttpOnly; SameSite={same_site}{max_age}",
             self.name
         );
         // The name is validated at configuration and the value is base64url.

@@ -27,7 +27,7 @@ pub enum ErrorCode {
     InvalidGrant,
     /// `unsupported_grant_type` (bad request): grant_type must be refresh_token.
     UnsupportedGrantType,
-    /// `weak_password` (bad request): the new password is too short or too long.
+    /// `weak_password` (bad request): the new password breaks the password rules (the message says which).
     WeakPassword,
     /// `unauthenticated` (unauthorized): a valid session is required.
     Unauthenticated,
@@ -37,6 +37,8 @@ pub enum ErrorCode {
     InvalidCredentials,
     /// `invalid_service_key` (unauthorized): the service key is missing, unknown or revoked.
     InvalidServiceKey,
+    /// `reauthentication_required` (unauthorized): this action needs a recent password proof: `POST /api/reauth`.
+    ReauthenticationRequired,
     /// `forbidden` (forbidden): this session lacks the role this route requires.
     Forbidden,
     /// `insufficient_scope` (forbidden): the service key lacks the scope this operation needs.
@@ -53,6 +55,8 @@ pub enum ErrorCode {
     RequestTimeout,
     /// `conflict` (conflict): the session changed concurrently; retry.
     Conflict,
+    /// `session_limit` (conflict): the user has as many live sessions as allowed; end one first.
+    SessionLimit,
     /// `attributes_too_large` (payload too large): the change would take the session's attributes over their budget; nothing was written.
     AttributesTooLarge,
     /// `payload_too_large` (payload too large): the request body is too large.
@@ -96,6 +100,7 @@ impl ErrorCode {
         ErrorCode::InvalidToken,
         ErrorCode::InvalidCredentials,
         ErrorCode::InvalidServiceKey,
+        ErrorCode::ReauthenticationRequired,
         ErrorCode::Forbidden,
         ErrorCode::InsufficientScope,
         ErrorCode::CsrfFailed,
@@ -104,6 +109,7 @@ impl ErrorCode {
         ErrorCode::MethodNotAllowed,
         ErrorCode::RequestTimeout,
         ErrorCode::Conflict,
+        ErrorCode::SessionLimit,
         ErrorCode::PayloadTooLarge,
         ErrorCode::AttributesTooLarge,
         ErrorCode::UnsupportedMediaType,
@@ -134,6 +140,7 @@ impl ErrorCode {
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InvalidCredentials => "invalid_credentials",
             ErrorCode::InvalidServiceKey => "invalid_service_key",
+            ErrorCode::ReauthenticationRequired => "reauthentication_required",
             ErrorCode::Forbidden => "forbidden",
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::CsrfFailed => "csrf_failed",
@@ -142,6 +149,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method_not_allowed",
             ErrorCode::RequestTimeout => "request_timeout",
             ErrorCode::Conflict => "conflict",
+            ErrorCode::SessionLimit => "session_limit",
             ErrorCode::PayloadTooLarge => "payload_too_large",
             ErrorCode::AttributesTooLarge => "attributes_too_large",
             ErrorCode::UnsupportedMediaType => "unsupported_media_type",
@@ -173,6 +181,7 @@ impl ErrorCode {
             ErrorCode::InvalidToken => StatusCode::UNAUTHORIZED,
             ErrorCode::InvalidCredentials => StatusCode::UNAUTHORIZED,
             ErrorCode::InvalidServiceKey => StatusCode::UNAUTHORIZED,
+            ErrorCode::ReauthenticationRequired => StatusCode::UNAUTHORIZED,
             ErrorCode::Forbidden => StatusCode::FORBIDDEN,
             ErrorCode::InsufficientScope => StatusCode::FORBIDDEN,
             ErrorCode::CsrfFailed => StatusCode::FORBIDDEN,
@@ -181,6 +190,7 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => StatusCode::METHOD_NOT_ALLOWED,
             ErrorCode::RequestTimeout => StatusCode::REQUEST_TIMEOUT,
             ErrorCode::Conflict => StatusCode::CONFLICT,
+            ErrorCode::SessionLimit => StatusCode::CONFLICT,
             ErrorCode::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::AttributesTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ErrorCode::UnsupportedMediaType => StatusCode::UNSUPPORTED_MEDIA_TYPE,
@@ -214,6 +224,9 @@ impl ErrorCode {
             ErrorCode::InvalidToken => "the access token is malformed, invalid or expired",
             ErrorCode::InvalidCredentials => "wrong username or password",
             ErrorCode::InvalidServiceKey => "the service key is missing, unknown or revoked",
+            ErrorCode::ReauthenticationRequired => {
+                "this action needs a recent password proof: POST /api/reauth"
+            }
             ErrorCode::Forbidden => "this session lacks the role this route requires",
             ErrorCode::InsufficientScope => "the service key lacks the scope this operation needs",
             ErrorCode::CsrfFailed => "CSRF check failed",
@@ -222,6 +235,9 @@ impl ErrorCode {
             ErrorCode::MethodNotAllowed => "method not allowed on this resource",
             ErrorCode::RequestTimeout => "the request took too long",
             ErrorCode::Conflict => "the session changed concurrently; retry",
+            ErrorCode::SessionLimit => {
+                "you have as many active sessions as allowed; sign out of one first"
+            }
             ErrorCode::PayloadTooLarge => "the request body is too large",
             ErrorCode::AttributesTooLarge => {
                 "the change would take the session's attributes over their budget; nothing was written"
@@ -388,6 +404,7 @@ impl From<sessiond_core::StoreError> for ApiError {
             E::NotFound => ErrorCode::NotFound.into(),
             E::Conflict => ErrorCode::Conflict.into(),
             E::TooLarge => ErrorCode::AttributesTooLarge.into(),
+            E::SessionLimit { .. } => ErrorCode::SessionLimit.into(),
             E::Unavailable(_) => Self::store_unavailable(),
             // Retry after a few seconds: a replica coming back takes that long.
             E::NotReplicated { .. } => {

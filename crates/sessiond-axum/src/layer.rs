@@ -102,7 +102,12 @@ pub struct SessionService<S> {
 /// What the handler asked to happen to the cookie.
 #[derive(Debug)]
 enum CookieChange {
-    Set { token: String, max_age: u64 },
+    /// `max_age`: `None` for a browser-session cookie (a session not
+    /// remembered: it goes when the browser closes).
+    Set {
+        token: String,
+        max_age: Option<u64>,
+    },
     Clear,
 }
 
@@ -183,6 +188,18 @@ impl Session {
         user_id: &str,
         roles: Vec<String>,
     ) -> Result<SessionRecord, StoreError> {
+        self.login_remembered(user_id, roles, false).await
+    }
+
+    /// [`Session::login`], remembered if `remember` ("keep me signed in")
+    /// and the engine's rules have a remembered policy: the longer
+    /// timeouts, and a cookie with `Max-Age` that outlives the browser.
+    pub async fn login_remembered(
+        &self,
+        user_id: &str,
+        roles: Vec<String>,
+        remember: bool,
+    ) -> Result<SessionRecord, StoreError> {
         if let Some(old) = self.verified() {
             self.manager().delete(&old.key).await?;
         }
@@ -190,6 +207,7 @@ impl Session {
             user_id: user_id.to_owned(),
             roles,
             client: self.client(),
+            remember,
             ..Default::default()
         };
         let (token, session) = self.manager().create(new).await?;
@@ -235,7 +253,7 @@ impl Session {
     }
 
     fn replace(&self, token: String, session: sessiond_core::StoredSession) {
-        let max_age = max_age_secs(&session.record, self.manager().now());
+        let max_age = cookie_lifetime(&session.record, self.manager().now());
         *lock(&self.0.current) = Some(Verified {
             session,
             renewed: false,
@@ -244,9 +262,13 @@ impl Session {
     }
 }
 
-/// Seconds until the session ends if not renewed.
-fn max_age_secs(record: &SessionRecord, now: u64) -> u64 {
-    record.expires_at().saturating_sub(now).div_ceil(1000)
+/// The cookie's `Max-Age`: the seconds until a remembered session ends if
+/// not renewed; `None` (a browser-session cookie) for any other session,
+/// which still ends on the server at its idle and absolute timeouts.
+fn cookie_lifetime(record: &SessionRecord, now: u64) -> Option<u64> {
+    record
+        .remembered()
+        .then(|| record.expires_at().saturating_sub(now).div_ceil(1000))
 }
 
 impl<S> FromRequestParts<S> for Session
@@ -306,17 +328,18 @@ where
 
             let change = lock(&state.change).take();
             let set_cookie = match change {
-                Some(CookieChange::Set { token, max_age }) => {
-                    Some(shared.cookie.set(&token, max_age))
-                }
+                Some(CookieChange::Set { token, max_age }) => Some(match max_age {
+                    Some(secs) => shared.cookie.set(&token, secs),
+                    None => shared.cookie.set_for_browser_session(&token),
+                }),
                 Some(CookieChange::Clear) => Some(shared.cookie.clear()),
-                // The renewal moved the expiry: refresh the cookie's lifetime too.
+                // The renewal moved a remembered session's expiry: its
+                // cookie's lifetime follows (a browser-session cookie has none).
                 None if renewed => match (&presented, lock(&state.current).as_ref()) {
-                    (Some(token), Some(v)) => Some(
-                        shared
-                            .cookie
-                            .set(token, max_age_secs(&v.session.record, shared.manager.now())),
-                    ),
+                    (Some(token), Some(v)) => {
+                        cookie_lifetime(&v.session.record, shared.manager.now())
+                            .map(|secs| shared.cookie.set(token, secs))
+                    }
                     _ => None,
                 },
                 // A cookie for a session that is gone: tell the browser to drop it.

@@ -3,8 +3,10 @@
 
 use std::sync::Arc;
 
-use crate::policy::ExpiryPolicy;
-use crate::record::{AttributeBudget, AttributeChange, ClientMeta, SessionRecord};
+use crate::policy::{ExpiryPolicy, SessionRules};
+use crate::record::{
+    AttributeBudget, AttributeChange, ClientMeta, REMEMBERED_ATTRIBUTE, SessionRecord,
+};
 use crate::store::{CycleChanges, Renewal, SessionStore, StoreError};
 use crate::time::{Clock, Millis, SystemClock};
 use crate::token::{SessionKey, SessionToken, random_secret};
@@ -41,13 +43,16 @@ pub struct NewSession {
     pub client: ClientMeta,
     /// Attributes written with the session in the same store call.
     pub attributes: std::collections::BTreeMap<String, String>,
+    /// The user asked to stay signed in: the session gets the remembered
+    /// expiry policy, if the rules have one (else this is ignored).
+    pub remember: bool,
 }
 
 /// The engine: expiry policy, clock and store.
 #[derive(Clone)]
 pub struct SessionManager {
     store: Arc<dyn SessionStore>,
-    policy: ExpiryPolicy,
+    rules: Arc<SessionRules>,
     budget: AttributeBudget,
     clock: Arc<dyn Clock>,
 }
@@ -56,7 +61,7 @@ impl std::fmt::Debug for SessionManager {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SessionManager")
             .field("store", &self.store.backend_name())
-            .field("policy", &self.policy)
+            .field("rules", &self.rules)
             .finish_non_exhaustive()
     }
 }
@@ -71,7 +76,7 @@ impl SessionManager {
     pub fn new(store: Arc<dyn SessionStore>, policy: ExpiryPolicy) -> Self {
         Self {
             store,
-            policy,
+            rules: Arc::new(SessionRules::new(policy)),
             clock: Arc::new(SystemClock),
             budget: AttributeBudget::default(),
         }
@@ -84,9 +89,28 @@ impl SessionManager {
         self
     }
 
-    /// The expiry policy.
+    /// Replaces the session rules (remembered sessions, per-role timeouts,
+    /// the limit on a user's sessions); their expiry policy replaces the
+    /// one given to [`SessionManager::new`].
+    #[must_use]
+    pub fn with_rules(mut self, rules: SessionRules) -> Self {
+        self.rules = Arc::new(rules);
+        self
+    }
+
+    /// The expiry policy of sessions without roles that change it, not remembered.
     pub fn policy(&self) -> &ExpiryPolicy {
-        &self.policy
+        &self.rules.expiry
+    }
+
+    /// The session rules.
+    pub fn rules(&self) -> &SessionRules {
+        &self.rules
+    }
+
+    /// The expiry policy `record` lives by (its roles, remembered or not).
+    pub fn policy_for(&self, record: &SessionRecord) -> ExpiryPolicy {
+        self.rules.expiry_for(&record.roles, record.remembered())
     }
 
     /// The store.
@@ -105,22 +129,32 @@ impl SessionManager {
         self.clock.now()
     }
 
-    /// Creates a session under a fresh token.
+    /// Creates a session under a fresh token, within the user's session
+    /// limit if the rules set one: past it, the user's oldest sessions end
+    /// (their keys are logged out of every node at once, as any delete),
+    /// or the create fails with [`StoreError::SessionLimit`].
     pub async fn create(
         &self,
         new: NewSession,
     ) -> Result<(SessionToken, StoredSession), StoreError> {
         let now = self.now();
+        let remember = new.remember && self.rules.remember.is_some();
+        let policy = self.rules.expiry_for(&new.roles, remember);
+        let mut attributes = new.attributes;
+        if remember {
+            attributes.insert(REMEMBERED_ATTRIBUTE.into(), "1".into());
+        }
+        let limit = self.rules.limit_for(&new.roles);
         let record = SessionRecord {
             user_id: new.user_id,
             roles: new.roles,
             created_at: now,
             last_seen: now,
-            idle_expires_at: self.policy.initial_idle_expiry(now),
-            absolute_expires_at: self.policy.absolute_expiry(now),
+            idle_expires_at: policy.initial_idle_expiry(now),
+            absolute_expires_at: policy.absolute_expiry(now),
             csrf_secret: random_secret(),
             client: new.client,
-            attributes: new.attributes,
+            attributes,
             version: 1,
         };
         let shard = self
@@ -131,9 +165,18 @@ impl SessionManager {
         loop {
             let token = shard.map_or_else(SessionToken::generate, SessionToken::generate_in_shard);
             let key = token.key();
-            match self.store.create(&key, &record).await {
-                Ok(()) => {
+            let created = match limit {
+                None => self.store.create(&key, &record).await.map(|()| Vec::new()),
+                Some(limit) => self.store.create_limited(&key, &record, now, limit).await,
+            };
+            match created {
+                Ok(evicted) => {
                     metrics::counter!(crate::metric::SESSIONS_CREATED).increment(1);
+                    if !evicted.is_empty() {
+                        metrics::counter!(crate::metric::SESSIONS_REVOKED)
+                            .increment(evicted.len() as u64);
+                        tracing::info!(target: "sessiond::security", event = "session_limit_evicted", user = %record.user_id, evicted = evicted.len());
+                    }
                     return Ok((token, StoredSession { key, record }));
                 }
                 Err(StoreError::Conflict) if attempt + 1 < CREATE_ATTEMPTS => attempt += 1,
@@ -158,8 +201,9 @@ impl SessionManager {
             return Ok(None);
         };
         let mut renewed = false;
-        if self.policy.needs_renewal(&record, now) {
-            match self.store.renew(&key, now, &self.policy).await? {
+        let policy = self.policy_for(&record);
+        if policy.needs_renewal(&record, now) {
+            match self.store.renew(&key, now, &policy).await? {
                 Renewal::Extended { idle_expires_at } => {
                     record.apply_renewal(idle_expires_at, now);
                     renewed = true;

@@ -10,7 +10,9 @@ use crate::attempts::{Attempt, AttemptCounters, Counter, Refund};
 use crate::ops;
 use crate::policy::ExpiryPolicy;
 use crate::record::{AttributeBudget, AttributeChange, SessionRecord, UserRecord};
-use crate::store::{CacheRead, CycleChanges, Renewal, SessionStore, StoreError, UserStore};
+use crate::store::{
+    CacheRead, CycleChanges, Renewal, SessionLimit, SessionStore, StoreError, UserStore,
+};
 use crate::time::Millis;
 use crate::token::SessionKey;
 
@@ -121,6 +123,35 @@ impl SessionStore for MemoryStore {
         }
         state.insert(*key, record.clone());
         Ok(())
+    }
+
+    async fn create_limited(
+        &self,
+        key: &SessionKey,
+        record: &SessionRecord,
+        now: Millis,
+        limit: SessionLimit,
+    ) -> Result<Vec<SessionKey>, StoreError> {
+        let mut state = self.state();
+        if state.sessions.contains_key(key) {
+            return Err(StoreError::Conflict);
+        }
+        let live = state
+            .by_user
+            .get(&record.user_id)
+            .into_iter()
+            .flatten()
+            .filter_map(|k| {
+                let r = state.sessions.get(k)?;
+                r.is_live(now).then_some((r.created_at, *k))
+            })
+            .collect();
+        let evicted = ops::make_room(live, limit)?;
+        for k in &evicted {
+            state.remove(k);
+        }
+        state.insert(*key, record.clone());
+        Ok(evicted)
     }
 
     async fn load(

@@ -4,7 +4,8 @@
 
 use crate::policy::ExpiryPolicy;
 use crate::record::{AttributeBudget, AttributeChange, SessionRecord};
-use crate::store::{CycleChanges, Renewal, StoreError};
+use crate::store::{CycleChanges, OnLimit, Renewal, SessionLimit, StoreError};
+use crate::token::SessionKey;
 use crate::time::Millis;
 
 /// Renews `record` in place if the policy says so.
@@ -61,4 +62,24 @@ pub fn cycle(
     }
     record.version += 1;
     Ok(())
+}
+
+/// Which of a user's live sessions (`(created_at, key)`) end so that one
+/// more fits under `limit`: the oldest, by creation time (then key, so
+/// every store picks the same). [`StoreError::SessionLimit`] when the
+/// limit refuses instead.
+pub fn make_room(
+    mut live: Vec<(Millis, SessionKey)>,
+    limit: SessionLimit,
+) -> Result<Vec<SessionKey>, StoreError> {
+    let max = limit.max.max(1);
+    if live.len() < max {
+        return Ok(Vec::new());
+    }
+    if limit.on_limit == OnLimit::Refuse {
+        return Err(StoreError::SessionLimit { max });
+    }
+    live.sort_unstable();
+    let excess = live.len() + 1 - max;
+    Ok(live.into_iter().take(excess).map(|(_, key)| key).collect())
 }

@@ -6,6 +6,15 @@ use serde::{Deserialize, Serialize};
 
 use crate::time::Millis;
 
+/// The attribute that marks a remembered session ("keep me signed in"):
+/// it gets the remembered expiry policy and a persistent cookie.
+/// Attributes under `sessiond.` are the server's own: the attribute APIs
+/// neither show nor accept them.
+pub const REMEMBERED_ATTRIBUTE: &str = "sessiond.remember";
+/// The attribute that holds when the user last proved their password for
+/// this session (Unix ms): at sign-in, and at each re-authentication.
+pub const AUTH_TIME_ATTRIBUTE: &str = "sessiond.auth_time";
+
 /// Where a session was created from, for the "your devices" view.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ClientMeta {
@@ -55,6 +64,21 @@ impl SessionRecord {
     /// When the session ends if nothing renews it.
     pub fn expires_at(&self) -> Millis {
         self.idle_expires_at.min(self.absolute_expires_at)
+    }
+
+    /// Whether the user asked to stay signed in ([`REMEMBERED_ATTRIBUTE`]).
+    pub fn remembered(&self) -> bool {
+        self.attributes.contains_key(REMEMBERED_ATTRIBUTE)
+    }
+
+    /// When the user last proved their password for this session: the
+    /// [`AUTH_TIME_ATTRIBUTE`], or the creation time for sessions made
+    /// before it existed.
+    pub fn auth_time(&self) -> Millis {
+        self.attributes
+            .get(AUTH_TIME_ATTRIBUTE)
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(self.created_at)
     }
 
     /// Whether the session has the given role.

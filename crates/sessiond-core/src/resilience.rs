@@ -35,7 +35,8 @@ use crate::metric;
 use crate::policy::ExpiryPolicy;
 use crate::record::{AttributeBudget, AttributeChange, SessionRecord, UserRecord};
 use crate::store::{
-    Backend, CycleChanges, FailureDomain, Renewal, Scope, SessionStore, StoreError, UserStore,
+    Backend, CycleChanges, FailureDomain, Renewal, Scope, SessionLimit, SessionStore, StoreError,
+    UserStore,
 };
 use crate::time::Millis;
 use crate::token::{SessionKey, user_shard};
@@ -171,7 +172,7 @@ pub fn retried_operations() -> impl Iterator<Item = &'static str> {
 }
 
 /// The outcomes `sessiond_store_operations_total` distinguishes.
-const OUTCOMES: [&str; 8] = [
+const OUTCOMES: [&str; 9] = [
     "ok",
     "not_found",
     "conflict",
@@ -180,6 +181,7 @@ const OUTCOMES: [&str; 8] = [
     "corrupt",
     "too_large",
     "not_replicated",
+    "session_limit",
 ];
 
 /// Metric handles, made on first use (the registry lookup per call cost
@@ -572,6 +574,7 @@ impl ResilientStore {
             Err(StoreError::Unavailable(e)) if e.is::<BreakerOpen>() => 4,
             Err(StoreError::Unavailable(_)) => 3,
             Err(StoreError::TooLarge) => 6,
+            Err(StoreError::SessionLimit { .. }) => 8,
             Err(StoreError::NotReplicated { .. }) => {
                 self.note_durability(false);
                 7
@@ -660,6 +663,20 @@ impl SessionStore for ResilientStore {
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
         self.call(Op::Create, Scope::Shard(key.0[0]), || {
             self.inner.create(key, record)
+        })
+        .await
+    }
+    async fn create_limited(
+        &self,
+        key: &SessionKey,
+        record: &SessionRecord,
+        now: Millis,
+        limit: SessionLimit,
+    ) -> Result<Vec<SessionKey>, StoreError> {
+        // Counted as a create: not retried either (a lost answer may mean
+        // it happened, and evicted).
+        self.call(Op::Create, Scope::Shard(key.0[0]), || {
+            self.inner.create_limited(key, record, now, limit)
         })
         .await
     }

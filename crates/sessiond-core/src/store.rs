@@ -42,6 +42,14 @@ pub enum StoreError {
         /// Replicas required (`redis.wait_replicas`).
         required: u32,
     },
+    /// A new session was refused: the user holds as many live sessions as
+    /// [`SessionLimit::max`] allows and the limit says
+    /// [`OnLimit::Refuse`]. Nothing was written.
+    #[error("the user has {max} live sessions, the most allowed")]
+    SessionLimit {
+        /// The limit.
+        max: usize,
+    },
     /// The store answered with data sessiond cannot decode.
     #[error("corrupt data in the store: {0}")]
     Corrupt(String, #[source] Option<BoxError>),
@@ -73,6 +81,26 @@ pub enum Renewal {
     Gone,
 }
 
+/// How many live sessions one user may hold, and what a new one past that
+/// does ([`SessionStore::create_limited`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimit {
+    /// Live sessions at most (at least 1).
+    pub max: usize,
+    /// What a session past `max` does.
+    pub on_limit: OnLimit,
+}
+
+/// See [`SessionLimit`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnLimit {
+    /// The user's oldest sessions (by creation) end to make room.
+    #[default]
+    EvictOldest,
+    /// The new session is refused ([`StoreError::SessionLimit`]).
+    Refuse,
+}
+
 /// The changes [`SessionStore::cycle`] makes while moving a session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CycleChanges {
@@ -92,6 +120,21 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Stores a new session. Fails with [`StoreError::Conflict`] if the key
     /// exists (never overwrites). Durable once it returns `Ok`.
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError>;
+
+    /// [`SessionStore::create`] under a limit on the user's live sessions
+    /// at `now`, as one atomic step: concurrent creates for one user never
+    /// leave more than `limit.max` live sessions. Past the limit,
+    /// [`OnLimit::EvictOldest`] deletes the user's oldest sessions (by
+    /// creation time) to make room and returns their keys;
+    /// [`OnLimit::Refuse`] writes nothing and fails with
+    /// [`StoreError::SessionLimit`].
+    async fn create_limited(
+        &self,
+        key: &SessionKey,
+        record: &SessionRecord,
+        now: Millis,
+        limit: SessionLimit,
+    ) -> Result<Vec<SessionKey>, StoreError>;
 
     /// The live session under `key`, or `None`.
     async fn load(

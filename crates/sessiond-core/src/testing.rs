@@ -24,7 +24,9 @@ use proptest::prelude::*;
 use crate::attempts::{Attempt, Counter, Refund};
 use crate::policy::ExpiryPolicy;
 use crate::record::{AttributeBudget, AttributeChange, ClientMeta, SessionRecord, UserRecord};
-use crate::store::{Backend, CycleChanges, Renewal, SessionStore, StoreError, UserStore};
+use crate::store::{
+    Backend, CycleChanges, OnLimit, Renewal, SessionLimit, SessionStore, StoreError, UserStore,
+};
 use crate::time::{Clock, ManualClock, Millis, SystemClock};
 use crate::token::{SessionKey, SessionToken};
 use crate::{NewSession, SessionManager};
@@ -59,6 +61,15 @@ impl<S: SessionStore + ?Sized> CountingStore<S> {
 impl<S: SessionStore + ?Sized> SessionStore for CountingStore<S> {
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
         self.inner.create(key, record).await
+    }
+    async fn create_limited(
+        &self,
+        key: &SessionKey,
+        record: &SessionRecord,
+        now: Millis,
+        limit: SessionLimit,
+    ) -> Result<Vec<SessionKey>, StoreError> {
+        self.inner.create_limited(key, record, now, limit).await
     }
     async fn load(
         &self,
@@ -556,6 +567,88 @@ pub mod cases {
             results.push(t.await.unwrap());
         }
         results
+    }
+
+    fn limited(store: Arc<dyn Backend>, on_limit: OnLimit) -> (SessionManager, ManualClock) {
+        let (sessions, clock) = engine(store);
+        let mut rules = crate::SessionRules::new(ExpiryPolicy::default());
+        rules.max_sessions = 3;
+        rules.on_limit = on_limit;
+        (sessions.with_rules(rules), clock)
+    }
+
+    async fn concurrent_creates(
+        sessions: &SessionManager,
+        user: &str,
+        n: usize,
+    ) -> Vec<Result<(SessionToken, crate::StoredSession), StoreError>> {
+        let tasks: Vec<_> = (0..n)
+            .map(|_| {
+                let (sessions, new) = (sessions.clone(), new_session(user));
+                tokio::spawn(async move { sessions.create(new).await })
+            })
+            .collect();
+        let mut out = Vec::with_capacity(n);
+        for t in tasks {
+            out.push(t.await.unwrap());
+        }
+        out
+    }
+
+    pub async fn twenty_concurrent_sign_ins_past_a_limit_of_three_leave_three_sessions(
+        store: Arc<dyn Backend>,
+    ) {
+        let (sessions, _clock) = limited(store, OnLimit::EvictOldest);
+        let user = unique_user("evict");
+        let results = concurrent_creates(&sessions, &user, 20).await;
+        assert!(results.iter().all(Result::is_ok), "{results:?}");
+        assert_eq!(sessions.list_for_user(&user).await.unwrap().len(), 3);
+    }
+
+    pub async fn twenty_concurrent_sign_ins_against_a_refusing_limit_of_three_get_three_sessions(
+        store: Arc<dyn Backend>,
+    ) {
+        let (sessions, _clock) = limited(store, OnLimit::Refuse);
+        let user = unique_user("refuse");
+        let results = concurrent_creates(&sessions, &user, 20).await;
+        let ok = results.iter().filter(|r| r.is_ok()).count();
+        let refused = results
+            .iter()
+            .filter(|r| matches!(r, Err(StoreError::SessionLimit { max: 3 })))
+            .count();
+        assert_eq!((ok, refused), (3, 17), "{results:?}");
+        assert_eq!(sessions.list_for_user(&user).await.unwrap().len(), 3);
+    }
+
+    pub async fn past_the_limit_the_oldest_session_ends_and_expired_ones_do_not_count(
+        store: Arc<dyn Backend>,
+    ) {
+        let (sessions, clock) = limited(store, OnLimit::EvictOldest);
+        let user = unique_user("oldest");
+        // Another user's session, older than all of this user's: not
+        // this user's to end.
+        let (theirs, _) = sessions
+            .create(new_session(&unique_user("other")))
+            .await
+            .unwrap();
+        let mut tokens = Vec::new();
+        for _ in 0..3 {
+            clock.advance(MINUTE);
+            tokens.push(sessions.create(new_session(&user)).await.unwrap().0);
+        }
+        let (fourth, _) = sessions.create(new_session(&user)).await.unwrap();
+        assert!(sessions.verify(&tokens[0].expose()).await.unwrap().is_none(), "the oldest ended");
+        for t in [&tokens[1], &tokens[2], &fourth, &theirs] {
+            assert!(sessions.verify(&t.expose()).await.unwrap().is_some());
+        }
+        // Past the idle timeout every session of `user` is dead: none of
+        // them counts, and nothing live is evicted for the next one.
+        clock.advance(ExpiryPolicy::default().idle_timeout + MINUTE);
+        let (fresh, _) = sessions.create(new_session(&user)).await.unwrap();
+        sessions.create(new_session(&user)).await.unwrap();
+        sessions.create(new_session(&user)).await.unwrap();
+        assert!(sessions.verify(&fresh.expose()).await.unwrap().is_some());
+        assert_eq!(sessions.list_for_user(&user).await.unwrap().len(), 3);
     }
 
     pub async fn concurrent_updates_of_distinct_attributes_are_all_kept(store: Arc<dyn Backend>) {
@@ -1217,6 +1310,9 @@ macro_rules! store_conformance_tests {
             listing_by_user_shows_only_that_users_live_sessions,
             revoking_a_user_ends_all_sessions_or_all_but_one,
             concurrent_updates_of_distinct_attributes_are_all_kept,
+            twenty_concurrent_sign_ins_past_a_limit_of_three_leave_three_sessions,
+            twenty_concurrent_sign_ins_against_a_refusing_limit_of_three_get_three_sessions,
+            past_the_limit_the_oldest_session_ends_and_expired_ones_do_not_count,
             an_update_over_the_attribute_budget_is_refused_and_writes_nothing,
             a_burst_of_updates_cannot_take_the_attributes_over_their_budget,
             an_update_after_delete_does_not_resurrect_the_session,
@@ -1366,6 +1462,17 @@ impl<S: SessionStore + ?Sized> SessionStore for FaultyStore<S> {
         self.gate_key(key).await?;
         self.replicated()?;
         self.inner.create(key, record).await
+    }
+    async fn create_limited(
+        &self,
+        key: &SessionKey,
+        record: &SessionRecord,
+        now: Millis,
+        limit: SessionLimit,
+    ) -> Result<Vec<SessionKey>, StoreError> {
+        self.gate_key(key).await?;
+        self.replicated()?;
+        self.inner.create_limited(key, record, now, limit).await
     }
     async fn load(
         &self,

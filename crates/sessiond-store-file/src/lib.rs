@@ -46,7 +46,8 @@ use redb::{Database, ReadableDatabase, ReadableTable};
 use sessiond_core::attempts::AttemptCounters;
 use sessiond_core::{
     Attempt, AttributeBudget, AttributeChange, Counter, CycleChanges, ExpiryPolicy, Millis, Refund,
-    Renewal, SessionKey, SessionRecord, SessionStore, StoreError, UserRecord, UserStore,
+    Renewal, SessionKey, SessionLimit, SessionRecord, SessionStore, StoreError, UserRecord,
+    UserStore,
 };
 
 use crate::tables::{SESSIONS, SETTINGS, USER_SESSIONS, USERS};
@@ -219,6 +220,25 @@ impl SessionStore for FileStore {
             .await?
         {
             Reply::Done => Ok(()),
+            other => Err(other.unexpected()),
+        }
+    }
+
+    async fn create_limited(
+        &self,
+        key: &SessionKey,
+        record: &SessionRecord,
+        now: Millis,
+        limit: SessionLimit,
+    ) -> Result<Vec<SessionKey>, StoreError> {
+        // One op of the writer thread, so the count, the evictions and the
+        // insert are one step between any two other writes.
+        match self
+            .writer
+            .call(Op::CreateLimited(*key, Box::new(record.clone()), now, limit))
+            .await?
+        {
+            Reply::Evicted(evicted) => Ok(evicted),
             other => Err(other.unexpected()),
         }
     }

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use redb::{Database, MultimapTable, ReadableMultimapTable, ReadableTable, Table};
 use sessiond_core::{
     AttributeBudget, AttributeChange, Clock, CycleChanges, ExpiryPolicy, Millis, Renewal,
-    SessionKey, SessionRecord, StoreError, SystemClock, UserRecord, ops,
+    SessionKey, SessionLimit, SessionRecord, StoreError, SystemClock, UserRecord, ops,
 };
 use tokio::sync::{mpsc, oneshot, watch};
 
@@ -25,6 +25,7 @@ use crate::tables::{EXPIRY, SESSIONS, SETTINGS, USER_SESSIONS, USERS};
 /// A write the writer thread performs.
 pub(crate) enum Op {
     Create(SessionKey, Box<SessionRecord>),
+    CreateLimited(SessionKey, Box<SessionRecord>, Millis, SessionLimit),
     Renew(SessionKey, Millis, ExpiryPolicy),
     Update(
         SessionKey,
@@ -54,6 +55,7 @@ pub(crate) enum Reply {
     Existed(bool),
     Record(Box<SessionRecord>),
     Count(usize),
+    Evicted(Vec<SessionKey>),
     Failed(StoreError),
 }
 
@@ -285,6 +287,32 @@ fn apply(t: &mut Tables<'_>, op: Op) -> Result<Reply, redb::Error> {
             } else {
                 t.put(&key, &record, None)?;
                 Reply::Done
+            }
+        }
+        Op::CreateLimited(key, record, now, limit) => {
+            if t.get(&key)?.is_some() {
+                return Ok(Reply::Failed(StoreError::Conflict));
+            }
+            let mut live = Vec::new();
+            for k in t.index.get(record.user_id.as_str())? {
+                let Ok(other) = key_from_slice(k?.value()) else {
+                    continue;
+                };
+                if let Some(Ok(r)) = t.get(&other)?
+                    && r.is_live(now)
+                {
+                    live.push((r.created_at, other));
+                }
+            }
+            match ops::make_room(live, limit) {
+                Ok(evicted) => {
+                    for k in &evicted {
+                        t.remove(k)?;
+                    }
+                    t.put(&key, &record, None)?;
+                    Reply::Evicted(evicted)
+                }
+                Err(e) => Reply::Failed(e),
             }
         }
         Op::Renew(key, now, policy) => match t.get(&key)? {

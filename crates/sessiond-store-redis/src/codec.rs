@@ -5,6 +5,8 @@
 //! - `x`: the CSRF secret as its 32 raw bytes (a cycle replaces it).
 //! - `e`, `i`, `l`, `v`: absolute and idle expiry, last seen (Unix ms) and
 //!   version, in decimal, because the Lua scripts read and change them.
+//! - `c`: the creation time (Unix ms) again, for the session-limit script,
+//!   which cannot read `m` (written since session limits; not read back).
 //! - `a:<name>`: one field per application attribute.
 //!
 //! Fewer fields than one per record member keeps both the reply that every
@@ -90,6 +92,7 @@ pub(crate) fn encode(record: &SessionRecord) -> Vec<(Vec<u8>, Vec<u8>)> {
         ),
         (b"l".to_vec(), record.last_seen.to_string().into_bytes()),
         (b"v".to_vec(), record.version.to_string().into_bytes()),
+        (b"c".to_vec(), record.created_at.to_string().into_bytes()),
     ];
     for (k, v) in &record.attributes {
         f.push((format!("a:{k}").into_bytes(), v.clone().into_bytes()));

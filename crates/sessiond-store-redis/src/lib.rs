@@ -68,7 +68,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::{AsyncCommands, RedisError, Value};
 use sessiond_core::{
     Attempt, AttributeBudget, AttributeChange, CacheRead, Counter, CycleChanges, ExpiryPolicy,
-    FailureDomain, Millis, Refund, Renewal, Scope, SessionKey, SessionRecord, SessionStore,
+    FailureDomain, Millis, OnLimit, Refund, Renewal, Scope, SessionKey, SessionLimit, SessionRecord,
+    SessionStore,
     StoreError, UserRecord, UserStore,
 };
 
@@ -611,6 +612,10 @@ impl RedisStore {
     }
 }
 
+/// How often a limited create reads the user's index again when it changed
+/// between the read and the script (concurrent sign-ins of one user).
+const LIMITED_CREATE_ATTEMPTS: usize = 32;
+
 fn int(v: &Value) -> Result<i64, StoreError> {
     match v {
         Value::Int(n) => Ok(*n),
@@ -706,6 +711,101 @@ impl SessionStore for RedisStore {
             0 => Err(StoreError::Conflict),
             _ => Ok(()),
         }
+    }
+
+    async fn create_limited(
+        &self,
+        key: &SessionKey,
+        record: &SessionRecord,
+        now: Millis,
+        limit: SessionLimit,
+    ) -> Result<Vec<SessionKey>, StoreError> {
+        let shard = sessiond_core::token::user_shard(&record.user_id);
+        if key.0[0] != shard {
+            return Err(StoreError::Corrupt(
+                "a session key outside its user's shard".into(),
+                None,
+            ));
+        }
+        let (skey, index) = (
+            self.session_key(key),
+            self.index_key(shard, &record.user_id),
+        );
+        // One script over the new session, the index and the user's
+        // sessions, all in the user's slot (also on a Cluster: the
+        // two-step create that survives a slot migration cannot count
+        // atomically, so while the user's slot moves, a limited create
+        // gets TRYAGAIN and fails like an unavailable store). Every key
+        // the script touches is declared: the index is read first, and
+        // the script starts over (answer -2) if it changed meanwhile.
+        for _ in 0..LIMITED_CREATE_ATTEMPTS {
+            let members: Vec<String> = self
+                .conn()
+                .zrange(&index, 0, -1)
+                .await
+                .map_err(unavailable)?;
+            let parsed = members
+                .iter()
+                .map(|m| parse_member(m))
+                .collect::<Result<Vec<_>, _>>()?;
+            let session_keys: Vec<String> = parsed.iter().map(|k| self.session_key(k)).collect();
+            let mut keys: Vec<&str> = vec![&skey, &index];
+            keys.extend(session_keys.iter().map(String::as_str));
+            let mut cmd = evalsha(&scripts::CREATE_LIMITED, &keys);
+            cmd.arg(Self::member(key))
+                .arg(record.expires_at())
+                .arg(record.absolute_expires_at)
+                .arg(now)
+                .arg(limit.max.max(1))
+                .arg(u8::from(limit.on_limit == OnLimit::Refuse))
+                .arg(members.len());
+            for m in &members {
+                cmd.arg(m);
+            }
+            for (k, v) in encode(record) {
+                cmd.arg(k).arg(v);
+            }
+            let turn = self.durable_turn().await?;
+            let answer = match self.run_script(&scripts::CREATE_LIMITED, cmd, turn).await {
+                Err(e @ StoreError::NotReplicated { .. }) => {
+                    self.remove_unacknowledged(&skey, &index, key).await;
+                    return Err(e);
+                }
+                other => other?,
+            };
+            let Value::Array(items) = answer else {
+                return Err(corrupt("a session-limit answer that is not a list"));
+            };
+            match items.first().map(int).transpose()? {
+                Some(1) => {
+                    let mut evicted = Vec::new();
+                    for item in &items[1..] {
+                        let member = match item {
+                            Value::BulkString(b) => String::from_utf8_lossy(b).into_owned(),
+                            Value::SimpleString(s) => s.clone(),
+                            _ => return Err(corrupt("an evicted member that is not a string")),
+                        };
+                        let evicted_key = parse_member(&member)?;
+                        self.forget(&evicted_key);
+                        evicted.push(evicted_key);
+                    }
+                    return Ok(evicted);
+                }
+                Some(0) => {
+                    return Err(StoreError::SessionLimit {
+                        max: limit.max.max(1),
+                    });
+                }
+                Some(-1) => return Err(StoreError::Conflict),
+                Some(-2) => continue,
+                _ => return Err(corrupt("an unknown session-limit answer")),
+            }
+        }
+        // The index kept changing under us: as busy as a store that does
+        // not answer, and as retryable.
+        Err(StoreError::unavailable(
+            "the user's sessions changed on every attempt to count them",
+        ))
     }
 
     async fn load(

@@ -32,6 +32,64 @@ return 1
     )
 });
 
+/// A create under a limit on the user's live sessions. KEYS: session,
+/// index, then the session key of each member the caller read from the
+/// index (so that every key the script touches is declared, and lives in
+/// the user's slot). ARGV: member, expire-at, absolute, now (as in
+/// [`CREATE`]), the limit, '1' to refuse past it ('0': evict the oldest),
+/// the number n of members read, those n members, then field, value, ….
+/// Returns {1, evicted member…}, {0} (refused: the limit is reached),
+/// {-1} (the key exists) or {-2} (the index changed since it was read:
+/// read it again). Oldest is by the `c` field (creation, ms); a session
+/// written before `c` existed counts as the oldest.
+pub(crate) static CREATE_LIMITED: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 1 then return {-1} end
+redis.call('ZREMRANGEBYSCORE', KEYS[2], '-inf', ARGV[4])
+local n = tonumber(ARGV[7])
+local current = redis.call('ZRANGE', KEYS[2], 0, -1)
+if #current ~= n then return {-2} end
+local read = {}
+for i = 1, n do read[ARGV[7 + i]] = true end
+for _, m in ipairs(current) do
+  if not read[m] then return {-2} end
+end
+local live = {}
+for i = 1, n do
+  local m, k = ARGV[7 + i], KEYS[2 + i]
+  local c = redis.call('HGET', k, 'c')
+  if not c and redis.call('EXISTS', k) == 1 then c = '0' end
+  if c then
+    live[#live + 1] = {tonumber(c), m, k}
+  else
+    redis.call('ZREM', KEYS[2], m)
+  end
+end
+local max = tonumber(ARGV[5])
+local evicted = {1}
+if #live >= max then
+  if ARGV[6] == '1' then return {0} end
+  table.sort(live, function(a, b)
+    if a[1] ~= b[1] then return a[1] < b[1] end
+    return a[2] < b[2]
+  end)
+  for i = 1, #live - max + 1 do
+    redis.call('DEL', live[i][3])
+    redis.call('ZREM', KEYS[2], live[i][2])
+    evicted[#evicted + 1] = live[i][2]
+  end
+end
+redis.call('HSET', KEYS[1], unpack(ARGV, 8 + n))
+redis.call('PEXPIREAT', KEYS[1], ARGV[2])
+redis.call('ZADD', KEYS[2], ARGV[3], ARGV[1])
+redis.call('PEXPIREAT', KEYS[2], ARGV[3], 'NX')
+redis.call('PEXPIREAT', KEYS[2], ARGV[3], 'GT')
+return evicted
+",
+    )
+});
+
 /// Cluster create, step 2. KEYS: index. ARGV: member, absolute, created (as
 /// in [`CREATE`]). Single-key, so it still runs while the slot migrates.
 pub(crate) static INDEX_ADD: LazyLock<Script> = LazyLock::new(|| {

@@ -290,21 +290,34 @@ impl Accounts {
         keep: Option<&SessionKey>,
     ) -> Result<usize, AccountError> {
         self.check_new(name, &new)?;
+        let account = self.prove_password(name, current).await?;
+        self.replace_password(account, new, keep).await
+    }
+
+    /// The signed-in user proves their password again (re-authentication
+    /// before a sensitive action): [`AccountError::WrongPassword`] if it
+    /// is not theirs. Failures count against a per-user throttle of its
+    /// own, which only a holder of the user's session can spend, as for
+    /// a password change.
+    pub async fn prove_password(
+        &self,
+        name: &str,
+        password: String,
+    ) -> Result<UserRecord, AccountError> {
         let slot = self
             .reserve(&[(Key::Reauth(name), self.limits.per_user)], None)
             .await?;
         let account = self.existing(name).await?;
-        if !self
+        let verified = self
             .hasher
-            .verify(current, Some(account.password_hash.clone()))
-            .await?
-            .matches
-        {
+            .verify(password, Some(account.password_hash.clone()))
+            .await?;
+        if !verified.matches || account.disabled {
             slot.failed();
             return Err(AccountError::WrongPassword);
         }
         slot.succeeded(Some(Key::Reauth(name))).await;
-        self.replace_password(account, new, keep).await
+        Ok(account)
     }
 
     /// An operator sets a user's password; every session of the user ends.

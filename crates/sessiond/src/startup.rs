@@ -90,7 +90,9 @@ impl Application {
         if o.metrics && crate::observe::metrics_handle().is_none() {
             tracing::warn!("another metrics recorder is installed; /metrics will be empty");
         }
-        let sessions = sessions.with_attribute_budget(config.attribute_budget());
+        let sessions = sessions
+            .with_attribute_budget(config.attribute_budget())
+            .with_rules(config.session_rules());
         let mut state = AppState::new(config, store, sessions)?;
         let g = &state.config.gateway;
         let upstream = |url: &str| {

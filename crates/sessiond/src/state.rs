@@ -184,7 +184,8 @@ impl StoreHandle {
     /// The account operations over this store (what the CLI uses; the
     /// server builds its own in [`AppState::new`]).
     pub fn accounts(&self, config: &ServerConfig) -> Result<Accounts, HashError> {
-        let sessions = SessionManager::new(self.backend.clone(), config.policy());
+        let sessions = SessionManager::new(self.backend.clone(), config.policy())
+            .with_rules(config.session_rules());
         Ok(Accounts::new(
             self.backend.clone(),
             sessions,

@@ -21,8 +21,9 @@ use sessiond_core::{AttributeBudget, ExpiryPolicy};
 
 pub use sections::{
     AccessSection, CacheSection, CookieSection, CsrfSection, GatewaySection, HeaderNames,
-    LogFormat, LoginSection, ObservabilitySection, PasswordsSection, RateLimitSection,
-    RedisSection, ServerSection, SessionSection, StoreSection, TokensSection,
+    LogFormat, LoginSection, ObservabilitySection, OnLimitSetting, PasswordsSection,
+    RateLimitSection, RedisSection, RoleSection, ServerSection, SessionSection, StoreSection,
+    TokensSection,
 };
 
 /// Everything `sessiond serve` can be told, by section.
@@ -57,6 +58,9 @@ pub struct ServerConfig {
     pub rate_limit: RateLimitSection,
     /// `[cache]`: the built-in proxy's response cache.
     pub cache: CacheSection,
+    /// `[roles.<name>]`: per-role timeouts, session limits and
+    /// re-authentication windows.
+    pub roles: std::collections::BTreeMap<String, RoleSection>,
 }
 
 /// Keys of the flat configuration before sections (0.1), and where each
@@ -287,6 +291,26 @@ impl ServerConfig {
                 "cannot exceed session.idle_timeout",
             ));
         }
+        if s.remember_idle_timeout.is_zero() || s.remember_absolute_lifetime.is_zero() {
+            return Err(invalid(
+                "session.remember_idle_timeout",
+                "remembered sessions need positive timeouts (turn remember_me off instead)",
+            ));
+        }
+        for (name, role) in &self.roles {
+            let zero = [role.idle_timeout, role.absolute_lifetime, role.reauth_window]
+                .into_iter()
+                .flatten()
+                .any(|d| d.is_zero());
+            if zero {
+                return Err(invalid(
+                    "roles",
+                    format!(
+                        "[roles.{name}]: timeouts must be positive (leave one out to keep the default)"
+                    ),
+                ));
+            }
+        }
         let name = &self.cookie.name;
         if name.is_empty()
             || !name
@@ -334,6 +358,49 @@ impl ServerConfig {
             return Err(invalid("tokens.audience", "must not be empty"));
         }
         Ok(())
+    }
+
+    /// The session rules: the expiry policy, remembered sessions, per-role
+    /// timeouts and the limit on a user's live sessions.
+    pub fn session_rules(&self) -> sessiond_core::SessionRules {
+        let s = &self.session;
+        let mut rules = sessiond_core::SessionRules::new(self.policy());
+        rules.remember = s.remember_me.then_some(ExpiryPolicy {
+            idle_timeout: s.remember_idle_timeout,
+            absolute_lifetime: s.remember_absolute_lifetime,
+            // Derived from the share of the normal policy's.
+            renewal_threshold: Duration::ZERO,
+        });
+        rules.max_sessions = s.max_sessions_per_user;
+        rules.on_limit = match s.on_limit {
+            OnLimitSetting::EvictOldest => sessiond_core::OnLimit::EvictOldest,
+            OnLimitSetting::Refuse => sessiond_core::OnLimit::Refuse,
+        };
+        rules.roles = self
+            .roles
+            .iter()
+            .map(|(name, r)| {
+                (
+                    name.clone(),
+                    sessiond_core::RoleRules {
+                        idle_timeout: r.idle_timeout,
+                        absolute_lifetime: r.absolute_lifetime,
+                        max_sessions: r.max_sessions_per_user,
+                    },
+                )
+            })
+            .collect();
+        rules
+    }
+
+    /// How recent a password proof a user with `roles` needs for a
+    /// sensitive action: the shortest of `[session] reauth_window` and
+    /// their roles' windows.
+    pub fn reauth_window(&self, roles: &[String]) -> Duration {
+        roles
+            .iter()
+            .filter_map(|r| self.roles.get(r)?.reauth_window)
+            .fold(self.session.reauth_window, Duration::min)
     }
 
     /// The expiry policy.

@@ -166,6 +166,53 @@ pub struct SessionSection {
     pub max_attributes: usize,
     /// Bytes of attribute names and values one session may hold.
     pub max_attribute_bytes: usize,
+    /// Live sessions one user may hold (token families count); 0: unlimited.
+    pub max_sessions_per_user: usize,
+    /// What a sign-in past `max_sessions_per_user` does: `evict_oldest`
+    /// (the user's oldest session ends) or `refuse` (409 `session_limit`).
+    pub on_limit: OnLimitSetting,
+    /// Offer "keep me signed in"; off: every session is a browser-session
+    /// cookie with the timeouts above.
+    pub remember_me: bool,
+    /// A remembered session unused this long ends.
+    #[serde(with = "duration")]
+    pub remember_idle_timeout: Duration,
+    /// A remembered session ends this long after sign-in.
+    #[serde(with = "duration")]
+    pub remember_absolute_lifetime: Duration,
+    /// How recent a password proof sensitive actions need (ASVS 3.7.1).
+    #[serde(with = "duration")]
+    pub reauth_window: Duration,
+}
+
+/// See [`SessionSection::on_limit`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum OnLimitSetting {
+    /// The user's oldest session ends and the new sign-in succeeds.
+    #[default]
+    EvictOldest,
+    /// The new sign-in is refused (409 `session_limit`); nothing is created.
+    Refuse,
+}
+
+/// `[roles.<name>]`: what a role changes in the session rules; a user with
+/// several roles gets the strictest value of each.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RoleSection {
+    /// A shorter idle timeout for this role's sessions.
+    #[serde(with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    pub idle_timeout: Option<Duration>,
+    /// A shorter absolute lifetime.
+    #[serde(with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    pub absolute_lifetime: Option<Duration>,
+    /// Fewer live sessions per user.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_sessions_per_user: Option<usize>,
+    /// A shorter re-authentication window.
+    #[serde(with = "duration_opt", skip_serializing_if = "Option::is_none")]
+    pub reauth_window: Option<Duration>,
 }
 
 impl Default for SessionSection {
@@ -177,6 +224,12 @@ impl Default for SessionSection {
             renewal_threshold: policy.renewal_threshold,
             max_attributes: AttributeBudget::default().max_count,
             max_attribute_bytes: AttributeBudget::default().max_bytes,
+            max_sessions_per_user: 0,
+            on_limit: OnLimitSetting::EvictOldest,
+            remember_me: true,
+            remember_idle_timeout: Duration::from_secs(14 * 24 * 3600),
+            remember_absolute_lifetime: Duration::from_secs(30 * 24 * 3600),
+            reauth_window: Duration::from_secs(10 * 60),
         }
     }
 }
@@ -627,6 +680,24 @@ pub(crate) mod duration {
                 ))
             })
         }
+    }
+}
+
+/// An optional [`duration`]: absent is `None`.
+pub(crate) mod duration_opt {
+    use std::time::Duration;
+
+    use serde::{Deserializer, Serializer};
+
+    pub(crate) fn serialize<S: Serializer>(d: &Option<Duration>, s: S) -> Result<S::Ok, S::Error> {
+        match d {
+            Some(d) => super::duration::serialize(d, s),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub(crate) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Duration>, D::Error> {
+        super::duration::deserialize(d).map(Some)
     }
 }
 

@@ -13,6 +13,7 @@ use utoipa::ToSchema;
 
 use crate::routes::SessionView;
 use crate::routes::openapi::ErrorBody;
+use crate::routes::reauth::RecentAuth;
 use crate::routes::service::views::{AttributeChanges, AttributesVersion};
 use crate::state::SharedState;
 use crate::tokens::RESERVED_PREFIX;
@@ -154,12 +155,14 @@ pub async fn revoke(
     security(("session_cookie" = [], "csrf_token" = []), ("access_token" = [])),
     responses(
         (status = 200, body = RevokedCount),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "`csrf_failed`"),
+        (status = 401, body = ErrorBody, description = "no session, or `reauthentication_required`: the last password proof is older than the re-authentication window (`POST /api/reauth`)"),
+        (status = 403, body = ErrorBody, description = "`csrf_failed`"),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn revoke_others(
     State(app): State<SharedState>,
     user: CurrentUser,
+    _recent: RecentAuth,
 ) -> Result<Json<RevokedCount>, ApiError> {
     let n = app
         .sessions

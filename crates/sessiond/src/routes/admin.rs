@@ -8,6 +8,7 @@ use utoipa::ToSchema;
 
 use crate::routes::SessionView;
 use crate::routes::openapi::ErrorBody;
+use crate::routes::reauth::RecentAuth;
 use crate::routes::service::views::Revoked;
 use crate::state::SharedState;
 
@@ -69,12 +70,14 @@ pub async fn list_user_sessions(
     security(("session_cookie" = [], "csrf_token" = []), ("access_token" = [])),
     responses(
         (status = 200, body = Revoked),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "not an administrator, or `csrf_failed`"),
+        (status = 401, body = ErrorBody, description = "no session, or `reauthentication_required` (`POST /api/reauth`)"),
+        (status = 403, body = ErrorBody, description = "not an administrator, or `csrf_failed`"),
         (status = 404, body = ErrorBody, description = "no such user"), (status = 503, body = ErrorBody),
     ))]
 pub async fn revoke_user_sessions(
     State(app): State<SharedState>,
     admin: CurrentUser,
+    _recent: RecentAuth,
     Path(name): Path<String>,
 ) -> Result<Json<Revoked>, ApiError> {
     known_user(&app, &name).await?;
@@ -93,12 +96,14 @@ pub async fn revoke_user_sessions(
     security(("session_cookie" = [], "csrf_token" = []), ("access_token" = [])),
     responses(
         (status = 200, body = RotatedKey),
-        (status = 401, body = ErrorBody), (status = 403, body = ErrorBody, description = "not an administrator, or `csrf_failed`"),
+        (status = 401, body = ErrorBody, description = "no session, or `reauthentication_required` (`POST /api/reauth`)"),
+        (status = 403, body = ErrorBody, description = "not an administrator, or `csrf_failed`"),
         (status = 503, body = ErrorBody),
     ))]
 pub async fn rotate_signing_key(
     State(app): State<SharedState>,
     admin: CurrentUser,
+    _recent: RecentAuth,
 ) -> Result<Json<RotatedKey>, ApiError> {
     let kid = app.tokens.rotate().await?;
     tracing::info!(target: "sessiond::security", event = "signing_key_rotated_by_admin", admin = %admin.user_id(), kid = %kid);

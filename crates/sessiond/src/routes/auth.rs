@@ -25,6 +25,31 @@ pub struct LoginRequest {
     /// Where to go after a form login (checked against the redirect policy).
     #[serde(default)]
     rd: Option<String>,
+    /// "Keep me signed in": the remembered timeouts and a cookie that
+    /// outlives the browser (when `[session] remember_me` is on; ignored
+    /// otherwise). A form's checkbox sends `true`.
+    #[serde(default, deserialize_with = "checkbox")]
+    #[schema(value_type = bool)]
+    remember: bool,
+}
+
+/// A checkbox: JSON `true`/`false`, or a form's `true`/`on`/`1`/`false`
+/// (a form leaves an unchecked box out).
+fn checkbox<'de, D: serde::Deserializer<'de>>(d: D) -> Result<bool, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Either {
+        Bool(bool),
+        Text(String),
+    }
+    match Either::deserialize(d)? {
+        Either::Bool(b) => Ok(b),
+        Either::Text(t) => match t.as_str() {
+            "true" | "on" | "1" => Ok(true),
+            "false" | "off" | "0" | "" => Ok(false),
+            _ => Err(serde::de::Error::custom("remember must be true or false")),
+        },
+    }
 }
 
 /// A JSON login's answer; the session itself is in the `Set-Cookie`.
@@ -75,22 +100,31 @@ struct LoginForm {
     cookie: Option<HeaderValue>,
     /// Where to go afterwards, already checked.
     rd: Option<String>,
+    /// Whether to show "keep me signed in".
+    offer_remember: bool,
 }
 
 impl LoginForm {
     /// The form's token: the session's own CSRF token when a session exists
     /// (the CSRF layer checks it), else a fresh double-submit value.
     fn new(app: &SharedState, session: &Session, rd: Option<String>) -> Self {
+        let offer_remember = app.config.session.remember_me;
         match session.csrf_token() {
             Some(token) => Self {
                 token,
                 cookie: None,
                 rd,
+                offer_remember,
             },
             None => {
                 let token = random_secret();
                 let cookie = Some(app.login_csrf_cookie.set(&token, 3600));
-                Self { token, cookie, rd }
+                Self {
+                    token,
+                    cookie,
+                    rd,
+                    offer_remember,
+                }
             }
         }
     }
@@ -99,7 +133,13 @@ impl LoginForm {
         let (message, status) = error.map_or((None, StatusCode::OK), |e| {
             (Some(e.message.as_str()), e.status)
         });
-        let mut page = pages::login(&self.token, self.rd.as_deref(), message, status);
+        let mut page = pages::login(
+            &self.token,
+            self.rd.as_deref(),
+            message,
+            status,
+            self.offer_remember,
+        );
         let headers = page.headers_mut();
         if let Some(cookie) = self.cookie {
             headers.append(header::SET_COOKIE, cookie);
@@ -170,6 +210,7 @@ fn login_csrf_ok(
             headers(("set-cookie" = String, description = "the session cookie"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "`invalid_credentials`"),
         (status = 403, body = ErrorBody, description = "`csrf_failed`: a cross-site request, or a session's request without its token"),
+        (status = 409, body = ErrorBody, description = "`session_limit`: the user has as many sessions as allowed and the limit refuses new ones"),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 429, body = ErrorBody, description = "`too_many_attempts` (with `Retry-After`)"),
         (status = 503, body = ErrorBody),
@@ -210,7 +251,7 @@ pub async fn login(
         .await
         .map_err(|e| fail(e.into()))?;
     let record = session
-        .login(&user.name, user.roles.clone())
+        .login_remembered(&user.name, user.roles.clone(), req.remember)
         .await
         .map_err(|e| fail(e.into()))?;
     tracing::info!(target: "sessiond::security", event = "login_succeeded", user = %user.name);

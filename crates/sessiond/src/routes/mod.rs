@@ -13,6 +13,7 @@ pub mod auth;
 pub mod gateway;
 pub mod health;
 pub mod openapi;
+pub mod reauth;
 pub mod pages;
 pub mod service;
 pub mod token;
@@ -89,6 +90,10 @@ pub struct SessionView {
     pub ip: Option<String>,
     /// Device label at creation ("Firefox 133 on Linux").
     pub user_agent: Option<String>,
+    /// Signed in with "keep me signed in".
+    pub remembered: bool,
+    /// Unix seconds: when the user last proved their password for it.
+    pub auth_time: u64,
 }
 
 impl SessionView {
@@ -96,6 +101,8 @@ impl SessionView {
     pub fn new(s: StoredSession, current: Option<&str>) -> Self {
         let id = s.key.handle();
         Self {
+            remembered: s.record.remembered(),
+            auth_time: s.record.auth_time() / 1000,
             current: current == Some(id.as_str()),
             id,
             created_at: s.record.created_at / 1000,
@@ -149,6 +156,7 @@ fn table() -> Vec<(&'static str, Tier, MethodRouter<SharedState>)> {
         ),
         ("/api/sessions/{id}", SignedIn, delete(account::revoke)),
         ("/api/password", SignedIn, post(account::change_password)),
+        ("/api/reauth", SignedIn, post(reauth::reauthenticate)),
         ("/api/session", SignedIn, get(account::current_session)),
         (
             "/api/session/attributes",
@@ -396,7 +404,7 @@ mod tests {
                 assert!(seen.insert(id.to_owned()), "{id} twice");
             }
         }
-        assert_eq!(seen.len(), 35);
+        assert_eq!(seen.len(), 36);
     }
 
     #[test]

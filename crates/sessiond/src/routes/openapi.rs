@@ -27,7 +27,7 @@ use super::service::views::{
 use super::service::{
     IntrospectRequest, NewServiceKey, NewSessionRequest, NewUser, UserChange, WhoamiRequest,
 };
-use super::{SessionView, account, admin, auth, health, service, token};
+use super::{SessionView, account, admin, auth, health, reauth, service, token};
 
 /// Every error: a stable code and a message for people.
 #[derive(Debug, Serialize, ToSchema)]
@@ -68,6 +68,7 @@ pub struct ErrorDetail {
         account::revoke_others,
         account::revoke,
         account::change_password,
+        reauth::reauthenticate,
         account::current_session,
         account::patch_attributes,
         admin::list_user_sessions,

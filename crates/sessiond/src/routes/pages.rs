@@ -75,7 +75,13 @@ pub fn login(
     rd: Option<&str>,
     error: Option<&str>,
     status: StatusCode,
+    offer_remember: bool,
 ) -> Response {
+    let remember = if offer_remember {
+        "<label><input name=\"remember\" type=\"checkbox\" value=\"true\"> Keep me signed in</label>"
+    } else {
+        ""
+    };
     let error = error
         .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
         .unwrap_or_default();
@@ -94,7 +100,7 @@ pub fn login(
              <input type=\"hidden\" name=\"csrf_token\" value=\"{}\">{rd}\
              <label>Username <input name=\"username\" autocomplete=\"username\" required></label>\
              <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
-             <button type=\"submit\">Sign in</button></form>",
+             {remember}<button type=\"submit\">Sign in</button></form>",
             escape(csrf_token)
         ),
         status,

@@ -108,6 +108,7 @@ async fn token_response(
         (status = 200, body = TokenView, headers(("cache-control" = String, description = "`no-store`"))),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody, description = "`invalid_credentials`, or no body and no session"),
         (status = 403, body = ErrorBody, description = "`csrf_failed`"),
+        (status = 409, body = ErrorBody, description = "`session_limit`: token families count as sessions"),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody),
         (status = 429, body = ErrorBody, description = "`too_many_attempts` (with `Retry-After`)"),
         (status = 503, body = ErrorBody),

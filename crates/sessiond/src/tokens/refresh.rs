@@ -238,6 +238,8 @@ impl RefreshFamilies {
             roles: roles.to_vec(),
             client,
             attributes,
+            // A family lives by the refresh token's own rotation.
+            remember: false,
         };
         let (_, family) = self.sessions.create(new).await?;
         let token = RefreshToken {

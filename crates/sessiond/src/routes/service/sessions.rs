@@ -162,6 +162,7 @@ pub(super) async fn user_roles(app: &SharedState, name: &str) -> Result<Vec<Stri
         )),
         (status = 400, body = ErrorBody), (status = 401, body = ErrorBody), (status = 403, body = ErrorBody),
         (status = 404, body = ErrorBody, description = "no such user"),
+        (status = 409, body = ErrorBody, description = "`session_limit`: the user has as many sessions as allowed and the limit refuses new ones"),
         (status = 413, body = ErrorBody), (status = 415, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
 pub async fn create_session(
@@ -186,6 +187,7 @@ pub async fn create_session(
             roles,
             client: sessiond_core::ClientMeta::default(),
             attributes,
+            remember: false,
         })
         .await?;
     tracing::info!(target: "sessiond::security", event = "session_created_by_service", user = %body.user, by = %caller.0.name);
