@@ -86,7 +86,9 @@ impl CookieConfig {
             SameSite::Lax => "Lax",
         };
         let secure = if self.secure { "; Secure" } else { "" };
-        let max_age = max_age.map(|s| format!("; Max-Age={s}")).unwrap_or_default();
+        let max_age = max_age
+            .map(|s| format!("; Max-Age={s}"))
+            .unwrap_or_default();
         let text = format!(
             "{}={value}; Path=/{secure}; HttpOnly; SameSite={same_site}{max_age}",
             self.name

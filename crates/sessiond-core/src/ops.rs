@@ -5,8 +5,8 @@
 use crate::policy::ExpiryPolicy;
 use crate::record::{AttributeBudget, AttributeChange, SessionRecord};
 use crate::store::{CycleChanges, OnLimit, Renewal, SessionLimit, StoreError};
-use crate::token::SessionKey;
 use crate::time::Millis;
+use crate::token::SessionKey;
 
 /// Renews `record` in place if the policy says so.
 pub fn renew(record: &mut SessionRecord, now: Millis, policy: &ExpiryPolicy) -> Renewal {

@@ -230,7 +230,13 @@ mod tests {
         let p = rules().expiry_for(&roles(&["user", "admin", "auditor"]), false);
         assert_eq!(p.idle_timeout, Duration::from_secs(600));
         assert_eq!(p.absolute_lifetime, Duration::from_secs(3600));
-        assert_eq!(rules().limit_for(&roles(&["auditor", "admin"])).unwrap().max, 2);
+        assert_eq!(
+            rules()
+                .limit_for(&roles(&["auditor", "admin"]))
+                .unwrap()
+                .max,
+            2
+        );
         assert_eq!(rules().limit_for(&roles(&["auditor"])).unwrap().max, 5);
         assert_eq!(SessionRules::default().limit_for(&roles(&["user"])), None);
     }
@@ -243,7 +249,10 @@ mod tests {
         assert_eq!(p.renewal_threshold, Duration::from_secs(14 * 24 * 3600 / 6));
         let mut off = rules();
         off.remember = None;
-        assert_eq!(off.expiry_for(&roles(&["user"]), true), ExpiryPolicy::default());
+        assert_eq!(
+            off.expiry_for(&roles(&["user"]), true),
+            ExpiryPolicy::default()
+        );
         // A role's shorter timeout still wins over remembering.
         let admin = rules().expiry_for(&roles(&["admin"]), true);
         assert_eq!(admin.idle_timeout, Duration::from_secs(600));

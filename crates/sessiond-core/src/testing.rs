@@ -637,7 +637,14 @@ pub mod cases {
             tokens.push(sessions.create(new_session(&user)).await.unwrap().0);
         }
         let (fourth, _) = sessions.create(new_session(&user)).await.unwrap();
-        assert!(sessions.verify(&tokens[0].expose()).await.unwrap().is_none(), "the oldest ended");
+        assert!(
+            sessions
+                .verify(&tokens[0].expose())
+                .await
+                .unwrap()
+                .is_none(),
+            "the oldest ended"
+        );
         for t in [&tokens[1], &tokens[2], &fourth, &theirs] {
             assert!(sessions.verify(&t.expose()).await.unwrap().is_some());
         }

@@ -235,7 +235,12 @@ impl SessionStore for FileStore {
         // insert are one step between any two other writes.
         match self
             .writer
-            .call(Op::CreateLimited(*key, Box::new(record.clone()), now, limit))
+            .call(Op::CreateLimited(
+                *key,
+                Box::new(record.clone()),
+                now,
+                limit,
+            ))
             .await?
         {
             Reply::Evicted(evicted) => Ok(evicted),

@@ -68,9 +68,8 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use redis::{AsyncCommands, RedisError, Value};
 use sessiond_core::{
     Attempt, AttributeBudget, AttributeChange, CacheRead, Counter, CycleChanges, ExpiryPolicy,
-    FailureDomain, Millis, OnLimit, Refund, Renewal, Scope, SessionKey, SessionLimit, SessionRecord,
-    SessionStore,
-    StoreError, UserRecord, UserStore,
+    FailureDomain, Millis, OnLimit, Refund, Renewal, Scope, SessionKey, SessionLimit,
+    SessionRecord, SessionStore, StoreError, UserRecord, UserStore,
 };
 
 use crate::census::Census;

@@ -13,7 +13,10 @@ fn main() {
     // The first check builds zxcvbn's dictionaries (once per process).
     let started = Instant::now();
     let _ = rules.check("warm-up-password", "alice");
-    println!("first_check_ms={:.3}", started.elapsed().as_secs_f64() * 1000.0);
+    println!(
+        "first_check_ms={:.3}",
+        started.elapsed().as_secs_f64() * 1000.0
+    );
     let pieces = [
         "password", "qwerty", "dragon", "monkey", "letmein", "1990", "abc", "Zz9!", "é", "ж", "漢",
     ];

@@ -298,10 +298,14 @@ impl ServerConfig {
             ));
         }
         for (name, role) in &self.roles {
-            let zero = [role.idle_timeout, role.absolute_lifetime, role.reauth_window]
-                .into_iter()
-                .flatten()
-                .any(|d| d.is_zero());
+            let zero = [
+                role.idle_timeout,
+                role.absolute_lifetime,
+                role.reauth_window,
+            ]
+            .into_iter()
+            .flatten()
+            .any(|d| d.is_zero());
             if zero {
                 return Err(invalid(
                     "roles",

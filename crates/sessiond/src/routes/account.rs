@@ -161,8 +161,7 @@ pub async fn revoke(
     ))]
 pub async fn revoke_others(
     State(app): State<SharedState>,
-    user: CurrentUser,
-    _recent: RecentAuth,
+    RecentAuth(user): RecentAuth,
 ) -> Result<Json<RevokedCount>, ApiError> {
     let n = app
         .sessions

@@ -76,8 +76,7 @@ pub async fn list_user_sessions(
     ))]
 pub async fn revoke_user_sessions(
     State(app): State<SharedState>,
-    admin: CurrentUser,
-    _recent: RecentAuth,
+    RecentAuth(admin): RecentAuth,
     Path(name): Path<String>,
 ) -> Result<Json<Revoked>, ApiError> {
     known_user(&app, &name).await?;
@@ -102,8 +101,7 @@ pub async fn revoke_user_sessions(
     ))]
 pub async fn rotate_signing_key(
     State(app): State<SharedState>,
-    admin: CurrentUser,
-    _recent: RecentAuth,
+    RecentAuth(admin): RecentAuth,
 ) -> Result<Json<RotatedKey>, ApiError> {
     let kid = app.tokens.rotate().await?;
     tracing::info!(target: "sessiond::security", event = "signing_key_rotated_by_admin", admin = %admin.user_id(), kid = %kid);

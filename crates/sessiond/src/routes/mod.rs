@@ -13,8 +13,8 @@ pub mod auth;
 pub mod gateway;
 pub mod health;
 pub mod openapi;
-pub mod reauth;
 pub mod pages;
+pub mod reauth;
 pub mod service;
 pub mod token;
 

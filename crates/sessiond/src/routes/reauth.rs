@@ -1,7 +1,8 @@
 //! Re-authentication for sensitive actions (ASVS 3.7.1): a session records
 //! when its user last proved their password (`auth_time`: the sign-in, or
 //! the last `POST /api/reauth`), and a handler that takes [`RecentAuth`]
-//! runs only within the user's re-authentication window (`[session]
+//! runs (and learns who the caller is) only within the user's
+//! re-authentication window (`[session]
 //! reauth_window`, shorter per role); past it the caller gets 401
 //! `reauthentication_required`, which the pages turn into a password
 //! prompt.
@@ -21,11 +22,11 @@ use utoipa::ToSchema;
 use crate::routes::openapi::ErrorBody;
 use crate::state::SharedState;
 
-/// A caller whose last password proof is recent enough for a sensitive
-/// action. Take it as a handler argument; it refuses with 401
+/// The caller, whose last password proof is recent enough for a sensitive
+/// action. Take it instead of [`CurrentUser`]; it refuses with 401
 /// `reauthentication_required` otherwise.
-#[derive(Debug, Clone, Copy)]
-pub struct RecentAuth;
+#[derive(Debug, Clone)]
+pub struct RecentAuth(pub CurrentUser);
 
 impl FromRequestParts<SharedState> for RecentAuth {
     type Rejection = ApiError;
@@ -49,7 +50,7 @@ impl FromRequestParts<SharedState> for RecentAuth {
         let window = app.config.reauth_window(&record.roles);
         let age = app.sessions.now().saturating_sub(record.auth_time());
         if u128::from(age) <= window.as_millis() {
-            Ok(Self)
+            Ok(Self(user))
         } else {
             tracing::info!(target: "sessiond::security", event = "reauthentication_required", user = %user.user_id());
             Err(ErrorCode::ReauthenticationRequired.into())

@@ -43,18 +43,15 @@ async fn the_session_cookie_has_the_secure_attributes() {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let sc = session_set_cookie(r.headers(), "__Host-sessiond").expect("a __Host- session cookie");
-    for attr in [
-        "Path=/",
-        "Secure",
-        "HttpOnly",
-        "SameSite=Strict",
-        "Max-Age=1800",
-    ] {
+    for attr in ["Path=/", "Secure", "HttpOnly", "SameSite=Strict"] {
         assert!(
             sc.split("; ").any(|a| a == attr),
             "{attr} missing from {sc}"
         );
     }
+    // Not remembered: a browser-session cookie (the server still ends the
+    // session at its timeouts).
+    assert!(!sc.contains("Max-Age"), "{sc}");
     assert!(!sc.contains("Domain="), "__Host- cookies are host-only");
     let token = cookie_value(&sc);
     assert_eq!(token.len(), 43, "256 bits, base64url");
@@ -130,7 +127,7 @@ async fn a_session_expires_when_idle_and_at_its_absolute_lifetime() {
 }
 
 #[tokio::test]
-async fn renewal_writes_only_under_the_threshold_and_refreshes_the_cookie() {
+async fn renewal_writes_only_under_the_threshold_and_sends_no_cookie_for_a_browser_session() {
     let app = spawn_app().await;
     let mut c = app.login("alice").await;
     for _ in 0..20 {
@@ -146,9 +143,10 @@ async fn renewal_writes_only_under_the_threshold_and_refreshes_the_cookie() {
     app.clock.advance(Duration::from_secs(6 * 60)); // 4 minutes left: under the 5-minute threshold
     let r = c.get("/api/profile").await;
     assert_eq!(r.status(), StatusCode::OK);
-    let sc =
-        session_set_cookie(r.headers(), "__Host-sessiond").expect("renewal refreshes the cookie");
-    assert!(sc.contains("Max-Age=1800"), "{sc}");
+    assert!(
+        session_set_cookie(r.headers(), "__Host-sessiond").is_none(),
+        "a browser-session cookie has no lifetime to refresh"
+    );
     assert_eq!(app.counting.renew_writes.load(Ordering::SeqCst), 1);
     for _ in 0..10 {
         assert_eq!(c.get("/api/profile").await.status(), StatusCode::OK);

@@ -144,10 +144,12 @@ fn cookie_header(app: &TestApp, value: &str) -> String {
 }
 
 /// Logs `user` in at `base` (sessiond itself or through a proxy): (cookie, CSRF token).
+/// Signs in, remembered ("keep me signed in"), so that a renewal also
+/// renews the cookie (a browser-session cookie has no lifetime to renew).
 async fn login(app: &TestApp, base: &str, user: &str) -> (String, String) {
     let r = http()
         .post(format!("{base}/login"))
-        .json(&json!({"username": user, "password": PASSWORD}))
+        .json(&json!({"username": user, "password": PASSWORD, "remember": true}))
         .send()
         .await
         .unwrap();
@@ -472,7 +474,10 @@ async fn a_proxy_in_front_protects_the_app(app: &TestApp, proxy: &str) {
     assert_eq!(status, StatusCode::FORBIDDEN, "{proxy}");
 
     // A renewed session's cookie reaches the browser through the proxy.
-    let s = &app.config.session;
+    let s = app
+        .config
+        .session_rules()
+        .expiry_for(&["user".to_owned()], true);
     app.clock
         .advance(s.idle_timeout - s.renewal_threshold + Duration::from_secs(60));
     let (status, headers, _) = through(proxy, "/api/account", &[("cookie", &cookie)]).await;

@@ -349,7 +349,7 @@ async fn bearer_requests_skip_csrf_and_never_carry_a_cookie_session() {
     let p = issue(&app, "alice").await;
     // An unsafe request with a bearer token and no CSRF token.
     let r = bearer(&app, Method::POST, "/api/sessions/revoke-others", &p.access).await;
-    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(r.status(), StatusCode::OK, "{:?}", r.text().await);
     // A bob cookie riding along with alice's token is ignored, not merged.
     let bob = app.login("bob").await;
     let r = bob
