@@ -450,6 +450,26 @@ impl RedisStore {
         format!("{}{{{shard:02x}}}u:{user}", self.prefix)
     }
 
+    /// The hash and index keys of a new session, which must be in its
+    /// user's shard (the engine makes keys to match: `shards_by_user`).
+    fn new_session_keys(
+        &self,
+        key: &SessionKey,
+        record: &SessionRecord,
+    ) -> Result<(String, String), StoreError> {
+        let shard = sessiond_core::token::user_shard(&record.user_id);
+        if key.0[0] != shard {
+            return Err(StoreError::Corrupt(
+                "a session key outside its user's shard".into(),
+                None,
+            ));
+        }
+        Ok((
+            self.session_key(key),
+            self.index_key(shard, &record.user_id),
+        ))
+    }
+
     fn user_key(&self, name: &str) -> String {
         format!("{}user:{name}", self.prefix)
     }
@@ -633,17 +653,7 @@ fn parse_member(m: &str) -> Result<SessionKey, StoreError> {
 #[async_trait]
 impl SessionStore for RedisStore {
     async fn create(&self, key: &SessionKey, record: &SessionRecord) -> Result<(), StoreError> {
-        let shard = sessiond_core::token::user_shard(&record.user_id);
-        if key.0[0] != shard {
-            return Err(StoreError::Corrupt(
-                "a session key outside its user's shard".into(),
-                None,
-            ));
-        }
-        let (skey, index) = (
-            self.session_key(key),
-            self.index_key(shard, &record.user_id),
-        );
+        let (skey, index) = self.new_session_keys(key, record)?;
         let created = if self.cluster {
             // Two single-key steps instead of one script over both keys:
             // while the user's slot migrates between masters, a script over
@@ -719,17 +729,7 @@ impl SessionStore for RedisStore {
         now: Millis,
         limit: SessionLimit,
     ) -> Result<Vec<SessionKey>, StoreError> {
-        let shard = sessiond_core::token::user_shard(&record.user_id);
-        if key.0[0] != shard {
-            return Err(StoreError::Corrupt(
-                "a session key outside its user's shard".into(),
-                None,
-            ));
-        }
-        let (skey, index) = (
-            self.session_key(key),
-            self.index_key(shard, &record.user_id),
-        );
+        let (skey, index) = self.new_session_keys(key, record)?;
         // One script over the new session, the index and the user's
         // sessions, all in the user's slot (also on a Cluster: the
         // two-step create that survives a slot migration cannot count

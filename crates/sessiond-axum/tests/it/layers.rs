@@ -130,19 +130,44 @@ async fn the_session_layer_sets_a_secure_host_cookie_at_login_and_recognises_it_
     .await;
     let cookie = set_cookie(&response);
     assert!(cookie.starts_with("__Host-sessiond="), "{cookie}");
-    for attribute in [
-        "Path=/",
-        "Secure",
-        "HttpOnly",
-        "SameSite=Strict",
-        "Max-Age=",
-    ] {
+    for attribute in ["Path=/", "Secure", "HttpOnly", "SameSite=Strict"] {
         assert!(cookie.contains(attribute), "{attribute} missing: {cookie}");
     }
+    // Not remembered: a browser-session cookie.
+    assert!(!cookie.contains("Max-Age="), "{cookie}");
     let (token, _) = sign_in(&app, "user").await;
     let me = get_page(&app, "/me", Some(&token)).await;
     assert_eq!(me.status(), StatusCode::OK);
     assert_eq!(text(me).await, "alice");
+}
+
+#[tokio::test]
+async fn a_remembered_login_gets_a_cookie_that_outlives_the_browser() {
+    let mut rules = sessiond_core::SessionRules::new(ExpiryPolicy::default());
+    rules.remember = Some(ExpiryPolicy {
+        idle_timeout: std::time::Duration::from_secs(7 * 24 * 3600),
+        absolute_lifetime: std::time::Duration::from_secs(30 * 24 * 3600),
+        ..ExpiryPolicy::default()
+    });
+    let sessions = SessionManager::new(Arc::new(MemoryStore::new()), ExpiryPolicy::default())
+        .with_rules(rules);
+    let router: Router = Router::new()
+        .route(
+            "/login",
+            post(|session: Session| async move {
+                session
+                    .login_remembered("alice", vec!["user".into()], true)
+                    .await?;
+                Ok::<_, ApiError>("in")
+            }),
+        )
+        .layer(SessionLayer::new(sessions));
+    let response = router
+        .oneshot(Request::post("/login").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let cookie = set_cookie(&response);
+    assert!(cookie.contains("Max-Age=604800"), "{cookie}");
 }
 
 #[tokio::test]
