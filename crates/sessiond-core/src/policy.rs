@@ -148,6 +148,10 @@ impl SessionRules {
             idle = rule.idle_timeout.map_or(idle, |t| t.min(idle));
             absolute = rule.absolute_lifetime.map_or(absolute, |t| t.min(absolute));
         }
+        // The common case, on every session check: nothing changed.
+        if base == self.expiry && idle == base.idle_timeout && absolute == base.absolute_lifetime {
+            return self.expiry;
+        }
         let share = self.expiry.renewal_threshold.as_secs_f64()
             / self.expiry.idle_timeout.as_secs_f64().max(1e-3);
         ExpiryPolicy {

@@ -139,6 +139,10 @@ pub struct NewSessionRequest {
     #[serde(default)]
     #[schema(value_type = super::views::NewAttributes)]
     attributes: Map<String, Value>,
+    /// "Keep me signed in": the remembered timeouts and a cookie with
+    /// `Max-Age` (when `[session] remember_me` is on).
+    #[serde(default)]
+    remember: bool,
 }
 
 pub(super) async fn user_roles(app: &SharedState, name: &str) -> Result<Vec<String>, ApiError> {
@@ -187,7 +191,7 @@ pub async fn create_session(
             roles,
             client: sessiond_core::ClientMeta::default(),
             attributes,
-            remember: false,
+            remember: body.remember,
         })
         .await?;
     tracing::info!(target: "sessiond::security", event = "session_created_by_service", user = %body.user, by = %caller.0.name);
@@ -210,7 +214,13 @@ pub async fn create_session(
                     sessiond_axum::SameSite::Strict => "Strict".into(),
                     sessiond_axum::SameSite::Lax => "Lax".into(),
                 },
-                max_age: app.config.policy().idle_timeout.as_secs(),
+                max_age: session.record.remembered().then(|| {
+                    session
+                        .record
+                        .expires_at()
+                        .saturating_sub(app.sessions.now())
+                        .div_ceil(1000)
+                }),
             },
         }),
     ))

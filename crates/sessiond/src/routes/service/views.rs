@@ -121,8 +121,9 @@ pub struct CookieAttributes {
     pub http_only: bool,
     /// `Strict` or `Lax`.
     pub same_site: String,
-    /// Seconds (the idle timeout; renewed by use).
-    pub max_age: u64,
+    /// Seconds, for a remembered session (the idle timeout; renewed by
+    /// use); `null`: a browser-session cookie (no `Max-Age`).
+    pub max_age: Option<u64>,
 }
 
 /// A session started for a user: the token, shown this once.
