@@ -239,6 +239,11 @@ pub struct RuleSpec {
     /// rule invalidates, besides the written path and its collection.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub invalidate: Option<Vec<String>>,
+    /// A sensitive area: a session needs a recent password proof (within
+    /// its re-authentication window) to pass, else 401
+    /// `reauthentication_required`.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub reauth: bool,
 }
 
 /// How the built-in proxy's response cache treats a rule's paths.
@@ -351,6 +356,8 @@ pub struct AccessRule {
     pub rate: Option<RuleRate>,
     /// The rule's response caching (built-in proxy).
     pub cache: RuleCache,
+    /// A recent password proof is needed to pass.
+    pub reauth: bool,
 }
 
 impl TryFrom<RuleSpec> for AccessRule {
@@ -404,6 +411,7 @@ impl TryFrom<RuleSpec> for AccessRule {
         Ok(Self {
             cache,
             allow,
+            reauth: spec.reauth,
             path: PathPattern::parse(&spec.path)?,
             host: spec.host.as_deref().map(HostPattern::parse).transpose()?,
             methods,
@@ -467,6 +475,7 @@ impl From<AccessRule> for RuleSpec {
                 .ttl
                 .map(|t| humantime::format_duration(t).to_string()),
             invalidate: (!rule.cache.invalidate.is_empty()).then(|| rule.cache.invalidate.to_vec()),
+            reauth: rule.reauth,
         }
     }
 }
@@ -491,6 +500,7 @@ impl AccessRule {
             csrf: CsrfCheck::default(),
             upstream: None,
             rate: None,
+            reauth: false,
         }
     }
 

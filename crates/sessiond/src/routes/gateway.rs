@@ -45,6 +45,9 @@ enum Judgement<'r> {
     Pass(&'r AccessRule),
     /// A session is needed and there is none.
     SignIn,
+    /// The rule needs a recent password proof and the session's is older:
+    /// signing in again gives one.
+    Reauthenticate,
     /// Refused (403: denied, a path with no single reading, or a failed origin check).
     Refuse(ApiError),
 }
@@ -53,12 +56,22 @@ fn refused(why: impl Into<String>) -> ApiError {
     ApiError::new(ErrorCode::Forbidden, why)
 }
 
+/// When the caller of `req` last proved their password: a cookie
+/// session's `auth_time`. `None` for a bearer caller, whose token family
+/// is not loaded here: a rule that needs a recent proof refuses it.
+fn auth_time(req: &Request) -> Option<sessiond_core::Millis> {
+    req.extensions()
+        .get::<sessiond_axum::Session>()
+        .and_then(|s| s.with_current(|s| s.record.auth_time()))
+}
+
 /// The one decision for forward-auth and the proxy.
 fn judge<'a>(
     app: &'a SharedState,
     original: &OriginalRequest,
     headers: &HeaderMap,
     principal: Option<&Principal>,
+    auth_time: Option<sessiond_core::Millis>,
 ) -> Judgement<'a> {
     let path = match NormalPath::parse(&original.uri) {
         Ok(path) => path,
@@ -79,6 +92,17 @@ fn judge<'a>(
                 let origin: Vec<String> = original.origin().into_iter().collect();
                 if let Err(why) = same_origin(headers, &origin) {
                     return Judgement::Refuse(ApiError::csrf_failed(why));
+                }
+            }
+            if rule.reauth
+                && let Some(p) = principal
+            {
+                let window = app.config.reauth_window(&p.roles).as_millis();
+                let recent = auth_time
+                    .is_some_and(|t| u128::from(app.sessions.now().saturating_sub(t)) <= window);
+                if !recent {
+                    tracing::info!(target: "sessiond::security", event = "reauthentication_required", user = %p.user_id, path = %original.uri);
+                    return Judgement::Reauthenticate;
                 }
             }
             Judgement::Pass(rule)
@@ -118,7 +142,7 @@ fn forward_auth(app: &SharedState, asker: Asker, req: &Request) -> Result<Respon
     let headers = req.headers();
     let original = OriginalRequest::from_headers(headers).map_err(|e| refused(e.to_string()))?;
     let principal = Principal::of(req.extensions());
-    match judge(app, &original, headers, principal.as_ref()) {
+    match judge(app, &original, headers, principal.as_ref(), auth_time(req)) {
         Judgement::Pass(_) => {
             let mut response = StatusCode::OK.into_response();
             let h = response.headers_mut();
@@ -131,7 +155,20 @@ fn forward_auth(app: &SharedState, asker: Asker, req: &Request) -> Result<Respon
             }
             Ok(response)
         }
-        Judgement::SignIn => Ok(sign_in(app, asker, headers, &original)),
+        Judgement::SignIn => Ok(sign_in(
+            app,
+            asker,
+            headers,
+            &original,
+            ApiError::unauthenticated(),
+        )),
+        Judgement::Reauthenticate => Ok(sign_in(
+            app,
+            asker,
+            headers,
+            &original,
+            ErrorCode::ReauthenticationRequired.into(),
+        )),
         Judgement::Refuse(e) => Err(e),
     }
 }
@@ -171,6 +208,7 @@ fn sign_in(
     asker: Asker,
     headers: &HeaderMap,
     original: &OriginalRequest,
+    why: ApiError,
 ) -> Response {
     // A login path is on the application's host: made absolute, because
     // nginx treats an `error_page` target that is a bare path as an
@@ -191,7 +229,7 @@ fn sign_in(
         };
         status.into_response()
     } else {
-        ApiError::unauthenticated().into_response()
+        why.into_response()
     };
     let h = response.headers_mut();
     h.insert(header::LOCATION, location);
@@ -236,9 +274,32 @@ pub async fn proxy(State(app): State<SharedState>, mut req: Request) -> Response
             e.into_response()
         }
     };
-    let rule = match judge(&app, &original, req.headers(), principal.as_ref()) {
+    let rule = match judge(
+        &app,
+        &original,
+        req.headers(),
+        principal.as_ref(),
+        auth_time(&req),
+    ) {
         Judgement::Pass(rule) => rule,
-        Judgement::SignIn => return sign_in(&app, Asker::PassThrough, req.headers(), &original),
+        Judgement::SignIn => {
+            return sign_in(
+                &app,
+                Asker::PassThrough,
+                req.headers(),
+                &original,
+                ApiError::unauthenticated(),
+            );
+        }
+        Judgement::Reauthenticate => {
+            return sign_in(
+                &app,
+                Asker::PassThrough,
+                req.headers(),
+                &original,
+                ErrorCode::ReauthenticationRequired.into(),
+            );
+        }
         Judgement::Refuse(e) => return refuse(e),
     };
     // The rule's application, else the default one.

@@ -386,3 +386,62 @@ async fn weak_passwords_are_refused_everywhere_with_the_reason() {
     // The password is unchanged: the old one still signs in.
     assert_eq!(login(&app, "alice", None).await.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn an_access_rule_marked_reauth_lets_a_session_pass_only_with_a_recent_password() {
+    let mut config = test_config();
+    config.server.trusted_proxies = vec!["127.0.0.1/32".parse().unwrap()];
+    config.access.rules = serde_json::from_value(json!([
+        {"path": "/settings/**", "allow": "authenticated", "reauth": true},
+        {"path": "/**", "allow": "authenticated"},
+    ]))
+    .unwrap();
+    let store = StoreHandle::from_backend(std::sync::Arc::new(MemoryStore::new()));
+    let app = spawn_app_on(store, config).await;
+    let mut alice = app.login("alice").await;
+    let ask = |cookie: String, url: &'static str| {
+        let base = app.base.clone();
+        async move {
+            reqwest::Client::new()
+                .get(format!("{base}/auth/verify"))
+                .header("x-original-url", url)
+                .header("x-original-method", "GET")
+                .header("cookie", cookie)
+                .send()
+                .await
+                .unwrap()
+        }
+    };
+    let cookie = |c: &crate::common::Client| {
+        format!(
+            "{}={}",
+            app.config.session_cookie().name,
+            c.session.clone().unwrap()
+        )
+    };
+    let settings = "https://app.example/settings/security";
+    assert_eq!(ask(cookie(&alice), settings).await.status(), StatusCode::OK);
+    app.clock.advance(Duration::from_secs(11 * 60));
+    let r = ask(cookie(&alice), settings).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    assert!(
+        r.headers()["location"]
+            .to_str()
+            .unwrap()
+            .contains("/login?rd="),
+        "nginx sends the browser to sign in again"
+    );
+    assert_eq!(error_code(r).await.1, "reauthentication_required");
+    // Other paths do not ask for it.
+    let r = ask(cookie(&alice), "https://app.example/home").await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let r = alice
+        .unsafe_json(
+            Method::POST,
+            "/api/reauth",
+            Some(json!({"password": PASSWORD})),
+        )
+        .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    assert_eq!(ask(cookie(&alice), settings).await.status(), StatusCode::OK);
+}

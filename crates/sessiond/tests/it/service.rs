@@ -297,7 +297,10 @@ async fn a_backend_starts_lists_changes_and_ends_a_users_sessions() {
     let token = made["token"].as_str().unwrap().to_owned();
     assert_eq!(made["cookie"]["name"], app.config.session_cookie().name);
     assert_eq!(made["cookie"]["http_only"], true);
-    assert!(made["cookie"]["max_age"].is_null(), "a browser-session cookie");
+    assert!(
+        made["cookie"]["max_age"].is_null(),
+        "a browser-session cookie"
+    );
     assert_eq!(made["session"]["attributes"]["sso"], "okta");
     let remembered: Value = with_key(http().post(format!("{base}/api/v1/sessions")), &writer)
         .json(&json!({"user": "bob", "remember": true}))
