@@ -217,6 +217,7 @@ fn rule_strategy() -> impl Strategy<Value = AccessRule> {
         upstream: None,
         rate: None,
         cache: RuleCache::default(),
+        reauth: false,
     })
 }
 
