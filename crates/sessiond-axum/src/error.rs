@@ -427,12 +427,15 @@ impl IntoResponse for ApiError {
         if let Some(secs) = self.retry_after {
             headers.insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
-        if let Some(challenge) = self.www_authenticate
+        if let Some(challenge) = &self.www_authenticate
             && let Ok(value) = HeaderValue::try_from(challenge.as_ref())
         {
             headers.insert(header::WWW_AUTHENTICATE, value);
         }
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+        // The error itself rides along, so that an outer layer can answer a
+        // browser with a page instead of the JSON.
+        response.extensions_mut().insert(self);
         response
     }
 }

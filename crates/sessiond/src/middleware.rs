@@ -1,7 +1,8 @@
 //! The server's outermost layer, [`GuardLayer`]: refuses oversized headers
 //! (431) and a missing, repeated or malformed `Host` (400, RFC 9112 §3.2;
 //! with `allowed_hosts`, any other name too), gives every failure answer
-//! the JSON error shape, and adds the security headers to every answer.
+//! the JSON error shape (a page instead, for a browser that asks for
+//! `text/html`), and adds the security headers to every answer.
 //! Everything behind it (the CSRF origin check) reads a `Host` that passed
 //! here.
 //!
@@ -187,13 +188,36 @@ where
         } else {
             (req, None)
         };
+        let browser = crate::routes::pages::wants_html(req.headers());
         let response = self.inner.call(req);
         Box::pin(async move {
             let response = response.await?;
             let waiting_for_client = waiting.is_some_and(|w| w.load(Ordering::Acquire));
-            Ok(finish(client_timeout(response, waiting_for_client)))
+            let response = finish(client_timeout(response, waiting_for_client));
+            Ok(if browser { as_page(response) } else { response })
         })
     }
+}
+
+/// A failure answer of sessiond's own (it carries its [`ApiError`]) as a
+/// page, for a browser: the same status, with the answer's other headers
+/// (a cookie cleared, `Retry-After`, `WWW-Authenticate`). An application's
+/// answers through the proxy carry none and pass as they are.
+fn as_page(response: Response) -> Response {
+    if response.status().as_u16() < 400 {
+        return response;
+    }
+    let Some(e) = response.extensions().get::<ApiError>() else {
+        return response;
+    };
+    let mut page = crate::routes::pages::error(e);
+    let own: Vec<HeaderName> = page.headers().keys().cloned().collect();
+    for (name, value) in response.headers() {
+        if *name != header::CONTENT_LENGTH && !own.contains(name) {
+            page.headers_mut().append(name.clone(), value.clone());
+        }
+    }
+    page
 }
 
 /// Whether the request says a body follows.

@@ -3,7 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::response::{AppendHeaders, IntoResponse, Redirect, Response};
-use http::{HeaderMap, HeaderValue, StatusCode, header};
+use http::{HeaderMap, HeaderValue, header};
 use serde::{Deserialize, Serialize};
 use sessiond_axum::csrf::same_origin;
 use sessiond_axum::{ApiError, BodyKind, ClientIp, JsonOrForm, Session, body_kind};
@@ -130,16 +130,7 @@ impl LoginForm {
     }
 
     fn render(self, error: Option<&ApiError>) -> Response {
-        let (message, status) = error.map_or((None, StatusCode::OK), |e| {
-            (Some(e.message.as_str()), e.status)
-        });
-        let mut page = pages::login(
-            &self.token,
-            self.rd.as_deref(),
-            message,
-            status,
-            self.offer_remember,
-        );
+        let mut page = pages::login(&self.token, self.rd.as_deref(), error, self.offer_remember);
         let headers = page.headers_mut();
         if let Some(cookie) = self.cookie {
             headers.append(header::SET_COOKIE, cookie);

@@ -157,6 +157,19 @@ fn table() -> Vec<(&'static str, Tier, MethodRouter<SharedState>)> {
         ("/api/sessions/{id}", SignedIn, delete(account::revoke)),
         ("/api/password", SignedIn, post(account::change_password)),
         ("/api/reauth", SignedIn, post(reauth::reauthenticate)),
+        // The account page's forms.
+        (
+            "/account/sessions/{id}/end",
+            SignedIn,
+            post(pages::end_session),
+        ),
+        (
+            "/account/sessions/end-others",
+            SignedIn,
+            post(pages::end_other_sessions),
+        ),
+        ("/account/password", SignedIn, post(pages::change_password)),
+        ("/account/reauth", SignedIn, post(pages::reauthenticate)),
         ("/api/session", SignedIn, get(account::current_session)),
         (
             "/api/session/attributes",
@@ -359,8 +372,12 @@ mod tests {
     }
 
     /// Routes the document leaves out, each with its reason.
-    const UNDOCUMENTED: [(&str, &str); 7] = [
+    const UNDOCUMENTED: [(&str, &str); 11] = [
         ("/", "a page"),
+        ("/account/sessions/{id}/end", "a page's form"),
+        ("/account/sessions/end-others", "a page's form"),
+        ("/account/password", "a page's form"),
+        ("/account/reauth", "a page's form"),
         ("/assets/app.css", "the pages' stylesheet"),
         (
             "/auth/verify",

@@ -1,57 +1,84 @@
-//! Server-rendered HTML pages. No script at all, and styles from a file, so
-//! the CSP can forbid every inline script and style.
+//! Server-rendered HTML pages, from askama templates (`templates/`, one
+//! layout, escaped automatically): sign-in, the account security page
+//! (devices, token families, password change), the password prompt before
+//! a sensitive action, and error pages for browsers. No script at all, and
+//! styles from one file, so the CSP forbids every inline script and style.
+//!
+//! Every action is a form POST carrying the session's CSRF token (the
+//! CSRF layer checks it); each answers with a redirect back to the page
+//! (303, so a reload does not repeat it) or the page again with the error
+//! beside the form it concerns.
 
-use axum::extract::State;
+use askama::Template;
+use axum::extract::{Path, Query, State};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use http::{HeaderValue, StatusCode, header};
-use sessiond_axum::{ApiError, Session};
+use serde::Deserialize;
+use sessiond_axum::{ApiError, CurrentUser, ErrorCode, JsonOrForm, Session};
+use sessiond_core::record::AUTH_TIME_ATTRIBUTE;
+use sessiond_core::{AttributeChange, SessionKey, StoreError, StoredSession};
 
 use crate::routes::SessionView;
+use crate::routes::reauth::recent_enough;
 use crate::state::SharedState;
 
-/// Escapes text for HTML content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#x27;"),
-            c => out.push(c),
-        }
-    }
-    out
+/// Who is signed in, for the layout's header (with the sign-out form).
+pub struct SignedIn {
+    name: String,
+    csrf_token: String,
 }
 
-fn page(title: &str, body: &str, status: StatusCode) -> Response {
-    let html = format!(
-        "<!doctype html><html lang=\"en\"><head><meta charset=\"utf-8\">\
-         <meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\
-         <title>{} · sessiond</title><link rel=\"stylesheet\" href=\"/assets/app.css\"></head>\
-         <body><main>{body}</main></body></html>",
-        escape(title)
-    );
-    let mut r = (status, Html(html)).into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    r
+impl SignedIn {
+    fn of(session: &Session) -> Option<Self> {
+        let name = session.with_current(|s| s.record.user_id.clone())?;
+        Some(Self {
+            name,
+            csrf_token: session.csrf_token().unwrap_or_default(),
+        })
+    }
+}
+
+/// A page, or the generic error page if the template cannot render.
+fn render(template: &impl Template, status: StatusCode) -> Response {
+    match template.render() {
+        Ok(html) => {
+            let mut r = (status, Html(html)).into_response();
+            r.headers_mut()
+                .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+            r
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "a page could not be rendered");
+            ApiError::internal().into_response()
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "error.html")]
+struct ErrorPage<'a> {
+    title: &'a str,
+    signed_in: Option<SignedIn>,
+    heading: &'a str,
+    message: &'a str,
+    code: &'a str,
+    retry_after: Option<u64>,
 }
 
 /// An error for a browser (`Accept: text/html`): the same status and
 /// `Retry-After` as the JSON answer, with its message on a page. The code
 /// is shown too, so a user can quote it.
 pub fn error(e: &ApiError) -> Response {
-    let title = e.status.canonical_reason().unwrap_or("Error");
-    let mut page = page(
-        title,
-        &format!(
-            "<h1>{}</h1><p>{}</p><p class=\"code\">{}</p>",
-            escape(title),
-            escape(&e.message),
-            escape(e.code.as_str())
-        ),
+    let heading = e.status.canonical_reason().unwrap_or("Error");
+    let mut page = render(
+        &ErrorPage {
+            title: heading,
+            signed_in: None,
+            heading,
+            message: &e.message,
+            code: e.code.as_str(),
+            retry_after: e.retry_after,
+        },
         e.status,
     );
     if let Some(secs) = e.retry_after {
@@ -69,80 +96,374 @@ pub fn wants_html(headers: &http::HeaderMap) -> bool {
         .is_some_and(|a| a.contains("text/html"))
 }
 
-/// The login form.
+#[derive(Template)]
+#[template(path = "login.html")]
+struct LoginPage<'a> {
+    title: &'a str,
+    signed_in: Option<SignedIn>,
+    csrf_token: &'a str,
+    rd: Option<&'a str>,
+    error: Option<String>,
+    offer_remember: bool,
+}
+
+/// The sign-in form, with the error of the last attempt if any (a
+/// throttled attempt says how long to wait).
 pub fn login(
     csrf_token: &str,
     rd: Option<&str>,
-    error: Option<&str>,
-    status: StatusCode,
+    error: Option<&ApiError>,
     offer_remember: bool,
 ) -> Response {
-    let remember = if offer_remember {
-        "<label><input name=\"remember\" type=\"checkbox\" value=\"true\"> Keep me signed in</label>"
-    } else {
-        ""
+    let message = error.map(|e| match e.retry_after {
+        Some(secs) if e.code == ErrorCode::TooManyAttempts => {
+            format!("Too many failed attempts. Try again in {}.", wait(secs))
+        }
+        _ => e.message.clone(),
+    });
+    render(
+        &LoginPage {
+            title: "Sign in",
+            signed_in: None,
+            csrf_token,
+            rd,
+            error: message,
+            offer_remember,
+        },
+        error.map_or(StatusCode::OK, |e| e.status),
+    )
+}
+
+/// "45 seconds", "3 minutes".
+fn wait(secs: u64) -> String {
+    match secs {
+        0..=1 => "a second".into(),
+        2..=119 => format!("{secs} seconds"),
+        _ => format!("{} minutes", secs.div_ceil(60)),
+    }
+}
+
+/// A time as the page shows it: relative ("3 minutes ago"), exact (on
+/// hover) and machine-readable.
+struct When {
+    iso: String,
+    exact: String,
+    ago: String,
+}
+
+impl When {
+    fn of(unix_secs: u64, now_secs: u64) -> Self {
+        let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_secs);
+        let iso = humantime::format_rfc3339_seconds(at).to_string();
+        let exact = format!("{} UTC", iso.trim_end_matches('Z').replacen('T', " ", 1));
+        Self {
+            ago: ago(now_secs.saturating_sub(unix_secs)),
+            iso,
+            exact,
+        }
+    }
+}
+
+/// "just now", "1 minute ago", "3 hours ago", "2 days ago".
+fn ago(secs: u64) -> String {
+    let (n, unit) = match secs {
+        0..=59 => return "just now".into(),
+        60..=3599 => (secs / 60, "minute"),
+        3600..=86_399 => (secs / 3600, "hour"),
+        _ => (secs / 86_400, "day"),
     };
-    let error = error
-        .map(|e| format!("<p class=\"error\" role=\"alert\">{}</p>", escape(e)))
-        .unwrap_or_default();
-    let rd = rd
-        .map(|rd| {
-            format!(
-                "<input type=\"hidden\" name=\"rd\" value=\"{}\">",
-                escape(rd)
-            )
-        })
-        .unwrap_or_default();
-    page(
-        "Sign in",
-        &format!(
-            "<h1>Sign in</h1>{error}<form method=\"post\" action=\"/login\">\
-             <input type=\"hidden\" name=\"csrf_token\" value=\"{}\">{rd}\
-             <label>Username <input name=\"username\" autocomplete=\"username\" required></label>\
-             <label>Password <input name=\"password\" type=\"password\" autocomplete=\"current-password\" required></label>\
-             {remember}<button type=\"submit\">Sign in</button></form>",
-            escape(csrf_token)
+    format!("{n} {unit}{} ago", if n == 1 { "" } else { "s" })
+}
+
+/// One device (or token family) on the account page.
+struct DeviceRow {
+    id: String,
+    label: String,
+    ip: Option<String>,
+    current: bool,
+    remembered: bool,
+    created_iso: String,
+    created_exact: String,
+    created_ago: String,
+    seen_iso: String,
+    seen_exact: String,
+    seen_ago: String,
+}
+
+impl DeviceRow {
+    fn of(view: SessionView, now_secs: u64) -> Self {
+        let created = When::of(view.created_at, now_secs);
+        let seen = When::of(view.last_seen, now_secs);
+        Self {
+            label: view.user_agent.unwrap_or_else(|| "Unknown device".into()),
+            id: view.id,
+            ip: view.ip,
+            current: view.current,
+            remembered: view.remembered,
+            created_iso: created.iso,
+            created_exact: created.exact,
+            created_ago: created.ago,
+            seen_iso: seen.iso,
+            seen_exact: seen.exact,
+            seen_ago: seen.ago,
+        }
+    }
+}
+
+#[derive(Template)]
+#[template(path = "account.html")]
+struct AccountPage {
+    title: &'static str,
+    signed_in: Option<SignedIn>,
+    csrf_token: String,
+    notice: Option<&'static str>,
+    error: Option<String>,
+    devices: Vec<DeviceRow>,
+    tokens: Vec<DeviceRow>,
+    others: bool,
+    password_error: Option<String>,
+    min_length: usize,
+    rules: String,
+}
+
+/// What the page says after an action (`?done=`).
+#[derive(Debug, Default, Deserialize)]
+pub struct AccountQuery {
+    done: Option<String>,
+}
+
+fn notice(done: Option<&str>) -> Option<&'static str> {
+    Some(match done? {
+        "signed-out" => "That device is signed out.",
+        "others-signed-out" => "All your other devices are signed out.",
+        "password-changed" => "Your password is changed; your other devices are signed out.",
+        "confirmed" => "Password confirmed. You can now do what you asked for.",
+        _ => return None,
+    })
+}
+
+/// The account page's inline errors.
+#[derive(Default)]
+struct Problems {
+    notice: Option<&'static str>,
+    error: Option<String>,
+    password_error: Option<String>,
+}
+
+async fn account_page(
+    app: &SharedState,
+    session: &Session,
+    current: &StoredSession,
+    problems: Problems,
+    status: StatusCode,
+) -> Result<Response, ApiError> {
+    let now = app.sessions.now() / 1000;
+    let handle = current.key.handle();
+    let (mut devices, mut tokens) = (Vec::new(), Vec::new());
+    for s in app.sessions.list_for_user(&current.record.user_id).await? {
+        let family = crate::tokens::is_family(&s.record.attributes);
+        let row = DeviceRow::of(SessionView::new(s, Some(&handle)), now);
+        if family {
+            tokens.push(row)
+        } else {
+            devices.push(row)
+        }
+    }
+    let rules = app.accounts.password_rules();
+    let page = AccountPage {
+        title: "Account security",
+        signed_in: SignedIn::of(session),
+        csrf_token: session.csrf_token().unwrap_or_default(),
+        notice: problems.notice,
+        error: problems.error,
+        others: devices.iter().any(|d| !d.current) || !tokens.is_empty(),
+        devices,
+        tokens,
+        password_error: problems.password_error,
+        min_length: rules.min_length,
+        rules: format!(
+            "At least {} characters; any characters, spaces included. Not a common or easily guessed password, and not containing your user name.",
+            rules.min_length
         ),
+    };
+    Ok(render(&page, status))
+}
+
+/// `GET /`: the signed-in user's account security page, or the sign-in page.
+pub async fn home(
+    State(app): State<SharedState>,
+    session: Session,
+    query: Result<Query<AccountQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Some(current) = session.verified() else {
+        return Ok(Redirect::to("/login").into_response());
+    };
+    let done = query.ok().and_then(|q| q.0.done);
+    let problems = Problems {
+        notice: notice(done.as_deref()),
+        ..Problems::default()
+    };
+    account_page(&app, &session, &current, problems, StatusCode::OK).await
+}
+
+fn back(done: &str) -> Response {
+    Redirect::to(&format!("/?done={done}")).into_response()
+}
+
+/// `POST /account/sessions/{id}/end`: signs one of the user's other
+/// devices (or token families) out.
+pub async fn end_session(
+    State(app): State<SharedState>,
+    session: Session,
+    user: CurrentUser,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    let current = session.verified().ok_or_else(ApiError::unauthenticated)?;
+    let ended = match SessionKey::from_handle(&id) {
+        Ok(key) => app.sessions.revoke_one(user.user_id(), &key).await,
+        Err(_) => Err(StoreError::NotFound),
+    };
+    match ended {
+        Ok(()) => {
+            tracing::info!(target: "sessiond::security", event = "session_revoked", user = %user.user_id());
+            Ok(back("signed-out"))
+        }
+        Err(StoreError::NotFound) => {
+            let problems = Problems {
+                error: Some("That session had already ended.".into()),
+                ..Problems::default()
+            };
+            account_page(&app, &session, &current, problems, StatusCode::NOT_FOUND).await
+        }
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Template)]
+#[template(path = "reauth.html")]
+struct ReauthPage {
+    title: &'static str,
+    signed_in: Option<SignedIn>,
+    csrf_token: String,
+    window: String,
+    error: Option<String>,
+}
+
+fn reauth_page(
+    app: &SharedState,
+    session: &Session,
+    error: Option<String>,
+    status: StatusCode,
+) -> Response {
+    let roles = session
+        .with_current(|s| s.record.roles.clone())
+        .unwrap_or_default();
+    let window = app.config.reauth_window(&roles);
+    render(
+        &ReauthPage {
+            title: "Confirm your password",
+            signed_in: SignedIn::of(session),
+            csrf_token: session.csrf_token().unwrap_or_default(),
+            window: humantime::format_duration(window).to_string(),
+            error,
+        },
         status,
     )
 }
 
-/// `GET /`: the signed-in user's account page with their devices, or a
-/// redirect to the login page.
-pub async fn home(State(app): State<SharedState>, session: Session) -> Result<Response, ApiError> {
-    let Some(current) = session.verified() else {
-        return Ok(Redirect::to("/login").into_response());
-    };
-    let csrf = session.csrf_token().unwrap_or_default();
-    let sessions = app.sessions.list_for_user(&current.record.user_id).await?;
-    let handle = current.key.handle();
-    let rows: String = sessions
-        .into_iter()
-        .map(|s| SessionView::new(s, Some(&handle)))
-        .map(|v| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(v.user_agent.as_deref().unwrap_or("unknown device")),
-                escape(v.ip.as_deref().unwrap_or("")),
-                v.created_at,
-                if v.current { "this device" } else { "" }
-            )
-        })
-        .collect();
-    Ok(page(
-        "Your account",
-        &format!(
-            "<h1>Signed in as <span id=\"user\">{user}</span></h1><p>Roles: {roles}</p>\
-             <h2>Your sessions</h2><table><thead><tr><th>Device</th><th>IP</th><th>Created (Unix time)</th><th></th></tr></thead>\
-             <tbody>{rows}</tbody></table>\
-             <form method=\"post\" action=\"/logout\"><input type=\"hidden\" name=\"csrf_token\" value=\"{csrf}\">\
-             <button type=\"submit\">Sign out</button></form>",
-            user = escape(&current.record.user_id),
-            roles = escape(&current.record.roles.join(", ")),
-            csrf = escape(&csrf),
-        ),
-        StatusCode::OK,
-    ))
+/// `POST /account/sessions/end-others`: signs every other device out,
+/// after asking for the password if the last proof is too old.
+pub async fn end_other_sessions(
+    State(app): State<SharedState>,
+    session: Session,
+) -> Result<Response, ApiError> {
+    let current = session.verified().ok_or_else(ApiError::unauthenticated)?;
+    if !recent_enough(&app, &current.record) {
+        return Ok(reauth_page(&app, &session, None, StatusCode::UNAUTHORIZED));
+    }
+    let n = app
+        .sessions
+        .revoke_user(&current.record.user_id, Some(&current.key))
+        .await?;
+    tracing::info!(target: "sessiond::security", event = "revoke_others", user = %current.record.user_id, revoked = n);
+    Ok(back("others-signed-out"))
+}
+
+/// The password change form.
+#[derive(Debug, Deserialize)]
+pub struct PasswordForm {
+    current_password: String,
+    new_password: String,
+}
+
+/// `POST /account/password`: changes the password (the current one is the
+/// proof), ends every other session and moves this one to a fresh token.
+pub async fn change_password(
+    State(app): State<SharedState>,
+    session: Session,
+    JsonOrForm { value: form, .. }: JsonOrForm<PasswordForm>,
+) -> Result<Response, ApiError> {
+    let current = session.verified().ok_or_else(ApiError::unauthenticated)?;
+    let changed = app
+        .accounts
+        .change_password(
+            &current.record.user_id,
+            form.current_password,
+            form.new_password,
+            Some(&current.key),
+        )
+        .await;
+    match changed {
+        Ok(_) => {
+            session.cycle(None).await?;
+            Ok(back("password-changed"))
+        }
+        Err(e) => {
+            let e = ApiError::from(e);
+            if e.status.is_server_error() {
+                return Err(e);
+            }
+            let problems = Problems {
+                password_error: Some(e.message.clone()),
+                ..Problems::default()
+            };
+            account_page(&app, &session, &current, problems, e.status).await
+        }
+    }
+}
+
+/// The password prompt's form.
+#[derive(Debug, Deserialize)]
+pub struct ReauthForm {
+    password: String,
+}
+
+/// `POST /account/reauth`: the password prompt before a sensitive action.
+pub async fn reauthenticate(
+    State(app): State<SharedState>,
+    session: Session,
+    JsonOrForm { value: form, .. }: JsonOrForm<ReauthForm>,
+) -> Result<Response, ApiError> {
+    let current = session.verified().ok_or_else(ApiError::unauthenticated)?;
+    let user = current.record.user_id.clone();
+    if let Err(e) = app.accounts.prove_password(&user, form.password).await {
+        let e = ApiError::from(e);
+        if e.status.is_server_error() {
+            return Err(e);
+        }
+        let message = match e.retry_after {
+            Some(secs) => format!("Too many failed attempts. Try again in {}.", wait(secs)),
+            None => e.message.clone(),
+        };
+        return Ok(reauth_page(&app, &session, Some(message), e.status));
+    }
+    let now = app.sessions.now();
+    session
+        .update(&[AttributeChange::set(AUTH_TIME_ATTRIBUTE, now.to_string())])
+        .await?;
+    session.cycle(None).await?;
+    tracing::info!(target: "sessiond::security", event = "reauthenticated", user = %user);
+    Ok(back("confirmed"))
 }
 
 /// `GET /assets/app.css`.
@@ -155,4 +476,41 @@ pub async fn stylesheet() -> Response {
         include_str!("../../assets/app.css"),
     )
         .into_response()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_read_as_people_say_them() {
+        assert_eq!(ago(5), "just now");
+        assert_eq!(ago(60), "1 minute ago");
+        assert_eq!(ago(3 * 60 + 20), "3 minutes ago");
+        assert_eq!(ago(2 * 3600), "2 hours ago");
+        assert_eq!(ago(86_400), "1 day ago");
+        let w = When::of(1_764_552_960, 1_764_553_140);
+        assert_eq!(w.iso, "2025-12-01T01:36:00Z");
+        assert_eq!(w.exact, "2025-12-01 01:36:00 UTC");
+        assert_eq!(w.ago, "3 minutes ago");
+        assert_eq!(wait(45), "45 seconds");
+        assert_eq!(wait(900), "15 minutes");
+    }
+
+    #[test]
+    fn what_a_page_shows_is_escaped() {
+        let html = LoginPage {
+            title: "Sign in",
+            signed_in: None,
+            csrf_token: "\"><script>alert(1)</script>",
+            rd: Some("/x?a=<b>"),
+            error: Some("<img src=x onerror=alert(1)>".into()),
+            offer_remember: true,
+        }
+        .render()
+        .unwrap();
+        assert!(!html.contains("<script>alert"), "{html}");
+        assert!(!html.contains("<img src=x"), "{html}");
+        assert!(html.contains("&lt;img src=x"), "{html}");
+    }
 }

@@ -47,15 +47,20 @@ impl FromRequestParts<SharedState> for RecentAuth {
                 .await?
                 .ok_or_else(ApiError::unauthenticated)?,
         };
-        let window = app.config.reauth_window(&record.roles);
-        let age = app.sessions.now().saturating_sub(record.auth_time());
-        if u128::from(age) <= window.as_millis() {
+        if recent_enough(app, &record) {
             Ok(Self(user))
         } else {
             tracing::info!(target: "sessiond::security", event = "reauthentication_required", user = %user.user_id());
             Err(ErrorCode::ReauthenticationRequired.into())
         }
     }
+}
+
+/// Whether `record`'s last password proof is within its user's window.
+pub fn recent_enough(app: &SharedState, record: &sessiond_core::SessionRecord) -> bool {
+    let window = app.config.reauth_window(&record.roles);
+    let age = app.sessions.now().saturating_sub(record.auth_time());
+    u128::from(age) <= window.as_millis()
 }
 
 /// `POST /api/reauth` body.

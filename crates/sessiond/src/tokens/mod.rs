@@ -32,7 +32,7 @@ use std::time::Duration;
 use sessiond_core::StoreError;
 use sessiond_jwt::{Algorithm, KeyEncryptionKey, KeyError, Rules};
 
-pub use refresh::{RESERVED_PREFIX, RefreshFamilies, RefreshToken, Refreshed};
+pub use refresh::{RESERVED_PREFIX, RefreshFamilies, RefreshToken, Refreshed, is_family};
 pub use ring::{KEY_RING, TokenService};
 
 /// Token settings, from the server configuration.

@@ -125,6 +125,12 @@ impl RefreshToken {
     }
 }
 
+/// Whether a session record with these attributes is a token family (not
+/// a browser's session).
+pub fn is_family(attributes: &BTreeMap<String, String>) -> bool {
+    Family::of(attributes).is_some()
+}
+
 /// A refresh family's attributes, read from its session record.
 struct Family<'a>(&'a BTreeMap<String, String>);
 

@@ -491,7 +491,7 @@ async fn the_html_login_form_signs_in_with_its_csrf_token() {
         page.text()
             .await
             .unwrap()
-            .contains("<span id=\"user\">alice</span>")
+            .contains("id=\"user\">alice</strong>")
     );
     // A wrong password re-renders the form (HTML, 401).
     let bad = [

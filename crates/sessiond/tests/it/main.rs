@@ -13,6 +13,7 @@ mod logs;
 mod malformed;
 mod observability;
 mod openapi;
+mod pages;
 mod policies;
 mod redis;
 mod restart;
