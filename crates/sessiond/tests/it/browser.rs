@@ -157,6 +157,60 @@ impl Driver {
             .unwrap_or_default()
     }
 
+    /// Runs `script` in the page; its answer.
+    async fn execute(&self, script: &str) -> Value {
+        self.call(
+            reqwest::Method::POST,
+            "/execute/sync",
+            Some(json!({"script": script, "args": []})),
+        )
+        .await
+    }
+
+    /// Resizes the window (CSS pixels).
+    async fn resize(&self, width: u32, height: u32) {
+        self.call(
+            reqwest::Method::POST,
+            "/window/rect",
+            Some(json!({"width": width, "height": height})),
+        )
+        .await;
+    }
+
+    /// The page as a PNG.
+    async fn screenshot(&self) -> Vec<u8> {
+        use base64::Engine as _;
+        let v = self.call(reqwest::Method::GET, "/screenshot", None).await;
+        base64::engine::general_purpose::STANDARD
+            .decode(v.as_str().unwrap())
+            .unwrap()
+    }
+
+    /// axe-core's violations of impact "serious" or "critical" on the
+    /// current page (id, impact, how many elements), after injecting
+    /// `axe` (the source of axe.min.js).
+    async fn serious_accessibility_violations(&self, axe: &str) -> Vec<Value> {
+        self.execute(axe).await;
+        let found = self
+            .call(
+                reqwest::Method::POST,
+                "/execute/async",
+                Some(json!({"script": "const done = arguments[arguments.length - 1];\
+                    axe.run(document, {resultTypes: ['violations']})\
+                      .then(r => done(r.violations.map(v => ({id: v.id, impact: v.impact, nodes: v.nodes.map(n => n.target.join(' '))}))))\
+                      .catch(e => done([{id: 'axe-failed', impact: 'critical', nodes: [String(e)]}]));",
+                    "args": []})),
+            )
+            .await;
+        found
+            .as_array()
+            .unwrap_or_else(|| panic!("axe answered {found}"))
+            .iter()
+            .filter(|v| matches!(v["impact"].as_str(), Some("serious" | "critical")))
+            .cloned()
+            .collect()
+    }
+
     /// Ends the WebDriver session, which closes Chrome.
     async fn quit(&self) {
         let url = format!("{}/session/{}", self.base, self.session);
@@ -258,6 +312,159 @@ async fn a_person_signs_in_sees_their_devices_and_signs_out_in_a_real_browser() 
         browser.url().await.ends_with("/login"),
         "signed out for real"
     );
+    browser.quit().await;
+}
+
+/// axe-core's source: `.ci/run` installs it with npm under
+/// `crates/sessiond/tests/browser` (its lock file pins the version).
+fn axe_source() -> Option<String> {
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/browser/node_modules/axe-core/axe.min.js"
+    );
+    match std::fs::read_to_string(path) {
+        Ok(text) => Some(text),
+        Err(_) if std::env::var("SESSIOND_REQUIRE_BROWSER").is_ok_and(|v| v == "1") => {
+            panic!(
+                "{path} is missing (npm ci --prefix crates/sessiond/tests/browser), and SESSIOND_REQUIRE_BROWSER=1 makes that a failure"
+            )
+        }
+        Err(_) => {
+            eprintln!(
+                "SKIPPED accessibility test: {path} is missing (npm ci --prefix crates/sessiond/tests/browser)"
+            );
+            None
+        }
+    }
+}
+
+/// Checks the page with axe-core and, with `UPDATE_SCREENSHOTS=1`, saves
+/// it as `docs/screenshots/{name}.png`.
+async fn check_page(browser: &Driver, axe: &str, name: &str) {
+    let serious = browser.serious_accessibility_violations(axe).await;
+    assert!(serious.is_empty(), "{name}: axe found {serious:#?}");
+    if std::env::var("UPDATE_SCREENSHOTS").as_deref() == Ok("1") {
+        let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/screenshots");
+        std::fs::create_dir_all(dir).unwrap();
+        std::fs::write(format!("{dir}/{name}.png"), browser.screenshot().await).unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_person_manages_their_devices_and_password_in_chromium_with_no_serious_accessibility_faults()
+ {
+    if !browser_available() {
+        return;
+    }
+    let Some(axe) = axe_source() else { return };
+    let app = spawn_app().await;
+    let browser = Driver::start().await;
+    browser.resize(1024, 900).await;
+    let site = format!("http://127.0.0.1:{}", app.addr.port());
+
+    browser.goto(&format!("{site}/login")).await;
+    browser.wait_for("Keep me signed in").await;
+    check_page(&browser, &axe, "sign-in").await;
+    browser.type_into("#username", "alice").await;
+    browser.type_into("#password", PASSWORD).await;
+    browser.click("#remember").await;
+    browser.click("button[type=submit]").await;
+    browser.wait_for("Where you are signed in").await;
+
+    // Another device, signed in with curl's manners.
+    let other_device = || async {
+        let mut phone = app.client();
+        phone.http = reqwest::Client::builder()
+            .user_agent("Mozilla/5.0 (Android 14; Mobile; rv:133.0) Gecko/133.0 Firefox/133.0")
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap();
+        assert_eq!(
+            phone.login("alice", PASSWORD).await,
+            reqwest::StatusCode::OK
+        );
+        phone
+    };
+    let mut phone = other_device().await;
+    app.clock.advance(Duration::from_secs(3 * 60));
+    browser.goto(&format!("{site}/")).await;
+    let page = browser.wait_for("Firefox 133").await;
+    assert!(
+        page.contains("This device") && page.contains("Remembered"),
+        "{page}"
+    );
+    assert!(page.contains("3 minutes ago"), "{page}");
+    check_page(&browser, &axe, "account").await;
+
+    // Sign the other device out: it is refused at once.
+    browser.click("#devices form[action$='/end'] button").await;
+    browser.wait_for("That device is signed out.").await;
+    assert_eq!(
+        phone.get("/api/profile").await.status(),
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+
+    // A password the rules refuse is explained beside the form; a good one is taken.
+    browser.type_into("#current_password", PASSWORD).await;
+    browser.type_into("#new_password", "qwertyuiop123").await;
+    browser
+        .click("form[action='/account/password'] button")
+        .await;
+    browser.wait_for("too easy to guess").await;
+    check_page(&browser, &axe, "account-password-refused").await;
+    browser.type_into("#current_password", PASSWORD).await;
+    browser
+        .type_into("#new_password", "saffron-glacier-rowboat")
+        .await;
+    browser
+        .click("form[action='/account/password'] button")
+        .await;
+    browser.wait_for("Your password is changed").await;
+
+    // Eleven minutes on, signing out everywhere else asks for the password first.
+    let mut phone = app.client();
+    phone.http = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap();
+    assert_eq!(
+        phone.login("alice", "saffron-glacier-rowboat").await,
+        reqwest::StatusCode::OK
+    );
+    app.clock.advance(Duration::from_secs(11 * 60));
+    browser.goto(&format!("{site}/")).await;
+    browser.wait_for("Sign out of all other devices").await;
+    browser.click("#end-others").await;
+    browser.wait_for("Confirm your password").await;
+    check_page(&browser, &axe, "confirm-password").await;
+    browser
+        .type_into("#password", "saffron-glacier-rowboat")
+        .await;
+    browser.click("form[action='/account/reauth'] button").await;
+    browser.wait_for("Password confirmed").await;
+    browser.click("#end-others").await;
+    browser
+        .wait_for("All your other devices are signed out.")
+        .await;
+    assert_eq!(
+        phone.get("/api/profile").await.status(),
+        reqwest::StatusCode::UNAUTHORIZED
+    );
+
+    // A page that does not exist, for a browser.
+    browser.goto(&format!("{site}/no/such/page")).await;
+    browser.wait_for("Not Found").await;
+    check_page(&browser, &axe, "not-found").await;
+
+    // On a phone's width: everything fits, nothing scrolls sideways.
+    browser.resize(390, 844).await;
+    browser.goto(&format!("{site}/")).await;
+    browser.wait_for("Where you are signed in").await;
+    let fits = browser
+        .execute("return document.documentElement.scrollWidth <= window.innerWidth;")
+        .await;
+    assert_eq!(fits, true, "the account page scrolls sideways at 390 px");
+    check_page(&browser, &axe, "account-phone").await;
     browser.quit().await;
 }
 
