@@ -404,6 +404,30 @@ impl Accounts {
         Ok((account, ended))
     }
 
+    /// Users whose names start with `prefix`, by name, after `after` (the
+    /// last name of the previous page), at most `limit`; and the cursor of
+    /// the next page, if there is one.
+    pub async fn page_of_users(
+        &self,
+        prefix: &str,
+        after: Option<&str>,
+        limit: usize,
+    ) -> Result<(Vec<UserRecord>, Option<String>), AccountError> {
+        let mut users: Vec<UserRecord> = self
+            .store
+            .list_users()
+            .await?
+            .into_iter()
+            .filter(|u| u.name.starts_with(prefix))
+            .filter(|u| after.is_none_or(|a| u.name.as_str() > a))
+            .collect();
+        users.sort_by(|a, b| a.name.cmp(&b.name));
+        let more = users.len() > limit;
+        users.truncate(limit);
+        let next = more.then(|| users.last().map(|u| u.name.clone())).flatten();
+        Ok((users, next))
+    }
+
     /// Deletes a user and ends all of their sessions and token families.
     /// `None` if there was no such user.
     pub async fn delete(&self, name: &str) -> Result<Option<usize>, AccountError> {

@@ -9,6 +9,7 @@
 
 pub mod account;
 pub mod admin;
+pub mod admin_pages;
 pub mod auth;
 pub mod gateway;
 pub mod health;
@@ -185,6 +186,47 @@ fn table() -> Vec<(&'static str, Tier, MethodRouter<SharedState>)> {
             "/api/admin/keys/rotate",
             Admin,
             post(admin::rotate_signing_key),
+        ),
+        // The admin console's pages and forms.
+        ("/admin", Admin, get(admin_pages::overview)),
+        ("/admin/users", Admin, get(admin_pages::users)),
+        ("/admin/users/{name}", Admin, get(admin_pages::user)),
+        (
+            "/admin/users/{name}/roles",
+            Admin,
+            post(admin_pages::set_roles),
+        ),
+        (
+            "/admin/users/{name}/disabled",
+            Admin,
+            post(admin_pages::set_disabled),
+        ),
+        (
+            "/admin/users/{name}/password",
+            Admin,
+            post(admin_pages::set_password),
+        ),
+        (
+            "/admin/users/{name}/sessions/end-all",
+            Admin,
+            post(admin_pages::end_all),
+        ),
+        (
+            "/admin/users/{name}/sessions/{id}/end",
+            Admin,
+            post(admin_pages::end_one),
+        ),
+        ("/admin/keys", Admin, get(admin_pages::keys)),
+        ("/admin/keys/rotate", Admin, post(admin_pages::rotate)),
+        (
+            "/admin/service-keys",
+            Admin,
+            post(admin_pages::create_service_key),
+        ),
+        (
+            "/admin/service-keys/{name}/revoke",
+            Admin,
+            post(admin_pages::revoke_service_key),
         ),
         // The service API: a service key, checked by each handler.
         ("/api/v1/openapi.json", Public, get(openapi::document)),
@@ -372,8 +414,26 @@ mod tests {
     }
 
     /// Routes the document leaves out, each with its reason.
-    const UNDOCUMENTED: [(&str, &str); 11] = [
+    const UNDOCUMENTED: [(&str, &str); 23] = [
         ("/", "a page"),
+        ("/admin", "an admin page"),
+        ("/admin/users", "an admin page"),
+        ("/admin/users/{name}", "an admin page"),
+        ("/admin/users/{name}/roles", "an admin page's form"),
+        ("/admin/users/{name}/disabled", "an admin page's form"),
+        ("/admin/users/{name}/password", "an admin page's form"),
+        (
+            "/admin/users/{name}/sessions/end-all",
+            "an admin page's form",
+        ),
+        (
+            "/admin/users/{name}/sessions/{id}/end",
+            "an admin page's form",
+        ),
+        ("/admin/keys", "an admin page"),
+        ("/admin/keys/rotate", "an admin page's form"),
+        ("/admin/service-keys", "an admin page's form"),
+        ("/admin/service-keys/{name}/revoke", "an admin page's form"),
         ("/account/sessions/{id}/end", "a page's form"),
         ("/account/sessions/end-others", "a page's form"),
         ("/account/password", "a page's form"),

@@ -23,23 +23,27 @@ use crate::routes::reauth::recent_enough;
 use crate::state::SharedState;
 
 /// Who is signed in, for the layout's header (with the sign-out form).
-pub struct SignedIn {
-    name: String,
-    csrf_token: String,
+pub(crate) struct SignedIn {
+    pub(crate) name: String,
+    pub(crate) csrf_token: String,
+    /// Whether to link the admin console.
+    pub(crate) admin: bool,
 }
 
 impl SignedIn {
-    fn of(session: &Session) -> Option<Self> {
-        let name = session.with_current(|s| s.record.user_id.clone())?;
+    pub(crate) fn of(session: &Session) -> Option<Self> {
+        let (name, admin) =
+            session.with_current(|s| (s.record.user_id.clone(), s.record.has_role("admin")))?;
         Some(Self {
             name,
+            admin,
             csrf_token: session.csrf_token().unwrap_or_default(),
         })
     }
 }
 
 /// A page, or the generic error page if the template cannot render.
-fn render(template: &impl Template, status: StatusCode) -> Response {
+pub(crate) fn render(template: &impl Template, status: StatusCode) -> Response {
     match template.render() {
         Ok(html) => {
             let mut r = (status, Html(html)).into_response();
@@ -145,14 +149,14 @@ fn wait(secs: u64) -> String {
 
 /// A time as the page shows it: relative ("3 minutes ago"), exact (on
 /// hover) and machine-readable.
-struct When {
-    iso: String,
-    exact: String,
-    ago: String,
+pub(crate) struct When {
+    pub(crate) iso: String,
+    pub(crate) exact: String,
+    pub(crate) ago: String,
 }
 
 impl When {
-    fn of(unix_secs: u64, now_secs: u64) -> Self {
+    pub(crate) fn of(unix_secs: u64, now_secs: u64) -> Self {
         let at = std::time::UNIX_EPOCH + std::time::Duration::from_secs(unix_secs);
         let iso = humantime::format_rfc3339_seconds(at).to_string();
         let exact = format!("{} UTC", iso.trim_end_matches('Z').replacen('T', " ", 1));
@@ -176,22 +180,22 @@ fn ago(secs: u64) -> String {
 }
 
 /// One device (or token family) on the account page.
-struct DeviceRow {
-    id: String,
-    label: String,
-    ip: Option<String>,
-    current: bool,
-    remembered: bool,
-    created_iso: String,
-    created_exact: String,
-    created_ago: String,
-    seen_iso: String,
-    seen_exact: String,
-    seen_ago: String,
+pub(crate) struct DeviceRow {
+    pub(crate) id: String,
+    pub(crate) label: String,
+    pub(crate) ip: Option<String>,
+    pub(crate) current: bool,
+    pub(crate) remembered: bool,
+    pub(crate) created_iso: String,
+    pub(crate) created_exact: String,
+    pub(crate) created_ago: String,
+    pub(crate) seen_iso: String,
+    pub(crate) seen_exact: String,
+    pub(crate) seen_ago: String,
 }
 
 impl DeviceRow {
-    fn of(view: SessionView, now_secs: u64) -> Self {
+    pub(crate) fn of(view: SessionView, now_secs: u64) -> Self {
         let created = When::of(view.created_at, now_secs);
         let seen = When::of(view.last_seen, now_secs);
         Self {
@@ -341,19 +345,23 @@ pub async fn end_session(
 
 #[derive(Template)]
 #[template(path = "reauth.html")]
-struct ReauthPage {
+struct ReauthPage<'a> {
     title: &'static str,
     signed_in: Option<SignedIn>,
     csrf_token: String,
     window: String,
     error: Option<String>,
+    next: &'a str,
 }
 
-fn reauth_page(
+/// The password prompt; after it, the browser goes back to `next` (a page
+/// of this site).
+pub(crate) fn reauth_page(
     app: &SharedState,
     session: &Session,
     error: Option<String>,
     status: StatusCode,
+    next: &str,
 ) -> Response {
     let roles = session
         .with_current(|s| s.record.roles.clone())
@@ -366,6 +374,7 @@ fn reauth_page(
             csrf_token: session.csrf_token().unwrap_or_default(),
             window: humantime::format_duration(window).to_string(),
             error,
+            next: local(next),
         },
         status,
     )
@@ -379,7 +388,13 @@ pub async fn end_other_sessions(
 ) -> Result<Response, ApiError> {
     let current = session.verified().ok_or_else(ApiError::unauthenticated)?;
     if !recent_enough(&app, &current.record) {
-        return Ok(reauth_page(&app, &session, None, StatusCode::UNAUTHORIZED));
+        return Ok(reauth_page(
+            &app,
+            &session,
+            None,
+            StatusCode::UNAUTHORIZED,
+            "/",
+        ));
     }
     let n = app
         .sessions
@@ -436,6 +451,19 @@ pub async fn change_password(
 #[derive(Debug, Deserialize)]
 pub struct ReauthForm {
     password: String,
+    /// The page to go back to.
+    #[serde(default)]
+    next: Option<String>,
+}
+
+/// `next` if it is a page of this site (a path: not `//host`, not a URL),
+/// else the account page.
+fn local(next: &str) -> &str {
+    let ok = next.starts_with('/')
+        && !next.starts_with("//")
+        && !next.contains('\\')
+        && next.bytes().all(|b| b.is_ascii_graphic());
+    if ok { next } else { "/" }
 }
 
 /// `POST /account/reauth`: the password prompt before a sensitive action.
@@ -455,7 +483,8 @@ pub async fn reauthenticate(
             Some(secs) => format!("Too many failed attempts. Try again in {}.", wait(secs)),
             None => e.message.clone(),
         };
-        return Ok(reauth_page(&app, &session, Some(message), e.status));
+        let next = form.next.as_deref().unwrap_or("/");
+        return Ok(reauth_page(&app, &session, Some(message), e.status, next));
     }
     let now = app.sessions.now();
     session
@@ -463,7 +492,8 @@ pub async fn reauthenticate(
         .await?;
     session.cycle(None).await?;
     tracing::info!(target: "sessiond::security", event = "reauthenticated", user = %user);
-    Ok(back("confirmed"))
+    let next = local(form.next.as_deref().unwrap_or("/"));
+    Ok(Redirect::to(&format!("{next}?done=confirmed")).into_response())
 }
 
 /// `GET /assets/app.css`.

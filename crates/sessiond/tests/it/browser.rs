@@ -469,6 +469,51 @@ async fn a_person_manages_their_devices_and_password_in_chromium_with_no_serious
 }
 
 #[tokio::test]
+async fn an_administrator_works_the_console_in_chromium_with_no_serious_accessibility_faults() {
+    if !browser_available() {
+        return;
+    }
+    let Some(axe) = axe_source() else { return };
+    let app = spawn_app().await;
+    let browser = Driver::start().await;
+    browser.resize(1024, 900).await;
+    let site = format!("http://127.0.0.1:{}", app.addr.port());
+    let mut alice = app.login("alice").await;
+
+    browser.goto(&format!("{site}/login")).await;
+    browser.sign_in("root", PASSWORD).await;
+    browser.wait_for("Where you are signed in").await;
+    browser.goto(&format!("{site}/admin")).await;
+    browser.wait_for("Sessions in the store").await;
+    check_page(&browser, &axe, "admin").await;
+
+    browser.goto(&format!("{site}/admin/users")).await;
+    browser.type_into("#q", "al").await;
+    browser.click("form[role=search] button").await;
+    let page = browser.wait_for("/admin/users/alice").await;
+    assert!(!page.contains("/admin/users/bob"), "{page}");
+    check_page(&browser, &axe, "admin-users").await;
+
+    browser.click("a[href='/admin/users/alice']").await;
+    browser.wait_for("End all of alice").await;
+    check_page(&browser, &axe, "admin-user").await;
+    browser.click("#end-all").await;
+    browser.wait_for("All of the user's sessions ended.").await;
+    assert_eq!(
+        alice.get("/api/profile").await.status(),
+        reqwest::StatusCode::UNAUTHORIZED,
+        "ended at once"
+    );
+
+    browser.goto(&format!("{site}/admin/keys")).await;
+    browser.wait_for("Rotate the signing key").await;
+    check_page(&browser, &axe, "admin-keys").await;
+    browser.click("#rotate").await;
+    browser.wait_for("The signing key is rotated").await;
+    browser.quit().await;
+}
+
+#[tokio::test]
 async fn a_cross_site_form_cannot_sign_a_browser_in() {
     if !browser_available() {
         return;

@@ -220,3 +220,153 @@ async fn a_browser_gets_an_error_page_and_an_api_client_keeps_the_json() {
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert!(html.contains("Not Found"), "{html}");
 }
+
+#[tokio::test]
+async fn an_administrator_finds_a_user_ends_their_sessions_and_changes_their_access() {
+    let app = spawn_app().await;
+    let mut root = app.login("root").await;
+    let mut alice = app.login("alice").await;
+    let (status, html) = page(&mut root, "/admin").await;
+    assert_eq!(status, StatusCode::OK);
+    assert!(html.contains("Sessions in the store"), "{html}");
+    let (_, html) = page(&mut root, "/admin/users?q=al").await;
+    assert!(html.contains("href=\"/admin/users/alice\""), "{html}");
+    assert!(
+        !html.contains("href=\"/admin/users/bob\""),
+        "a prefix search: {html}"
+    );
+    // Not for everyone.
+    let (status, html) = page(&mut alice, "/admin/users").await;
+    assert_eq!(status, StatusCode::FORBIDDEN);
+    assert!(html.starts_with("<!doctype html>"));
+
+    let r = form(&mut root, "/admin/users/alice/sessions/end-all", &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        alice.get("/api/profile").await.status(),
+        StatusCode::UNAUTHORIZED
+    );
+
+    let r = form(
+        &mut root,
+        "/admin/users/alice/roles",
+        &[("roles", "user, Not A Role")],
+    )
+    .await;
+    assert_eq!(
+        r.status(),
+        StatusCode::BAD_REQUEST,
+        "refused beside the form"
+    );
+    assert!(r.text().await.unwrap().contains("invalid role"));
+    let r = form(
+        &mut root,
+        "/admin/users/alice/roles",
+        &[("roles", "user, auditor")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let (_, html) = page(&mut root, "/admin/users/alice?done=roles").await;
+    assert!(
+        html.contains("Roles saved") && html.contains("user, auditor"),
+        "{html}"
+    );
+
+    let r = form(
+        &mut root,
+        "/admin/users/alice/disabled",
+        &[("disabled", "true")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(
+        app.client().login("alice", PASSWORD).await,
+        StatusCode::UNAUTHORIZED
+    );
+    let r = form(
+        &mut root,
+        "/admin/users/alice/disabled",
+        &[("disabled", "false")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(app.client().login("alice", PASSWORD).await, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn admin_actions_ask_for_the_password_once_it_is_old_and_return_to_the_page() {
+    let app = spawn_app().await;
+    let mut root = app.login("root").await;
+    app.clock.advance(Duration::from_secs(11 * 60));
+    let r = form(&mut root, "/admin/keys/rotate", &[]).await;
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    let html = r.text().await.unwrap();
+    assert!(
+        html.contains("name=\"next\" value=\"/admin/keys\""),
+        "{html}"
+    );
+    let r = form(
+        &mut root,
+        "/account/reauth",
+        &[("password", PASSWORD), ("next", "/admin/keys")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    assert_eq!(r.headers()["location"], "/admin/keys?done=confirmed");
+    // An open redirect through `next` is not one.
+    let (_, html) = page(&mut root, "/admin/keys").await;
+    root.csrf = csrf_of(&html);
+    app.clock.advance(Duration::from_secs(11 * 60));
+    let r = form(
+        &mut root,
+        "/account/reauth",
+        &[("password", PASSWORD), ("next", "//evil.example/")],
+    )
+    .await;
+    assert_eq!(r.headers()["location"], "/?done=confirmed");
+    let (_, html) = page(&mut root, "/admin/keys").await;
+    root.csrf = csrf_of(&html);
+    let r = form(&mut root, "/admin/keys/rotate", &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    // A service key, shown once; then revoked.
+    let r = form(
+        &mut root,
+        "/admin/service-keys",
+        &[("name", "billing"), ("scopes", "sessions:read, users:read")],
+    )
+    .await;
+    assert_eq!(r.status(), StatusCode::OK);
+    let html = r.text().await.unwrap();
+    let secret = html
+        .split("<code>sdk_")
+        .nth(1)
+        .and_then(|s| s.split('<').next())
+        .map(|s| format!("sdk_{s}"))
+        .expect("the key, once");
+    let (_, again) = page(&mut root, "/admin/keys").await;
+    assert!(!again.contains(&secret), "shown once only");
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/users", app.base))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "the key works");
+    let r = form(&mut root, "/admin/service-keys/billing/revoke", &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let r = reqwest::Client::new()
+        .get(format!("{}/api/v1/users", app.base))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+}
+
+fn csrf_of(html: &str) -> Option<String> {
+    html.split("name=\"csrf_token\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .map(str::to_owned)
+}

@@ -52,21 +52,14 @@ pub async fn list_users(
     caller.require(ServiceScope::UsersRead)?;
     let page = query(page)?;
     let limit = limit_of(page.limit)?;
-    let after = page.cursor;
-    let prefix = page.q.unwrap_or_default();
-    let mut users: Vec<_> = app
-        .store
-        .backend
-        .list_users()
-        .await?
-        .into_iter()
-        .filter(|u| u.name.starts_with(&prefix))
-        .filter(|u| after.as_ref().is_none_or(|a| u.name > *a))
-        .collect();
-    users.sort_by(|a, b| a.name.cmp(&b.name));
-    let more = users.len() > limit;
-    users.truncate(limit);
-    let next_cursor = more.then(|| users.last().map(|u| u.name.clone())).flatten();
+    let (users, next_cursor) = app
+        .accounts
+        .page_of_users(
+            page.q.as_deref().unwrap_or_default(),
+            page.cursor.as_deref(),
+            limit,
+        )
+        .await?;
     Ok(Json(UsersPage {
         users: users.iter().map(UserView::of).collect(),
         next_cursor,
