@@ -209,6 +209,8 @@ struct Operation {
 #[template(path = "api_docs.html")]
 struct Reference {
     title: String,
+    /// The layout's header: the reference page shows no account.
+    signed_in: Option<super::pages::SignedIn>,
     description: String,
     operations: Vec<Operation>,
 }
@@ -313,6 +315,7 @@ fn reference() -> Reference {
         }
     }
     Reference {
+        signed_in: None,
         title: doc["info"]["title"].as_str().unwrap_or("API").to_owned(),
         description: doc["info"]["description"].as_str().unwrap_or("").to_owned(),
         operations,

@@ -15,11 +15,10 @@ use axum::response::{Html, IntoResponse, Redirect, Response};
 use http::{HeaderValue, StatusCode, header};
 use serde::Deserialize;
 use sessiond_axum::{ApiError, CurrentUser, ErrorCode, JsonOrForm, Session};
-use sessiond_core::record::AUTH_TIME_ATTRIBUTE;
-use sessiond_core::{AttributeChange, SessionKey, StoreError, StoredSession};
+use sessiond_core::{SessionKey, StoreError, StoredSession};
 
 use crate::routes::SessionView;
-use crate::routes::reauth::recent_enough;
+use crate::routes::reauth::{recent_enough, record_proof};
 use crate::state::SharedState;
 
 /// Who is signed in, for the layout's header (with the sign-out form).
@@ -486,12 +485,7 @@ pub async fn reauthenticate(
         let next = form.next.as_deref().unwrap_or("/");
         return Ok(reauth_page(&app, &session, Some(message), e.status, next));
     }
-    let now = app.sessions.now();
-    session
-        .update(&[AttributeChange::set(AUTH_TIME_ATTRIBUTE, now.to_string())])
-        .await?;
-    session.cycle(None).await?;
-    tracing::info!(target: "sessiond::security", event = "reauthenticated", user = %user);
+    record_proof(&app, &session, &user).await?;
     let next = local(form.next.as_deref().unwrap_or("/"));
     Ok(Redirect::to(&format!("{next}?done=confirmed")).into_response())
 }

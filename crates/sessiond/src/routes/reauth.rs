@@ -56,6 +56,22 @@ impl FromRequestParts<SharedState> for RecentAuth {
     }
 }
 
+/// After the password was proven: the session records when (which opens
+/// its window) and moves to a fresh token (a privilege change). The time.
+pub(crate) async fn record_proof(
+    app: &SharedState,
+    session: &Session,
+    user: &str,
+) -> Result<sessiond_core::Millis, ApiError> {
+    let now = app.sessions.now();
+    session
+        .update(&[AttributeChange::set(AUTH_TIME_ATTRIBUTE, now.to_string())])
+        .await?;
+    session.cycle(None).await?;
+    tracing::info!(target: "sessiond::security", event = "reauthenticated", user = %user);
+    Ok(now)
+}
+
 /// Whether `record`'s last password proof is within its user's window.
 pub fn recent_enough(app: &SharedState, record: &sessiond_core::SessionRecord) -> bool {
     let window = app.config.reauth_window(&record.roles);
@@ -103,12 +119,7 @@ pub async fn reauthenticate(
     let current = session.verified().ok_or_else(ApiError::unauthenticated)?;
     let user = &current.record.user_id;
     app.accounts.prove_password(user, body.password).await?;
-    let now = app.sessions.now();
-    session
-        .update(&[AttributeChange::set(AUTH_TIME_ATTRIBUTE, now.to_string())])
-        .await?;
-    session.cycle(None).await?;
-    tracing::info!(target: "sessiond::security", event = "reauthenticated", user = %user);
+    let now = record_proof(&app, &session, user).await?;
     Ok(Json(Reauthenticated {
         auth_time: now / 1000,
         csrf_token: session.csrf_token(),
