@@ -22,6 +22,8 @@ struct State {
     by_user: HashMap<String, HashSet<SessionKey>>,
     users: BTreeMap<String, UserRecord>,
     settings: HashMap<String, Vec<u8>>,
+    /// The security-event log, oldest first.
+    events: std::collections::VecDeque<Vec<u8>>,
 }
 
 impl State {
@@ -284,6 +286,26 @@ impl SessionStore for MemoryStore {
 
 #[async_trait]
 impl UserStore for MemoryStore {
+    async fn append_events(&self, events: &[Vec<u8>], keep: usize) -> Result<(), StoreError> {
+        let mut state = self.state();
+        state.events.extend(events.iter().cloned());
+        while state.events.len() > keep {
+            state.events.pop_front();
+        }
+        Ok(())
+    }
+
+    async fn recent_events(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        Ok(self
+            .state()
+            .events
+            .iter()
+            .rev()
+            .take(limit)
+            .cloned()
+            .collect())
+    }
+
     async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         let mut state = self.state();
         if state.users.contains_key(&user.name) {

@@ -69,10 +69,12 @@ enum Op {
     CacheRead,
     CacheWrite,
     CacheInvalidate,
+    AppendEvents,
+    RecentEvents,
 }
 
 impl Op {
-    const COUNT: usize = 24;
+    const COUNT: usize = 26;
     const ALL: [Op; Op::COUNT] = [
         Op::Create,
         Op::Load,
@@ -98,6 +100,8 @@ impl Op {
         Op::CacheRead,
         Op::CacheWrite,
         Op::CacheInvalidate,
+        Op::AppendEvents,
+        Op::RecentEvents,
     ];
 
     fn name(self) -> &'static str {
@@ -126,6 +130,8 @@ impl Op {
             Op::CacheRead => "cache_read",
             Op::CacheWrite => "cache_write",
             Op::CacheInvalidate => "cache_invalidate",
+            Op::AppendEvents => "append_events",
+            Op::RecentEvents => "recent_events",
         }
     }
 
@@ -151,6 +157,7 @@ impl Op {
                 | Op::ListUsers
                 | Op::DeleteUser
                 | Op::GetSetting
+                | Op::RecentEvents
         )
     }
 
@@ -785,6 +792,20 @@ impl SessionStore for ResilientStore {
 
 #[async_trait]
 impl UserStore for ResilientStore {
+    async fn append_events(&self, events: &[Vec<u8>], keep: usize) -> Result<(), StoreError> {
+        // Not retried: a batch whose answer was lost may be in the log.
+        self.call(Op::AppendEvents, Scope::Events, || {
+            self.inner.append_events(events, keep)
+        })
+        .await
+    }
+    async fn recent_events(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.call(Op::RecentEvents, Scope::Events, || {
+            self.inner.recent_events(limit)
+        })
+        .await
+    }
+
     async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         self.call(Op::CreateUser, Scope::User(&user.name), || {
             self.inner.create_user(user)

@@ -262,6 +262,8 @@ pub enum Scope<'a> {
     RateLimit(&'a str),
     /// The shared response cache's generation counters (and entries).
     ResponseCache,
+    /// The security-event log.
+    Events,
     /// Every part at once (listings, counts, pings).
     Whole,
 }
@@ -334,6 +336,14 @@ pub trait UserStore: Send + Sync + 'static {
     ) -> Result<Option<crate::RateOutcome>, StoreError> {
         Ok(None)
     }
+
+    /// Appends security events (opaque blobs, oldest first) to the
+    /// store's one bounded log, which then keeps the newest `keep`; one
+    /// atomic step, so concurrent appends never leave more than `keep`.
+    async fn append_events(&self, events: &[Vec<u8>], keep: usize) -> Result<(), StoreError>;
+
+    /// The newest `limit` events of the log, newest first.
+    async fn recent_events(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError>;
 
     /// Whether this store holds the shared tier of a response cache (the
     /// `cache_*` calls), so that one node's fill serves every node and an

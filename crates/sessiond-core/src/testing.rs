@@ -1040,6 +1040,37 @@ pub mod cases {
         assert_eq!(read.entry, None, "an entry ends with its TTL");
     }
 
+    pub async fn the_event_log_keeps_the_newest_and_answers_newest_first(store: Arc<dyn Backend>) {
+        // One log per store: a unique tag tells this case's events apart
+        // from another case's on a shared store (one Redis).
+        let tag = unique_user("ev");
+        let event = |i: usize| format!("{tag}-{i}").into_bytes();
+        store
+            .append_events(&[event(1), event(2), event(3)], 1000)
+            .await
+            .unwrap();
+        store
+            .append_events(&[event(4), event(5)], 1000)
+            .await
+            .unwrap();
+        let mine = |all: Vec<Vec<u8>>| -> Vec<Vec<u8>> {
+            all.into_iter()
+                .filter(|e| e.starts_with(tag.as_bytes()))
+                .collect()
+        };
+        assert_eq!(
+            mine(store.recent_events(1000).await.unwrap()),
+            [event(5), event(4), event(3), event(2), event(1)]
+        );
+        assert_eq!(store.recent_events(2).await.unwrap(), [event(5), event(4)]);
+        // Bounded: past `keep`, the oldest go.
+        store.append_events(&[event(6)], 3).await.unwrap();
+        assert_eq!(
+            store.recent_events(10).await.unwrap(),
+            [event(6), event(5), event(4)]
+        );
+    }
+
     pub async fn settings_change_only_when_the_expected_value_matches(store: Arc<dyn Backend>) {
         let name = unique_user("setting");
         assert_eq!(store.get_setting(&name).await.unwrap(), None);
@@ -1327,6 +1358,7 @@ macro_rules! store_conformance_tests {
             expired_sessions_are_never_returned_and_the_sweeper_removes_them,
             users_are_created_once_updated_and_listed,
             settings_change_only_when_the_expected_value_matches,
+            the_event_log_keeps_the_newest_and_answers_newest_first,
             a_shared_response_cache_keeps_entries_and_counts_generations,
             attempts_are_taken_up_to_the_limit_and_a_refused_take_changes_nothing,
             a_burst_of_attempts_takes_no_more_than_the_limit,
@@ -1571,6 +1603,15 @@ impl<S: SessionStore + ?Sized> SessionStore for FaultyStore<S> {
 
 #[async_trait]
 impl<S: UserStore + ?Sized> UserStore for FaultyStore<S> {
+    async fn append_events(&self, events: &[Vec<u8>], keep: usize) -> Result<(), StoreError> {
+        self.gate().await?;
+        self.inner.append_events(events, keep).await
+    }
+    async fn recent_events(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        self.gate().await?;
+        self.inner.recent_events(limit).await
+    }
+
     async fn create_user(&self, user: &UserRecord) -> Result<(), StoreError> {
         self.inner.create_user(user).await
     }

@@ -427,6 +427,28 @@ impl UserStore for FileStore {
         Ok(out)
     }
 
+    async fn append_events(&self, events: &[Vec<u8>], keep: usize) -> Result<(), StoreError> {
+        match self
+            .writer
+            .call(Op::AppendEvents(events.to_vec(), keep))
+            .await?
+        {
+            Reply::Done => Ok(()),
+            other => Err(other.unexpected()),
+        }
+    }
+
+    async fn recent_events(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        let txn = self.db.begin_read().map_err(unavailable)?;
+        let table = txn.open_table(crate::tables::EVENTS).map_err(unavailable)?;
+        let mut out = Vec::with_capacity(limit.min(1024));
+        for entry in table.iter().map_err(unavailable)?.rev().take(limit) {
+            let (_, v) = entry.map_err(unavailable)?;
+            out.push(v.value().to_vec());
+        }
+        Ok(out)
+    }
+
     async fn get_setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         let txn = self.db.begin_read().map_err(unavailable)?;
         let table = txn.open_table(SETTINGS).map_err(unavailable)?;

@@ -15,6 +15,9 @@ pub(crate) const USERS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new(
 /// Setting name → opaque value (e.g. the JWT key ring).
 pub(crate) const SETTINGS: TableDefinition<'_, &str, &[u8]> = TableDefinition::new("settings_v1");
 
+/// Sequence number → one security event (opaque), oldest first; bounded.
+pub(crate) const EVENTS: TableDefinition<'_, u64, &[u8]> = TableDefinition::new("events_v1");
+
 /// Creates every table, so readers never meet a missing one.
 pub(crate) fn create_all(db: &Database) -> Result<(), redb::Error> {
     let txn = db.begin_write()?;
@@ -23,6 +26,7 @@ pub(crate) fn create_all(db: &Database) -> Result<(), redb::Error> {
     txn.open_table(EXPIRY)?;
     txn.open_table(USERS)?;
     txn.open_table(SETTINGS)?;
+    txn.open_table(EVENTS)?;
     txn.commit()?;
     Ok(())
 }

@@ -10,7 +10,9 @@
 
 use std::sync::Arc;
 
-use redb::{Database, MultimapTable, ReadableMultimapTable, ReadableTable, Table};
+use redb::{
+    Database, MultimapTable, ReadableMultimapTable, ReadableTable, ReadableTableMetadata, Table,
+};
 use sessiond_core::{
     AttributeBudget, AttributeChange, Clock, CycleChanges, ExpiryPolicy, Millis, Renewal,
     SessionKey, SessionLimit, SessionRecord, StoreError, SystemClock, UserRecord, ops,
@@ -20,7 +22,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use crate::FileStoreConfig;
 use crate::cache::NearCache;
 use crate::codec::{decode_session, decode_user, encode_session, encode_user, key_from_slice};
-use crate::tables::{EXPIRY, SESSIONS, SETTINGS, USER_SESSIONS, USERS};
+use crate::tables::{EVENTS, EXPIRY, SESSIONS, SETTINGS, USER_SESSIONS, USERS};
 
 /// A write the writer thread performs.
 pub(crate) enum Op {
@@ -44,6 +46,8 @@ pub(crate) enum Op {
     RemoveUser(String),
     /// Compare-and-set of a setting: name, expected value, new value.
     SwapSetting(String, Option<Vec<u8>>, Vec<u8>),
+    /// Append security events, then keep the newest this many.
+    AppendEvents(Vec<Vec<u8>>, usize),
     Close,
 }
 
@@ -206,6 +210,7 @@ struct Tables<'t> {
     expiry: Table<'t, (u64, &'static [u8]), ()>,
     users: Table<'t, &'static str, &'static [u8]>,
     settings: Table<'t, &'static str, &'static [u8]>,
+    events: Table<'t, u64, &'static [u8]>,
     /// Sessions this transaction changed or removed (for the near-cache).
     touched: Vec<SessionKey>,
 }
@@ -219,6 +224,7 @@ fn commit_batch(db: &Database, ops: Vec<Op>) -> Result<(Vec<Reply>, Vec<SessionK
             expiry: txn.open_table(EXPIRY)?,
             users: txn.open_table(USERS)?,
             settings: txn.open_table(SETTINGS)?,
+            events: txn.open_table(EVENTS)?,
             touched: Vec::new(),
         };
         let replies = ops
@@ -416,6 +422,19 @@ fn apply(t: &mut Tables<'_>, op: Op) -> Result<Reply, redb::Error> {
             } else {
                 Reply::Existed(false)
             }
+        }
+        Op::AppendEvents(events, keep) => {
+            let mut next = t.events.last()?.map_or(0, |(k, _)| k.value() + 1);
+            for e in &events {
+                t.events.insert(next, e.as_slice())?;
+                next += 1;
+            }
+            while usize::try_from(t.events.len()?).unwrap_or(usize::MAX) > keep {
+                if t.events.pop_first()?.is_none() {
+                    break;
+                }
+            }
+            Reply::Done
         }
         Op::Close => Reply::Done,
     })

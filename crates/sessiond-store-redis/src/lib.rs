@@ -470,6 +470,11 @@ impl RedisStore {
         ))
     }
 
+    /// The security-event log: one list, newest first, in one slot.
+    fn events_key(&self) -> String {
+        format!("{}{{ev}}events", self.prefix)
+    }
+
     fn user_key(&self, name: &str) -> String {
         format!("{}user:{name}", self.prefix)
     }
@@ -1084,6 +1089,7 @@ impl SessionStore for RedisStore {
             Scope::Attempts => shards::slot(b"att"),
             Scope::RateLimit(key) => shards::slot(self.rate_key(key).as_bytes()),
             Scope::ResponseCache => shards::slot(b"rcg"),
+            Scope::Events => shards::slot(b"ev"),
             _ => return FailureDomain::WHOLE,
         };
         map.domain(slot)
@@ -1170,6 +1176,38 @@ impl UserStore for RedisStore {
         }
         Ok(out)
     }
+    async fn append_events(&self, events: &[Vec<u8>], keep: usize) -> Result<(), StoreError> {
+        if events.is_empty() {
+            return Ok(());
+        }
+        // LPUSH puts each at the head: oldest first in, newest first out.
+        // MULTI: the push and the trim are one step to every other client.
+        let key = self.events_key();
+        let mut pipe = redis::pipe();
+        pipe.atomic()
+            .lpush(&key, events)
+            .ignore()
+            .ltrim(&key, 0, isize::try_from(keep).unwrap_or(isize::MAX) - 1)
+            .ignore();
+        pipe.query_async::<()>(&mut self.conn())
+            .await
+            .map_err(unavailable)
+    }
+
+    async fn recent_events(&self, limit: usize) -> Result<Vec<Vec<u8>>, StoreError> {
+        if limit == 0 {
+            return Ok(Vec::new());
+        }
+        self.conn()
+            .lrange(
+                self.events_key(),
+                0,
+                isize::try_from(limit).unwrap_or(isize::MAX) - 1,
+            )
+            .await
+            .map_err(unavailable)
+    }
+
     async fn get_setting(&self, name: &str) -> Result<Option<Vec<u8>>, StoreError> {
         self.conn()
             .get(self.setting_key(name))
