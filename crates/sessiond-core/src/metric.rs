@@ -42,6 +42,9 @@ catalogue! {
     /// Recorded by sweepers.
     SESSIONS_EXPIRED = "sessiond_sessions_expired_total", Counter,
         "Expired sessions removed by the sweeper (stores that expire keys themselves do not count)";
+    /// Recorded by the server's security-event recorder.
+    SECURITY_EVENTS_DROPPED = "sessiond_security_events_dropped_total", Counter,
+        "Security events not kept in the store's log (the recorder's queue was full or the store refused a batch); the security log target still has them";
     /// By `outcome` ([`LOGIN_OUTCOMES`]).
     LOGINS = "sessiond_logins_total", Counter,
         "Password checks by outcome: success, bad_credentials, throttled, busy";

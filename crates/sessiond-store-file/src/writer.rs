@@ -424,10 +424,9 @@ fn apply(t: &mut Tables<'_>, op: Op) -> Result<Reply, redb::Error> {
             }
         }
         Op::AppendEvents(events, keep) => {
-            let mut next = t.events.last()?.map_or(0, |(k, _)| k.value() + 1);
-            for e in &events {
-                t.events.insert(next, e.as_slice())?;
-                next += 1;
+            let first = t.events.last()?.map_or(0, |(k, _)| k.value() + 1);
+            for (seq, e) in (first..).zip(&events) {
+                t.events.insert(seq, e.as_slice())?;
             }
             while usize::try_from(t.events.len()?).unwrap_or(usize::MAX) > keep {
                 if t.events.pop_first()?.is_none() {

@@ -14,6 +14,8 @@
 //! - `accounts.rs`: credentials, password changes, users (the HTTP routes
 //!   and the CLI both go through it); `password_rules.rs`: which new
 //!   passwords are accepted (length, guessability).
+//! - `events.rs`: the security-event log in the store, written in batches
+//!   off the request path.
 //! - `tokens/`: the shared JWT key ring (`ring.rs`) and refresh families
 //!   (`refresh.rs`), on the session engine's clock.
 //! - `password.rs`: NFKC, then argon2id on a pool of its own, bounded;
@@ -31,6 +33,7 @@
 pub mod accounts;
 pub mod config;
 pub mod devices;
+pub mod events;
 pub mod middleware;
 pub mod observe;
 pub mod password;

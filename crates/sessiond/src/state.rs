@@ -220,6 +220,8 @@ pub struct AppState {
     pub store: StoreHandle,
     /// Credentials, passwords, users.
     pub accounts: Accounts,
+    /// The security-event log.
+    pub events: crate::events::Events,
     /// The signing key ring and access tokens.
     pub tokens: Arc<TokenService>,
     /// Refresh-token families.
@@ -273,6 +275,11 @@ impl AppState {
         let settings = config.token_settings();
         tokio::task::spawn_blocking(crate::password_rules::PasswordRules::warm_up);
         Ok(Self {
+            events: crate::events::Events::start(
+                store.backend.clone(),
+                sessions.clock(),
+                config.observability.security_events_kept,
+            ),
             accounts: Accounts::new(
                 store.backend.clone(),
                 sessions.clone(),

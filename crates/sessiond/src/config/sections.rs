@@ -447,6 +447,9 @@ pub struct ObservabilitySection {
     /// OpenTelemetry OTLP/gRPC endpoint for traces (`http://collector:4317`);
     /// needs a build with the `otel` feature.
     pub otlp_endpoint: Option<String>,
+    /// Security events the store's log keeps (the newest), for the admin
+    /// console and the service API.
+    pub security_events_kept: usize,
 }
 
 impl Default for ObservabilitySection {
@@ -457,6 +460,7 @@ impl Default for ObservabilitySection {
             metrics_listen: None,
             access_log: true,
             otlp_endpoint: None,
+            security_events_kept: 10_000,
         }
     }
 }

@@ -147,6 +147,10 @@ pub async fn revoke(
             e => e.into(),
         })?;
     tracing::info!(target: "sessiond::security", event = "session_revoked", user = %user.user_id());
+    app.events.record(crate::events::SecurityEvent::new(
+        "session_revoked",
+        Some(user.user_id()),
+    ));
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -168,6 +172,10 @@ pub async fn revoke_others(
         .revoke_user(user.user_id(), Some(&user.0.session))
         .await?;
     tracing::info!(target: "sessiond::security", event = "revoke_others", user = %user.user_id(), revoked = n);
+    app.events.record(
+        crate::events::SecurityEvent::new("revoke_others", Some(user.user_id()))
+            .with_detail(format!("{n} ended")),
+    );
     Ok(Json(RevokedCount { revoked: n }))
 }
 
@@ -218,6 +226,10 @@ pub async fn change_password(
             Some(&user.0.session),
         )
         .await?;
+    app.events.record(crate::events::SecurityEvent::new(
+        "password_changed",
+        Some(user.user_id()),
+    ));
     // A cookie session gets a fresh token (privilege change); a bearer
     // caller's family keeps going (its refresh token is rotated on use).
     if session.verified().is_some() {

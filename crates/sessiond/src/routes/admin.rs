@@ -82,6 +82,11 @@ pub async fn revoke_user_sessions(
     known_user(&app, &name).await?;
     let n = app.sessions.revoke_user(&name, None).await?;
     tracing::info!(target: "sessiond::security", event = "revoke_all", user = %name, by = %admin.user_id(), revoked = n);
+    app.events.record(
+        crate::events::SecurityEvent::new("admin_revoked_sessions", Some(&name))
+            .by(admin.user_id())
+            .with_detail(format!("{n} ended")),
+    );
     Ok(Json(Revoked {
         user: name,
         revoked: n,
@@ -105,5 +110,10 @@ pub async fn rotate_signing_key(
 ) -> Result<Json<RotatedKey>, ApiError> {
     let kid = app.tokens.rotate().await?;
     tracing::info!(target: "sessiond::security", event = "signing_key_rotated_by_admin", admin = %admin.user_id(), kid = %kid);
+    app.events.record(
+        crate::events::SecurityEvent::new("admin_rotated_signing_key", None)
+            .by(admin.user_id())
+            .with_detail(format!("new key {kid}")),
+    );
     Ok(Json(RotatedKey { kid }))
 }

@@ -28,6 +28,8 @@ const PAGE: usize = 25;
 struct Overview {
     title: &'static str,
     signed_in: Option<SignedIn>,
+    logins: usize,
+    failures: usize,
     sessions: Option<u64>,
     store: &'static str,
     breaker: &'static str,
@@ -40,10 +42,26 @@ pub async fn overview(
     session: Session,
 ) -> Result<Response, ApiError> {
     let backend = &app.store.backend;
+    let hour_ago = app.sessions.now().saturating_sub(3_600_000);
+    let recent = app
+        .events
+        .recent(&crate::events::EventFilter::default(), usize::MAX)
+        .await?;
+    let last_hour = recent.iter().take_while(|e| e.at >= hour_ago);
+    let (mut logins, mut failures) = (0, 0);
+    for e in last_hour {
+        match e.kind.as_str() {
+            "login_succeeded" => logins += 1,
+            "login_failed" | "login_throttled" => failures += 1,
+            _ => {}
+        }
+    }
     Ok(render(
         &Overview {
             title: "Admin",
             signed_in: SignedIn::of(&session),
+            logins,
+            failures,
             sessions: backend.count().await?,
             store: backend.backend_name(),
             breaker: app
@@ -268,6 +286,10 @@ pub async fn set_roles(
     match app.accounts.update(&name, Some(roles), None).await {
         Ok(_) => {
             tracing::info!(target: "sessiond::security", event = "admin_roles_changed", user = %name, by = %admin.user_id());
+            app.events.record(
+                crate::events::SecurityEvent::new("admin_roles_changed", Some(&name))
+                    .by(admin.user_id()),
+            );
             Ok(done(&name, "roles"))
         }
         Err(e) => refused(&app, &session, &name, e).await,
@@ -294,6 +316,17 @@ pub async fn set_disabled(
     match app.accounts.update(&name, None, Some(form.disabled)).await {
         Ok(_) => {
             tracing::info!(target: "sessiond::security", event = "admin_access_changed", user = %name, disabled = form.disabled, by = %admin.user_id());
+            app.events.record(
+                crate::events::SecurityEvent::new(
+                    if form.disabled {
+                        "admin_disabled_user"
+                    } else {
+                        "admin_enabled_user"
+                    },
+                    Some(&name),
+                )
+                .by(admin.user_id()),
+            );
             Ok(done(
                 &name,
                 if form.disabled { "disabled" } else { "enabled" },
@@ -323,6 +356,10 @@ pub async fn set_password(
     match app.accounts.set_password(&name, form.password).await {
         Ok(_) => {
             tracing::info!(target: "sessiond::security", event = "admin_password_set", user = %name, by = %admin.user_id());
+            app.events.record(
+                crate::events::SecurityEvent::new("admin_password_set", Some(&name))
+                    .by(admin.user_id()),
+            );
             Ok(done(&name, "password"))
         }
         Err(e) => refused(&app, &session, &name, e).await,
@@ -343,6 +380,11 @@ pub async fn end_all(
     let keep = (admin.user_id() == name).then_some(admin.0.session);
     let n = app.sessions.revoke_user(&name, keep.as_ref()).await?;
     tracing::info!(target: "sessiond::security", event = "revoke_all", user = %name, by = %admin.user_id(), revoked = n);
+    app.events.record(
+        crate::events::SecurityEvent::new("admin_revoked_sessions", Some(&name))
+            .by(admin.user_id())
+            .with_detail(format!("{n} ended")),
+    );
     Ok(done(&name, "ended-all"))
 }
 
@@ -363,6 +405,10 @@ pub async fn end_one(
     match ended {
         Ok(()) => {
             tracing::info!(target: "sessiond::security", event = "session_revoked_by_admin", user = %name, by = %admin.user_id());
+            app.events.record(
+                crate::events::SecurityEvent::new("admin_revoked_session", Some(&name))
+                    .by(admin.user_id()),
+            );
             Ok(done(&name, "ended"))
         }
         Err(StoreError::NotFound) => {
@@ -492,6 +538,11 @@ pub async fn rotate(
     }
     let kid = app.tokens.rotate().await?;
     tracing::info!(target: "sessiond::security", event = "signing_key_rotated_by_admin", admin = %admin.user_id(), kid = %kid);
+    app.events.record(
+        crate::events::SecurityEvent::new("admin_rotated_signing_key", None)
+            .by(admin.user_id())
+            .with_detail(format!("new key {kid}")),
+    );
     Ok(Redirect::to("/admin/keys?done=rotated").into_response())
 }
 
@@ -531,6 +582,11 @@ pub async fn create_service_key(
     match made {
         Ok((key, secret)) => {
             tracing::info!(target: "sessiond::security", event = "service_key_created_by_admin", key = %key.name, by = %admin.user_id());
+            app.events.record(
+                crate::events::SecurityEvent::new("admin_created_service_key", None)
+                    .by(admin.user_id())
+                    .with_detail(key.name.clone()),
+            );
             let mut page = keys_page(
                 &app,
                 &session,
@@ -565,6 +621,11 @@ pub async fn revoke_service_key(
     }
     if app.service_keys.revoke(&name).await? {
         tracing::info!(target: "sessiond::security", event = "service_key_revoked_by_admin", key = %name, by = %admin.user_id());
+        app.events.record(
+            crate::events::SecurityEvent::new("admin_revoked_service_key", None)
+                .by(admin.user_id())
+                .with_detail(name.clone()),
+        );
         Ok(Redirect::to("/admin/keys?done=revoked").into_response())
     } else {
         keys_page(
@@ -577,4 +638,75 @@ pub async fn revoke_service_key(
         )
         .await
     }
+}
+
+struct EventRow {
+    when: When,
+    kind: String,
+    user: Option<String>,
+    actor: Option<String>,
+    ip: Option<String>,
+    detail: Option<String>,
+}
+
+#[derive(Template)]
+#[template(path = "admin_events.html")]
+struct EventsPage {
+    title: &'static str,
+    signed_in: Option<SignedIn>,
+    user: String,
+    kind: String,
+    kept: usize,
+    events: Vec<EventRow>,
+}
+
+/// `?user&kind` of the event list.
+#[derive(Debug, Default, Deserialize)]
+pub struct EventsQuery {
+    #[serde(default)]
+    user: String,
+    #[serde(default)]
+    kind: String,
+}
+
+/// Events on one page.
+const EVENTS_SHOWN: usize = 200;
+
+/// `GET /admin/events`: the newest security events, filtered by user and kind.
+pub async fn events(
+    State(app): State<SharedState>,
+    session: Session,
+    query: Result<Query<EventsQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Response, ApiError> {
+    let Query(query) = query.map_err(|e| ApiError::new(ErrorCode::BadRequest, e.body_text()))?;
+    let filter = crate::events::EventFilter {
+        user: (!query.user.is_empty()).then(|| query.user.clone()),
+        kind: (!query.kind.is_empty()).then(|| query.kind.clone()),
+    };
+    let now = app.sessions.now() / 1000;
+    let events = app
+        .events
+        .recent(&filter, EVENTS_SHOWN)
+        .await?
+        .into_iter()
+        .map(|e| EventRow {
+            when: When::of(e.at / 1000, now),
+            kind: e.kind,
+            user: e.user,
+            actor: e.actor,
+            ip: e.ip,
+            detail: e.detail,
+        })
+        .collect();
+    Ok(render(
+        &EventsPage {
+            title: "Security events",
+            signed_in: SignedIn::of(&session),
+            user: query.user,
+            kind: query.kind,
+            kept: app.config.observability.security_events_kept,
+            events,
+        },
+        StatusCode::OK,
+    ))
 }

@@ -240,12 +240,20 @@ pub async fn login(
         .accounts
         .verify_credentials(&req.username, req.password, client, device.as_ref())
         .await
-        .map_err(|e| fail(e.into()))?;
+        .map_err(|e| {
+            if let Some(event) = crate::events::sign_in_refused(&req.username, client, &e) {
+                app.events.record(event);
+            }
+            fail(e.into())
+        })?;
     let record = session
         .login_remembered(&user.name, user.roles.clone(), req.remember)
         .await
         .map_err(|e| fail(e.into()))?;
     tracing::info!(target: "sessiond::security", event = "login_succeeded", user = %user.name);
+    app.events.record(
+        crate::events::SecurityEvent::new("login_succeeded", Some(&user.name)).from_ip(client),
+    );
     // The session exists now: a device cookie that cannot be made (its key
     // unreadable) must not turn the login into an error. Without it the
     // browser just stays on the anonymous counter.
@@ -283,9 +291,17 @@ pub async fn login(
         (status = 403, body = ErrorBody, description = "`csrf_failed`"),
         (status = 429, body = ErrorBody), (status = 503, body = ErrorBody),
     ))]
-pub async fn logout(session: Session, headers: HeaderMap) -> Result<Response, ApiError> {
+pub async fn logout(
+    State(app): State<SharedState>,
+    session: Session,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
     if let Some(s) = session.verified() {
         tracing::info!(target: "sessiond::security", event = "logout", user = %s.record.user_id);
+        app.events.record(crate::events::SecurityEvent::new(
+            "logout",
+            Some(&s.record.user_id),
+        ));
     }
     session.logout().await?;
     Ok(if body_kind(&headers) == Some(BodyKind::Form) {

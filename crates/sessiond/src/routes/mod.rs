@@ -217,6 +217,7 @@ fn table() -> Vec<(&'static str, Tier, MethodRouter<SharedState>)> {
             post(admin_pages::end_one),
         ),
         ("/admin/keys", Admin, get(admin_pages::keys)),
+        ("/admin/events", Admin, get(admin_pages::events)),
         ("/admin/keys/rotate", Admin, post(admin_pages::rotate)),
         (
             "/admin/service-keys",
@@ -266,6 +267,7 @@ fn table() -> Vec<(&'static str, Tier, MethodRouter<SharedState>)> {
                 .patch(service::update_user)
                 .delete(service::delete_user),
         ),
+        ("/api/v1/events", Public, get(service::list_events)),
         (
             "/api/v1/users/{id}/sessions",
             Public,
@@ -414,7 +416,8 @@ mod tests {
     }
 
     /// Routes the document leaves out, each with its reason.
-    const UNDOCUMENTED: [(&str, &str); 23] = [
+    const UNDOCUMENTED: [(&str, &str); 24] = [
+        ("/admin/events", "an admin page"),
         ("/", "a page"),
         ("/admin", "an admin page"),
         ("/admin/users", "an admin page"),
@@ -481,7 +484,7 @@ mod tests {
                 assert!(seen.insert(id.to_owned()), "{id} twice");
             }
         }
-        assert_eq!(seen.len(), 36);
+        assert_eq!(seen.len(), 37);
     }
 
     #[test]

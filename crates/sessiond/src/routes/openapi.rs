@@ -91,6 +91,7 @@ pub struct ErrorDetail {
         service::list_service_keys,
         service::create_service_key,
         service::revoke_service_key,
+        service::list_events,
     ),
     components(schemas(
         WhoamiRequest, IntrospectRequest, NewSessionRequest, NewUser, UserChange, NewServiceKey,

@@ -329,6 +329,10 @@ pub async fn end_session(
     match ended {
         Ok(()) => {
             tracing::info!(target: "sessiond::security", event = "session_revoked", user = %user.user_id());
+            app.events.record(crate::events::SecurityEvent::new(
+                "session_revoked",
+                Some(user.user_id()),
+            ));
             Ok(back("signed-out"))
         }
         Err(StoreError::NotFound) => {
@@ -400,6 +404,10 @@ pub async fn end_other_sessions(
         .revoke_user(&current.record.user_id, Some(&current.key))
         .await?;
     tracing::info!(target: "sessiond::security", event = "revoke_others", user = %current.record.user_id, revoked = n);
+    app.events.record(
+        crate::events::SecurityEvent::new("revoke_others", Some(&current.record.user_id))
+            .with_detail(format!("{n} ended")),
+    );
     Ok(back("others-signed-out"))
 }
 
@@ -429,6 +437,10 @@ pub async fn change_password(
         .await;
     match changed {
         Ok(_) => {
+            app.events.record(crate::events::SecurityEvent::new(
+                "password_changed",
+                Some(&current.record.user_id),
+            ));
             session.cycle(None).await?;
             Ok(back("password-changed"))
         }
@@ -535,6 +547,6 @@ mod tests {
         .unwrap();
         assert!(!html.contains("<script>alert"), "{html}");
         assert!(!html.contains("<img src=x"), "{html}");
-        assert!(html.contains("&lt;img src=x"), "{html}");
+        assert!(html.contains("&#60;img src=x"), "shown as text: {html}");
     }
 }

@@ -69,6 +69,10 @@ pub(crate) async fn record_proof(
         .await?;
     session.cycle(None).await?;
     tracing::info!(target: "sessiond::security", event = "reauthenticated", user = %user);
+    app.events.record(crate::events::SecurityEvent::new(
+        "reauthenticated",
+        Some(user),
+    ));
     Ok(now)
 }
 

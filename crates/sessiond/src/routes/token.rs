@@ -126,7 +126,12 @@ pub async fn issue(
             let user = app
                 .accounts
                 .verify_credentials(&c.username, c.password, client, None)
-                .await?;
+                .await
+                .inspect_err(|e| {
+                    if let Some(event) = crate::events::sign_in_refused(&c.username, client, e) {
+                        app.events.record(event);
+                    }
+                })?;
             (user.name, user.roles)
         }
         None => session
@@ -137,6 +142,8 @@ pub async fn issue(
     let (family, refresh) = app.families.start(&user, &roles, session.client()).await?;
     metrics::counter!(metric::TOKENS_ISSUED).increment(1);
     tracing::info!(target: "sessiond::security", event = "token_issued", user = %user, sid = %family.key.handle());
+    app.events
+        .record(crate::events::SecurityEvent::new("token_issued", Some(&user)).from_ip(client));
     token_response(&app, &user, &roles, &refresh).await
 }
 
@@ -191,6 +198,10 @@ pub async fn refresh(
         }
         Refreshed::Theft { user } => {
             tracing::warn!(target: "sessiond::security", event = "refresh_token_reused", user = %user, sid = %presented.key.handle(), "a spent refresh token came back: the family is revoked");
+            app.events.record(
+                crate::events::SecurityEvent::new("refresh_token_reused", Some(&user))
+                    .with_detail("a spent refresh token came back: its family is revoked"),
+            );
             Err(ErrorCode::InvalidGrant.into())
         }
         Refreshed::Invalid => Err(ErrorCode::InvalidGrant.into()),

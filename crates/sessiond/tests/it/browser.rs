@@ -510,6 +510,18 @@ async fn an_administrator_works_the_console_in_chromium_with_no_serious_accessib
     check_page(&browser, &axe, "admin-keys").await;
     browser.click("#rotate").await;
     browser.wait_for("The signing key is rotated").await;
+
+    // The console's log shows all of it, newest first (batched: a moment).
+    browser.goto(&format!("{site}/admin/events")).await;
+    let deadline = Instant::now() + Duration::from_secs(5);
+    while !browser.source().await.contains("admin_rotated_signing_key") {
+        assert!(Instant::now() < deadline, "the rotation never showed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        browser.goto(&format!("{site}/admin/events")).await;
+    }
+    let page = browser.wait_for("admin_revoked_sessions").await;
+    assert!(page.contains("login_succeeded"), "{page}");
+    check_page(&browser, &axe, "admin-events").await;
     browser.quit().await;
 }
 

@@ -370,3 +370,85 @@ fn csrf_of(html: &str) -> Option<String> {
         .and_then(|s| s.split('"').next())
         .map(str::to_owned)
 }
+
+/// The admin events page once it shows `text` (events reach the store in
+/// batches, within about half a second).
+async fn events_page_showing(root: &mut Client, path: &str, text: &str) -> String {
+    for _ in 0..50 {
+        let (status, html) = page(root, path).await;
+        assert_eq!(status, StatusCode::OK);
+        if html.contains(text) {
+            return html;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    panic!("{path} never showed {text}");
+}
+
+#[tokio::test]
+async fn the_security_events_of_sign_ins_and_admin_actions_are_kept_and_filtered() {
+    let app = spawn_app().await;
+    let mut root = app.login("root").await;
+    assert_eq!(
+        app.client().login("alice", "not-her-password").await,
+        StatusCode::UNAUTHORIZED
+    );
+    app.login("alice").await;
+    let r = form(&mut root, "/admin/users/alice/sessions/end-all", &[]).await;
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+
+    let html = events_page_showing(
+        &mut root,
+        "/admin/events?user=alice",
+        "admin_revoked_sessions",
+    )
+    .await;
+    assert!(
+        html.contains("login_failed") && html.contains("login_succeeded"),
+        "{html}"
+    );
+    assert!(html.contains(">root<"), "who did it: {html}");
+    let newest = html.find("admin_revoked_sessions").unwrap();
+    assert!(newest < html.find("login_failed").unwrap(), "newest first");
+    let html = events_page_showing(
+        &mut root,
+        "/admin/events?kind=admin_*",
+        "admin_revoked_sessions",
+    )
+    .await;
+    assert!(!html.contains("login_failed"), "{html}");
+    let (_, overview) = page(&mut root, "/admin").await;
+    assert!(
+        overview.contains("Failed or throttled sign-ins in the last hour</th><td>1<"),
+        "{overview}"
+    );
+
+    // The same log through the service API.
+    let keys = sessiond::service_keys::ServiceKeys::new(
+        app.store.clone(),
+        std::sync::Arc::new(app.clock.clone()),
+    );
+    let scopes = [sessiond::service_keys::ServiceScope::Admin]
+        .into_iter()
+        .collect();
+    let (_, secret) = keys.add("audit", scopes).await.unwrap();
+    let body: Value = reqwest::Client::new()
+        .get(format!(
+            "{}/api/v1/events?user=alice&kind=login_*",
+            app.base
+        ))
+        .bearer_auth(&secret)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let kinds: Vec<&str> = body["events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["login_succeeded", "login_failed"]);
+}

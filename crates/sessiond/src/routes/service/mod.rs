@@ -14,6 +14,7 @@
 //! request that carries a service key, so neither CSRF nor the caller's
 //! own session is involved.
 
+mod events;
 mod sessions;
 mod users;
 pub(crate) mod views;
@@ -24,6 +25,7 @@ use axum::http::{HeaderMap, header};
 use serde::Deserialize;
 use sessiond_axum::{ApiError, ErrorCode};
 
+pub use events::*;
 pub use sessions::*;
 pub use users::*;
 

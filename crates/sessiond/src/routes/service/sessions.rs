@@ -195,6 +195,10 @@ pub async fn create_session(
         })
         .await?;
     tracing::info!(target: "sessiond::security", event = "session_created_by_service", user = %body.user, by = %caller.0.name);
+    app.events.record(
+        crate::events::SecurityEvent::new("service_created_session", Some(&body.user))
+            .by(&format!("service key {}", caller.0.name)),
+    );
     let cookie = app.config.session_cookie();
     Ok((
         StatusCode::CREATED,
@@ -313,6 +317,10 @@ pub async fn revoke_user_sessions(
     let except = q.except.as_deref().map(public_id).transpose()?;
     let revoked = app.sessions.revoke_user(&user, except.as_ref()).await?;
     tracing::info!(target: "sessiond::security", event = "revoke_all", user = %user, by = %caller.0.name, revoked);
+    app.events.record(
+        crate::events::SecurityEvent::new("service_revoked_sessions", Some(&user))
+            .by(&format!("service key {}", caller.0.name)),
+    );
     Ok(Json(Revoked { user, revoked }))
 }
 
@@ -336,6 +344,10 @@ pub async fn revoke_session(
         return Err(ApiError::new(ErrorCode::NotFound, "no such session"));
     }
     tracing::info!(target: "sessiond::security", event = "session_revoked_by_service", session = %id, by = %caller.0.name);
+    app.events.record(
+        crate::events::SecurityEvent::new("service_revoked_session", None)
+            .by(&format!("service key {}", caller.0.name)),
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 

@@ -119,6 +119,10 @@ pub async fn create_user(
         .add_with_roles(&body.name, body.password, &roles(body.roles))
         .await?;
     tracing::info!(target: "sessiond::security", event = "user_created_by_service", user = %user.name, by = %caller.0.name);
+    app.events.record(
+        crate::events::SecurityEvent::new("service_created_user", Some(&user.name))
+            .by(&format!("service key {}", caller.0.name)),
+    );
     Ok((StatusCode::CREATED, Json(UserView::of(&user))))
 }
 
@@ -216,6 +220,10 @@ pub async fn update_user(
         .await
         .map_err(missing)?;
     tracing::info!(target: "sessiond::security", event = "user_changed_by_service", user = %name, by = %caller.0.name);
+    app.events.record(
+        crate::events::SecurityEvent::new("service_changed_user", Some(&name))
+            .by(&format!("service key {}", caller.0.name)),
+    );
     Ok(Json(UserChanged {
         user: UserView::of(&user),
         sessions_ended: ended + more,
@@ -239,6 +247,10 @@ pub async fn delete_user(
     caller.require(ServiceScope::UsersWrite)?;
     app.accounts.delete(&name).await?.ok_or_else(no_such_user)?;
     tracing::info!(target: "sessiond::security", event = "user_deleted_by_service", user = %name, by = %caller.0.name);
+    app.events.record(
+        crate::events::SecurityEvent::new("service_deleted_user", Some(&name))
+            .by(&format!("service key {}", caller.0.name)),
+    );
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -298,6 +310,11 @@ pub async fn create_service_key(
         .add_limited(&body.name, scopes, body.rate.as_deref())
         .await?;
     tracing::info!(target: "sessiond::security", event = "service_key_created_by_service", name = %record.name, by = %caller.0.name);
+    app.events.record(
+        crate::events::SecurityEvent::new("service_created_service_key", None)
+            .by(&format!("service key {}", caller.0.name))
+            .with_detail(record.name.clone()),
+    );
     Ok((
         StatusCode::CREATED,
         Json(NewServiceKeyView {
@@ -326,5 +343,10 @@ pub async fn revoke_service_key(
         return Err(ApiError::new(ErrorCode::NotFound, "no such service key"));
     }
     tracing::info!(target: "sessiond::security", event = "service_key_revoked_by_service", name = %name, by = %caller.0.name);
+    app.events.record(
+        crate::events::SecurityEvent::new("service_revoked_service_key", None)
+            .by(&format!("service key {}", caller.0.name))
+            .with_detail(name.clone()),
+    );
     Ok(StatusCode::NO_CONTENT)
 }
