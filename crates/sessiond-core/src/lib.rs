@@ -51,15 +51,15 @@ pub mod testing;
 pub use attempts::{Attempt, Counter, Refund};
 pub use manager::{NewSession, SessionManager, StoredSession, Verified};
 pub use memory::MemoryStore;
-pub use policy::{ExpiryPolicy, RoleRules, SessionRules};
+pub use policy::{ExpiryPolicy, OnLimit, RoleRules, SessionLimit, SessionRules};
 pub use rate::{LocalRates, Rate, RateOutcome};
 pub use record::{AttributeBudget, AttributeChange, ClientMeta, SessionRecord, UserRecord};
 pub use resilience::{
     BreakerConfig, BreakerState, ResilienceConfig, ResilientStore, retried_operations,
 };
 pub use store::{
-    Backend, BoxError, CacheRead, CycleChanges, FailureDomain, OnLimit, Renewal, Scope,
-    SessionLimit, SessionStore, StoreError, UserStore,
+    Backend, BoxError, CacheRead, CycleChanges, FailureDomain, Renewal, Scope, SessionStore,
+    StoreError, UserStore,
 };
 pub use time::{Clock, ManualClock, Millis, SystemClock};
 pub use token::{SessionKey, SessionToken, TokenError};

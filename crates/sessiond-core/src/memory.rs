@@ -9,10 +9,9 @@ use async_trait::async_trait;
 use crate::attempts::{Attempt, AttemptCounters, Counter, Refund};
 use crate::ops;
 use crate::policy::ExpiryPolicy;
+use crate::policy::SessionLimit;
 use crate::record::{AttributeBudget, AttributeChange, SessionRecord, UserRecord};
-use crate::store::{
-    CacheRead, CycleChanges, Renewal, SessionLimit, SessionStore, StoreError, UserStore,
-};
+use crate::store::{CacheRead, CycleChanges, Renewal, SessionStore, StoreError, UserStore};
 use crate::time::Millis;
 use crate::token::SessionKey;
 

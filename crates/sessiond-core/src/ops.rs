@@ -3,8 +3,9 @@
 //! the rules live in one place. Redis applies the same rules in Lua.
 
 use crate::policy::ExpiryPolicy;
+use crate::policy::{OnLimit, SessionLimit};
 use crate::record::{AttributeBudget, AttributeChange, SessionRecord};
-use crate::store::{CycleChanges, OnLimit, Renewal, SessionLimit, StoreError};
+use crate::store::{CycleChanges, Renewal, StoreError};
 use crate::time::Millis;
 use crate::token::SessionKey;
 

@@ -6,7 +6,6 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use crate::record::SessionRecord;
-use crate::store::{OnLimit, SessionLimit};
 use crate::time::{Millis, millis};
 
 /// How long sessions live and when they are renewed.
@@ -82,6 +81,26 @@ impl ExpiryPolicy {
     pub fn idle_millis(&self) -> Millis {
         millis(self.idle_timeout)
     }
+}
+
+/// How many live sessions one user may hold, and what a new one past that
+/// does ([`crate::SessionStore::create_limited`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionLimit {
+    /// Live sessions at most (at least 1).
+    pub max: usize,
+    /// What a session past `max` does.
+    pub on_limit: OnLimit,
+}
+
+/// See [`SessionLimit`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum OnLimit {
+    /// The user's oldest sessions (by creation) end to make room.
+    #[default]
+    EvictOldest,
+    /// The new session is refused ([`crate::StoreError::SessionLimit`]).
+    Refuse,
 }
 
 /// What one role changes in the session rules; a user with several roles

@@ -33,10 +33,10 @@ use tokio::time::Instant;
 use crate::attempts::{Attempt, Counter, Refund};
 use crate::metric;
 use crate::policy::ExpiryPolicy;
+use crate::policy::SessionLimit;
 use crate::record::{AttributeBudget, AttributeChange, SessionRecord, UserRecord};
 use crate::store::{
-    Backend, CycleChanges, FailureDomain, Renewal, Scope, SessionLimit, SessionStore, StoreError,
-    UserStore,
+    Backend, CycleChanges, FailureDomain, Renewal, Scope, SessionStore, StoreError, UserStore,
 };
 use crate::time::Millis;
 use crate::token::{SessionKey, user_shard};

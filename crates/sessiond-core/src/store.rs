@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use std::time::Duration;
 
 use crate::attempts::{Attempt, Counter, Refund};
-use crate::policy::ExpiryPolicy;
+use crate::policy::{ExpiryPolicy, SessionLimit};
 use crate::record::{AttributeBudget, AttributeChange, SessionRecord, UserRecord};
 use crate::time::Millis;
 use crate::token::SessionKey;
@@ -44,7 +44,7 @@ pub enum StoreError {
     },
     /// A new session was refused: the user holds as many live sessions as
     /// [`SessionLimit::max`] allows and the limit says
-    /// [`OnLimit::Refuse`]. Nothing was written.
+    /// [`crate::OnLimit::Refuse`]. Nothing was written.
     #[error("the user has {max} live sessions, the most allowed")]
     SessionLimit {
         /// The limit.
@@ -81,26 +81,6 @@ pub enum Renewal {
     Gone,
 }
 
-/// How many live sessions one user may hold, and what a new one past that
-/// does ([`SessionStore::create_limited`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct SessionLimit {
-    /// Live sessions at most (at least 1).
-    pub max: usize,
-    /// What a session past `max` does.
-    pub on_limit: OnLimit,
-}
-
-/// See [`SessionLimit`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub enum OnLimit {
-    /// The user's oldest sessions (by creation) end to make room.
-    #[default]
-    EvictOldest,
-    /// The new session is refused ([`StoreError::SessionLimit`]).
-    Refuse,
-}
-
 /// The changes [`SessionStore::cycle`] makes while moving a session.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct CycleChanges {
@@ -124,9 +104,9 @@ pub trait SessionStore: Send + Sync + 'static {
     /// [`SessionStore::create`] under a limit on the user's live sessions
     /// at `now`, as one atomic step: concurrent creates for one user never
     /// leave more than `limit.max` live sessions. Past the limit,
-    /// [`OnLimit::EvictOldest`] deletes the user's oldest sessions (by
+    /// [`crate::OnLimit::EvictOldest`] deletes the user's oldest sessions (by
     /// creation time) to make room and returns their keys;
-    /// [`OnLimit::Refuse`] writes nothing and fails with
+    /// [`crate::OnLimit::Refuse`] writes nothing and fails with
     /// [`StoreError::SessionLimit`].
     async fn create_limited(
         &self,

@@ -23,10 +23,9 @@ use proptest::prelude::*;
 
 use crate::attempts::{Attempt, Counter, Refund};
 use crate::policy::ExpiryPolicy;
+use crate::policy::{OnLimit, SessionLimit};
 use crate::record::{AttributeBudget, AttributeChange, ClientMeta, SessionRecord, UserRecord};
-use crate::store::{
-    Backend, CycleChanges, OnLimit, Renewal, SessionLimit, SessionStore, StoreError, UserStore,
-};
+use crate::store::{Backend, CycleChanges, Renewal, SessionStore, StoreError, UserStore};
 use crate::time::{Clock, ManualClock, Millis, SystemClock};
 use crate::token::{SessionKey, SessionToken};
 use crate::{NewSession, SessionManager};

@@ -12,7 +12,7 @@ use sessiond_core::{AttributeChange, SessionKey, StoreError};
 use utoipa::ToSchema;
 
 use crate::routes::SessionView;
-use crate::routes::openapi::ErrorBody;
+use crate::routes::errors::ErrorBody;
 use crate::routes::reauth::RecentAuth;
 use crate::routes::service::views::{AttributeChanges, AttributesVersion};
 use crate::state::SharedState;

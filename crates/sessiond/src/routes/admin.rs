@@ -7,7 +7,7 @@ use sessiond_axum::{ApiError, CurrentUser, ErrorCode};
 use utoipa::ToSchema;
 
 use crate::routes::SessionView;
-use crate::routes::openapi::ErrorBody;
+use crate::routes::errors::ErrorBody;
 use crate::routes::reauth::RecentAuth;
 use crate::routes::service::views::Revoked;
 use crate::state::SharedState;

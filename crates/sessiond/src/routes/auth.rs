@@ -10,7 +10,7 @@ use sessiond_axum::{ApiError, BodyKind, ClientIp, JsonOrForm, Session, body_kind
 use sessiond_core::token::{random_secret, secrets_equal};
 use utoipa::ToSchema;
 
-use crate::routes::openapi::ErrorBody;
+use crate::routes::errors::ErrorBody;
 use crate::routes::pages;
 use crate::state::SharedState;
 

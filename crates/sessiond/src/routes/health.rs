@@ -8,7 +8,7 @@ use sessiond_axum::{ApiError, ErrorCode};
 use sessiond_core::BreakerState;
 use utoipa::ToSchema;
 
-use crate::routes::openapi::ErrorBody;
+use crate::routes::errors::ErrorBody;
 use crate::state::SharedState;
 
 /// The liveness answer.

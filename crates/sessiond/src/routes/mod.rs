@@ -11,6 +11,7 @@ pub mod account;
 pub mod admin;
 pub mod admin_pages;
 pub mod auth;
+pub mod errors;
 pub mod gateway;
 pub mod health;
 pub mod openapi;

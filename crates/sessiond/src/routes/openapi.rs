@@ -15,9 +15,8 @@ use std::sync::OnceLock;
 
 use axum::http::header;
 use axum::response::IntoResponse;
-use serde::Serialize;
 use utoipa::openapi::security::{ApiKey, ApiKeyValue, HttpAuthScheme, HttpBuilder, SecurityScheme};
-use utoipa::{Modify, OpenApi, ToSchema};
+use utoipa::{Modify, OpenApi};
 
 use super::service::views::{
     AttributeChanges, AttributesVersion, CookieAttributes, Identity, Introspection, NewAttributes,
@@ -29,22 +28,7 @@ use super::service::{
 };
 use super::{SessionView, account, admin, auth, health, reauth, service, token};
 
-/// Every error: a stable code and a message for people.
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorBody {
-    /// What went wrong.
-    pub error: ErrorDetail,
-}
-
-/// See [`ErrorBody`].
-#[derive(Debug, Serialize, ToSchema)]
-pub struct ErrorDetail {
-    /// Stable: `invalid_body`, `unauthenticated`, `insufficient_scope`…
-    /// (README lists them all).
-    pub code: String,
-    /// For people; may change between versions.
-    pub message: String,
-}
+pub use super::errors::{ErrorBody, ErrorDetail};
 
 /// The document.
 #[derive(OpenApi)]

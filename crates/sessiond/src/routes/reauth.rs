@@ -19,7 +19,7 @@ use sessiond_core::AttributeChange;
 use sessiond_core::record::AUTH_TIME_ATTRIBUTE;
 use utoipa::ToSchema;
 
-use crate::routes::openapi::ErrorBody;
+use crate::routes::errors::ErrorBody;
 use crate::state::SharedState;
 
 /// The caller, whose last password proof is recent enough for a sensitive

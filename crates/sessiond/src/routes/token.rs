@@ -10,7 +10,7 @@ use sessiond_core::metric;
 use sessiond_jwt::TokenVerifier;
 use utoipa::ToSchema;
 
-use crate::routes::openapi::ErrorBody;
+use crate::routes::errors::ErrorBody;
 use crate::state::SharedState;
 use crate::tokens::{RefreshToken, Refreshed};
 

@@ -9,7 +9,7 @@ use utoipa::ToSchema;
 
 use super::{ServiceCaller, limit_of, query};
 use crate::events::{EventFilter, SecurityEvent};
-use crate::routes::openapi::ErrorBody;
+use crate::routes::errors::ErrorBody;
 use crate::service_keys::ServiceScope;
 use crate::state::SharedState;
 

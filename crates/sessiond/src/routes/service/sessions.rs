@@ -17,7 +17,7 @@ use super::views::{
     SessionInfo, SessionsPage, Whoami,
 };
 use super::{Page, ServiceCaller, limit_of, query};
-use crate::routes::openapi::ErrorBody;
+use crate::routes::errors::ErrorBody;
 use crate::service_keys::ServiceScope;
 use crate::state::SharedState;
 use crate::tokens::RefreshToken;

@@ -13,7 +13,7 @@ use super::views::{
 };
 use super::{ServiceCaller, limit_of, query};
 use crate::accounts::AccountError;
-use crate::routes::openapi::ErrorBody;
+use crate::routes::errors::ErrorBody;
 use crate::service_keys::ServiceScope;
 use crate::state::SharedState;
 
