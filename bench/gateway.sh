@@ -15,6 +15,9 @@
 #   (cd ../shared/peers/rust && cargo build --release --locked), nginx, wrk.
 #   Starts everything on loopback and stops it by PID.
 set -euo pipefail
+# ../shared/peers/bench.sh's contract wants the session cookie's 30-minute
+# Max-Age; sessiond gives one to remembered sessions only unless told.
+export SESSIOND_COOKIE__PERSISTENT=true
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$HERE/.."
 PEERS="$ROOT/../shared/peers"

@@ -10,6 +10,9 @@
 #   window). Needs: target/release/sessiond, the peers built as their README
 #   says, wrk, redis-server.
 set -euo pipefail
+# ../shared/peers/bench.sh's contract wants the session cookie's 30-minute
+# Max-Age; sessiond gives one to remembered sessions only unless told.
+export SESSIOND_COOKIE__PERSISTENT=true
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$HERE/.."
 PEERS="$ROOT/../shared/peers"

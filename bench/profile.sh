@@ -8,6 +8,9 @@
 #   ceiling-axum peer (fixed JSON, no session, no Redis). Needs perf, wrk,
 #   redis-server; starts and stops its own processes by PID.
 set -euo pipefail
+# ../shared/peers/bench.sh's contract wants the session cookie's 30-minute
+# Max-Age; sessiond gives one to remembered sessions only unless told.
+export SESSIOND_COOKIE__PERSISTENT=true
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$HERE/.."
 PEERS="$ROOT/../shared/peers"

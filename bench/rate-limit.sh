@@ -9,6 +9,9 @@
 #   (INFO commandstats over the wrk window). Needs target/release/sessiond,
 #   nginx, redis-server, wrk; stops what it starts by PID.
 set -euo pipefail
+# ../shared/peers/bench.sh's contract wants the session cookie's 30-minute
+# Max-Age; sessiond gives one to remembered sessions only unless told.
+export SESSIOND_COOKIE__PERSISTENT=true
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$HERE/.."
 ROUNDS="${1:-3}" SECS="${2:-10}" CONNS="${3:-64}"

@@ -24,6 +24,9 @@
 #   --release --locked), nginx, wrk (and redis-server for REDIS=1); stops
 #   what it starts by PID.
 set -euo pipefail
+# ../shared/peers/bench.sh's contract wants the session cookie's 30-minute
+# Max-Age; sessiond gives one to remembered sessions only unless told.
+export SESSIOND_COOKIE__PERSISTENT=true
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$HERE/.."
 PEERS="$ROOT/../shared/peers"

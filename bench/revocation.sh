@@ -7,6 +7,9 @@
 #   Env: NEAR_CACHE (true), PORT_BASE (6392; uses PORT_BASE and +1, +2).
 #   Starts and stops its own processes (by PID); loopback only.
 set -euo pipefail
+# ../shared/peers/bench.sh's contract wants the session cookie's 30-minute
+# Max-Age; sessiond gives one to remembered sessions only unless told.
+export SESSIOND_COOKIE__PERSISTENT=true
 HERE="$(cd "$(dirname "$0")" && pwd)"
 ROOT="$HERE/.."
 PEERS="$ROOT/../shared/peers"

@@ -49,6 +49,8 @@ pub struct SessionLayer {
 struct Shared {
     manager: SessionManager,
     cookie: CookieConfig,
+    /// Every session's cookie carries `Max-Age`, not only a remembered one's.
+    persistent: bool,
 }
 
 impl SessionLayer {
@@ -58,6 +60,7 @@ impl SessionLayer {
             shared: Arc::new(Shared {
                 manager,
                 cookie: CookieConfig::default(),
+                persistent: false,
             }),
         }
     }
@@ -71,8 +74,26 @@ impl SessionLayer {
     #[must_use]
     pub fn with_cookie(mut self, cookie: CookieConfig) -> Self {
         let cookie = CookieConfig::new(cookie.name, cookie.secure, cookie.same_site);
-        let manager = self.shared.manager.clone();
-        self.shared = Arc::new(Shared { manager, cookie });
+        let (manager, persistent) = (self.shared.manager.clone(), self.shared.persistent);
+        self.shared = Arc::new(Shared {
+            manager,
+            cookie,
+            persistent,
+        });
+        self
+    }
+
+    /// Gives every session's cookie a `Max-Age` (its remaining lifetime),
+    /// as before remembered sessions existed: for clients that expect one.
+    /// Off (the default): only a remembered session's cookie outlives the
+    /// browser.
+    #[must_use]
+    pub fn with_persistent_cookies(mut self, persistent: bool) -> Self {
+        self.shared = Arc::new(Shared {
+            manager: self.shared.manager.clone(),
+            cookie: self.shared.cookie.clone(),
+            persistent,
+        });
         self
     }
 
@@ -253,7 +274,11 @@ impl Session {
     }
 
     fn replace(&self, token: String, session: sessiond_core::StoredSession) {
-        let max_age = cookie_lifetime(&session.record, self.manager().now());
+        let max_age = cookie_lifetime(
+            &session.record,
+            self.manager().now(),
+            self.0.shared.persistent,
+        );
         *lock(&self.0.current) = Some(Verified {
             session,
             renewed: false,
@@ -262,12 +287,12 @@ impl Session {
     }
 }
 
-/// The cookie's `Max-Age`: the seconds until a remembered session ends if
-/// not renewed; `None` (a browser-session cookie) for any other session,
-/// which still ends on the server at its idle and absolute timeouts.
-fn cookie_lifetime(record: &SessionRecord, now: u64) -> Option<u64> {
-    record
-        .remembered()
+/// The cookie's `Max-Age`: the seconds until a remembered session (or any
+/// session, with persistent cookies) ends if not renewed; `None` (a
+/// browser-session cookie) for any other session, which still ends on the
+/// server at its idle and absolute timeouts.
+fn cookie_lifetime(record: &SessionRecord, now: u64, persistent: bool) -> Option<u64> {
+    (persistent || record.remembered())
         .then(|| record.expires_at().saturating_sub(now).div_ceil(1000))
 }
 
@@ -337,7 +362,7 @@ where
                 // cookie's lifetime follows (a browser-session cookie has none).
                 None if renewed => match (&presented, lock(&state.current).as_ref()) {
                     (Some(token), Some(v)) => {
-                        cookie_lifetime(&v.session.record, shared.manager.now())
+                        cookie_lifetime(&v.session.record, shared.manager.now(), shared.persistent)
                             .map(|secs| shared.cookie.set(token, secs))
                     }
                     _ => None,

@@ -241,7 +241,11 @@ pub fn service(
             BearerLayer::new(state.tokens.clone())
                 .with_other_credentials(crate::service_keys::PREFIX),
         )
-        .layer(SessionLayer::new(state.sessions.clone()).with_cookie(config.session_cookie()))
+        .layer(
+            SessionLayer::new(state.sessions.clone())
+                .with_cookie(config.session_cookie())
+                .with_persistent_cookies(config.cookie.persistent),
+        )
         // CSRF (sessiond's own routes) is a route layer in `routes::router`:
         // requests proxied to the application are judged by their access rule.
         .service(routes::router(state.clone()))

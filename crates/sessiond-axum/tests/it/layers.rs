@@ -171,6 +171,26 @@ async fn a_remembered_login_gets_a_cookie_that_outlives_the_browser() {
 }
 
 #[tokio::test]
+async fn with_persistent_cookies_every_login_gets_a_max_age() {
+    let sessions = SessionManager::new(Arc::new(MemoryStore::new()), ExpiryPolicy::default());
+    let router: Router = Router::new()
+        .route(
+            "/login",
+            post(|session: Session| async move {
+                session.login("alice", vec!["user".into()]).await?;
+                Ok::<_, ApiError>("in")
+            }),
+        )
+        .layer(SessionLayer::new(sessions).with_persistent_cookies(true));
+    let response = router
+        .oneshot(Request::post("/login").body(Body::empty()).unwrap())
+        .await
+        .unwrap();
+    let cookie = set_cookie(&response);
+    assert!(cookie.contains("Max-Age=1800"), "{cookie}");
+}
+
+#[tokio::test]
 async fn logout_clears_the_cookie_and_the_token_no_longer_works() {
     let app = app();
     let (token, csrf) = sign_in(&app, "user").await;

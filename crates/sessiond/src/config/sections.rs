@@ -245,6 +245,11 @@ pub struct CookieSection {
     pub secure: bool,
     /// `strict` or `lax`.
     pub same_site: SameSite,
+    /// Give every session's cookie a `Max-Age` (its remaining lifetime), as
+    /// before "keep me signed in" existed; off (the default): only a
+    /// remembered session's cookie outlives the browser. The load harness
+    /// in `../shared/peers` expects a 30-minute `Max-Age`.
+    pub persistent: bool,
 }
 
 impl Default for CookieSection {
@@ -254,6 +259,7 @@ impl Default for CookieSection {
             name: cookie.name,
             secure: cookie.secure,
             same_site: cookie.same_site,
+            persistent: false,
         }
     }
 }
